@@ -1,0 +1,12 @@
+use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_create_orgs;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261124_000001_create_orgs::Migration)]
+    }
+}

@@ -1,0 +1,162 @@
+//! Who may do what in an org: the one table of actions, roles and scopes.
+//!
+//! The orgs service answers `Authorize` from these rules; other services only name the
+//! action they are about to perform.
+
+use std::fmt;
+
+/// A member's role. Ordered: each role can do everything the one before it can.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Member,
+    Admin,
+    Owner,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Member => "member",
+            Self::Admin => "admin",
+            Self::Owner => "owner",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "member" => Some(Self::Member),
+            "admin" => Some(Self::Admin),
+            "owner" => Some(Self::Owner),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Everything a principal can be authorized for within an org.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    OrgRead,
+    OrgUpdate,
+    OrgDelete,
+    MembersRead,
+    MembersWrite,
+    KeysRead,
+    KeysWrite,
+    UsageRead,
+    AuditRead,
+    AdvisorsRead,
+    AdvisorsWrite,
+    McpTokensCreate,
+    McpTokensAdmin,
+}
+
+impl Action {
+    pub const ALL: &'static [Action] = &[
+        Self::OrgRead,
+        Self::OrgUpdate,
+        Self::OrgDelete,
+        Self::MembersRead,
+        Self::MembersWrite,
+        Self::KeysRead,
+        Self::KeysWrite,
+        Self::UsageRead,
+        Self::AuditRead,
+        Self::AdvisorsRead,
+        Self::AdvisorsWrite,
+        Self::McpTokensCreate,
+        Self::McpTokensAdmin,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OrgRead => "org.read",
+            Self::OrgUpdate => "org.update",
+            Self::OrgDelete => "org.delete",
+            Self::MembersRead => "members.read",
+            Self::MembersWrite => "members.write",
+            Self::KeysRead => "keys.read",
+            Self::KeysWrite => "keys.write",
+            Self::UsageRead => "usage.read",
+            Self::AuditRead => "audit.read",
+            Self::AdvisorsRead => "advisors.read",
+            Self::AdvisorsWrite => "advisors.write",
+            Self::McpTokensCreate => "mcp_tokens.create",
+            Self::McpTokensAdmin => "mcp_tokens.admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|a| a.as_str() == s)
+    }
+
+    /// The least role a member needs.
+    pub fn min_role(self) -> Role {
+        match self {
+            Self::OrgRead
+            | Self::MembersRead
+            | Self::KeysRead
+            | Self::UsageRead
+            | Self::AdvisorsRead
+            | Self::McpTokensCreate => Role::Member,
+            Self::OrgUpdate
+            | Self::MembersWrite
+            | Self::KeysWrite
+            | Self::AuditRead
+            | Self::AdvisorsWrite
+            | Self::McpTokensAdmin => Role::Admin,
+            Self::OrgDelete => Role::Owner,
+        }
+    }
+
+    /// The scope an API key (or MCP token) needs; None: keys may never do it.
+    pub fn key_scope(self) -> Option<&'static str> {
+        match self {
+            Self::OrgRead | Self::MembersRead => Some("read:orgs"),
+            Self::OrgUpdate | Self::OrgDelete | Self::MembersWrite | Self::AuditRead => {
+                Some("write:orgs")
+            }
+            Self::KeysRead => Some("read:keys"),
+            Self::KeysWrite => Some("write:keys"),
+            Self::UsageRead => Some("read:usage"),
+            Self::AdvisorsRead
+            | Self::AdvisorsWrite
+            | Self::McpTokensCreate
+            | Self::McpTokensAdmin => None,
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_round_trip_by_name() {
+        for a in Action::ALL {
+            assert_eq!(Action::parse(a.as_str()), Some(*a));
+        }
+        assert_eq!(Action::parse("keys.delete_everything"), None);
+    }
+
+    #[test]
+    fn roles_are_ordered() {
+        assert!(Role::Owner > Role::Admin && Role::Admin > Role::Member);
+        assert!(Role::Admin >= Action::KeysWrite.min_role());
+        assert!(Role::Member < Action::KeysWrite.min_role());
+    }
+}

@@ -1,0 +1,92 @@
+//! Connecting a service to its database: PostgreSQL (one schema per service) or SQLite.
+
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, SqlErr};
+
+/// Connects to `url`. On PostgreSQL the service's tables live in `schema`, so services
+/// may share one database without seeing each other's tables.
+pub async fn connect(
+    url: &str,
+    schema: &str,
+    max_connections: u32,
+) -> Result<DatabaseConnection, DbErr> {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .connect_timeout(Duration::from_secs(3))
+        // A database outage answers 503 quickly instead of queueing requests.
+        .acquire_timeout(Duration::from_secs(3))
+        .sqlx_logging(false);
+    if is_sqlite(url) {
+        ensure_sqlite_dir(url)?;
+        // One connection: SQLite serialises writes anyway, and one writer cannot
+        // deadlock upgrading a read transaction. The embedded default is for one machine.
+        options
+            .max_connections(1)
+            .min_connections(1)
+            .map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(5))
+                    .foreign_keys(true)
+            });
+        return Database::connect(options).await;
+    }
+    options
+        .max_connections(max_connections)
+        .min_connections(0)
+        .set_schema_search_path(schema.to_owned());
+    let db = Database::connect(options).await?;
+    if let Err(e) = db
+        .execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+        .await
+    {
+        // Two processes creating the schema at once: the loser finds it there.
+        if !is_unique_violation(&e) {
+            return Err(e);
+        }
+    }
+    Ok(db)
+}
+
+pub fn is_sqlite(url: &str) -> bool {
+    url.starts_with("sqlite:")
+}
+
+fn ensure_sqlite_dir(url: &str) -> Result<(), DbErr> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or(path);
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    if let Some(dir) = std::path::Path::new(path)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| DbErr::Custom(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    Ok(())
+}
+
+pub fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}
+
+/// The database could not be reached (as opposed to a query that failed).
+pub fn is_unavailable(err: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => matches!(
+            e.as_ref(),
+            sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Tls(_)
+        ),
+        _ => false,
+    }
+}

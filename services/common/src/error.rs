@@ -1,0 +1,240 @@
+//! One error vocabulary for every service: a closed [`Kind`] mapped once to gRPC and once
+//! to HTTP, a stable snake_case code carried in `google.rpc.ErrorInfo.reason`, and field
+//! violations carried in `google.rpc.BadRequest`.
+
+use http::StatusCode;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The error domain in `ErrorInfo`.
+pub const DOMAIN: &str = "keyplane";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    InvalidArgument,
+    Unauthenticated,
+    PermissionDenied,
+    NotFound,
+    Conflict,
+    FailedPrecondition,
+    TooManyRequests,
+    Unavailable,
+    Timeout,
+    Unimplemented,
+    Internal,
+}
+
+impl Kind {
+    pub fn grpc_code(self) -> Code {
+        match self {
+            Self::InvalidArgument => Code::InvalidArgument,
+            Self::Unauthenticated => Code::Unauthenticated,
+            Self::PermissionDenied => Code::PermissionDenied,
+            Self::NotFound => Code::NotFound,
+            Self::Conflict => Code::AlreadyExists,
+            Self::FailedPrecondition => Code::FailedPrecondition,
+            Self::TooManyRequests => Code::ResourceExhausted,
+            Self::Unavailable => Code::Unavailable,
+            Self::Timeout => Code::DeadlineExceeded,
+            Self::Unimplemented => Code::Unimplemented,
+            Self::Internal => Code::Internal,
+        }
+    }
+
+    pub fn from_grpc_code(code: Code) -> Self {
+        match code {
+            Code::InvalidArgument | Code::OutOfRange => Self::InvalidArgument,
+            Code::Unauthenticated => Self::Unauthenticated,
+            Code::PermissionDenied => Self::PermissionDenied,
+            Code::NotFound => Self::NotFound,
+            Code::AlreadyExists | Code::Aborted => Self::Conflict,
+            Code::FailedPrecondition => Self::FailedPrecondition,
+            Code::ResourceExhausted => Self::TooManyRequests,
+            Code::Unavailable | Code::Cancelled => Self::Unavailable,
+            Code::DeadlineExceeded => Self::Timeout,
+            Code::Unimplemented => Self::Unimplemented,
+            Code::Ok | Code::Unknown | Code::Internal | Code::DataLoss => Self::Internal,
+        }
+    }
+
+    pub fn http_status(self) -> StatusCode {
+        match self {
+            Self::InvalidArgument => StatusCode::BAD_REQUEST,
+            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::PermissionDenied => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Conflict | Self::FailedPrecondition => StatusCode::CONFLICT,
+            Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The code used when a status carries none of its own.
+    pub fn default_code(self) -> &'static str {
+        match self {
+            Self::InvalidArgument => "invalid_request",
+            Self::Unauthenticated => "unauthenticated",
+            Self::PermissionDenied => "forbidden",
+            Self::NotFound => "not_found",
+            Self::Conflict => "conflict",
+            Self::FailedPrecondition => "failed_precondition",
+            Self::TooManyRequests => "rate_limited",
+            Self::Unavailable => "service_unavailable",
+            Self::Timeout => "timeout",
+            Self::Unimplemented => "not_implemented",
+            Self::Internal => "internal_error",
+        }
+    }
+}
+
+/// A problem with one field of a request.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FieldViolation {
+    pub field: String,
+    pub problem: String,
+}
+
+impl FieldViolation {
+    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// What every service's error enum knows about itself.
+pub trait ServiceError: std::error::Error + Sized {
+    fn kind(&self) -> Kind;
+
+    /// Stable snake_case machine code, the same over gRPC and REST.
+    fn code(&self) -> &'static str;
+
+    fn violations(&self) -> Vec<FieldViolation> {
+        Vec::new()
+    }
+
+    /// A status from another service, to pass through unchanged.
+    fn into_upstream(self) -> Result<Status, Self> {
+        Err(self)
+    }
+
+    fn into_status(self) -> Status {
+        let this = match self.into_upstream() {
+            Ok(status) => return status,
+            Err(this) => this,
+        };
+        let kind = this.kind();
+        if kind == Kind::Internal {
+            // The cause goes to the log; the caller learns only that it was ours.
+            tracing::error!(error = %this, source = ?std::error::Error::source(&this), "internal error");
+            return status(kind, this.code(), "internal error", &[]);
+        }
+        status(kind, this.code(), this.to_string(), &this.violations())
+    }
+}
+
+/// A status with the stable code in `ErrorInfo` and field problems in `BadRequest`.
+pub fn status(
+    kind: Kind,
+    code: &str,
+    message: impl Into<String>,
+    violations: &[FieldViolation],
+) -> Status {
+    let mut details = ErrorDetails::with_error_info(code, DOMAIN, std::collections::HashMap::new());
+    for v in violations {
+        details.add_bad_request_violation(v.field.clone(), v.problem.clone());
+    }
+    Status::with_error_details(kind.grpc_code(), message, details)
+}
+
+/// A status for invalid request fields.
+pub fn invalid(violations: Vec<FieldViolation>) -> Status {
+    let message = violations
+        .iter()
+        .map(|v| format!("{} {}", v.field, v.problem))
+        .collect::<Vec<_>>()
+        .join("; ");
+    status(
+        Kind::InvalidArgument,
+        "validation_failed",
+        message,
+        &violations,
+    )
+}
+
+/// The stable code and field violations a status carries, as the gateway reads them.
+pub fn decode(status: &Status) -> (Kind, String, Vec<FieldViolation>) {
+    let kind = kind_of(status);
+    let details = status.get_error_details();
+    let code = details
+        .error_info()
+        .map(|info| info.reason.clone())
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| kind.default_code().to_owned());
+    let violations = details
+        .bad_request()
+        .map(|b| {
+            b.field_violations
+                .iter()
+                .map(|v| FieldViolation::new(v.field.clone(), v.description.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    (kind, code, violations)
+}
+
+/// The kind of a status; tonic reports a client-side deadline as CANCELLED.
+pub fn kind_of(status: &Status) -> Kind {
+    if status.code() == Code::Cancelled && status.message() == "Timeout expired" {
+        return Kind::Timeout;
+    }
+    Kind::from_grpc_code(status.code())
+}
+
+/// A copy of a status (tonic's `Status` is not `Clone`), keeping code, message and details.
+pub fn clone_status(status: &Status) -> Status {
+    Status::with_details_and_metadata(
+        status.code(),
+        status.message().to_owned(),
+        bytes::Bytes::copy_from_slice(status.details()),
+        status.metadata().clone(),
+    )
+}
+
+/// The stable code of a status alone.
+pub fn code_of(status: &Status) -> String {
+    decode(status).1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_violations_survive_the_status() {
+        let s = status(
+            Kind::InvalidArgument,
+            "validation_failed",
+            "name is required",
+            &[FieldViolation::new("name", "is required")],
+        );
+        let (kind, code, violations) = decode(&s);
+        assert_eq!(kind, Kind::InvalidArgument);
+        assert_eq!(code, "validation_failed");
+        assert_eq!(violations, vec![FieldViolation::new("name", "is required")]);
+        assert_eq!(s.message(), "name is required");
+    }
+
+    #[test]
+    fn a_bare_status_gets_the_default_code() {
+        assert_eq!(code_of(&Status::unavailable("down")), "service_unavailable");
+        assert_eq!(
+            Kind::from_grpc_code(Code::Unimplemented).http_status(),
+            StatusCode::NOT_IMPLEMENTED
+        );
+    }
+}

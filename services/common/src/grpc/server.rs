@@ -1,0 +1,63 @@
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::{
+    Request, Status,
+    service::Routes,
+    transport::{Server, server::TcpIncoming},
+};
+use tonic_health::ServingStatus;
+
+use crate::{internal_auth::InternalAuth, telemetry};
+
+/// Serves one service's routes on an already-bound listener until `shutdown`, with the
+/// gRPC health protocol and reflection beside it (both open to all: probes and grpcurl).
+pub async fn serve(
+    service_name: &'static str,
+    routes: Routes,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status(service_name, ServingStatus::Serving)
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(keyplane_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("the built-in descriptor sets are valid");
+    let routes = routes.add_service(health_service).add_service(reflection);
+    let draining = async move {
+        shutdown.cancelled().await;
+        health
+            .set_service_status(service_name, ServingStatus::NotServing)
+            .await;
+        health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+    };
+    tracing::info!(service = service_name, addr = ?listener.local_addr().ok(), "grpc server listening");
+    Server::builder()
+        .trace_fn(|request| {
+            let span = tracing::info_span!("grpc", rpc = %request.uri().path());
+            telemetry::set_parent_from(&span, request.headers());
+            span
+        })
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), draining)
+        .await
+}
+
+/// Refuses callers that do not prove they are inside the system, and hands the verified
+/// caller (and the principal it acts for) to the handler in the request's extensions.
+pub fn internal_auth_interceptor(
+    auth: Arc<InternalAuth>,
+) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone + Send + Sync + 'static {
+    move |mut request: Request<()>| {
+        let caller = auth.verify_request(&request)?;
+        request.extensions_mut().insert(caller);
+        Ok(request)
+    }
+}
