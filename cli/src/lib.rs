@@ -1,1 +1,7 @@
+//! The `keyplane` binary's library: one process running every service (`up`), one service
+//! (`serve --target`), or the migrations. The end-to-end tests start the platform through
+//! [`platform::run`], the same code as `keyplane up`.
 
+pub mod migrate;
+pub mod platform;
+pub mod single;

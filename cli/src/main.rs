@@ -1,1 +1,120 @@
-fn main() {}
+//! `keyplane`: run the platform, one of its services, or its migrations.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use keyplane_cli::{migrate, platform, single};
+use keyplane_common::config::{CommonConfig, Env, Mode, Target};
+
+#[derive(Parser)]
+#[command(name = "keyplane", version, about = "Keyplane: a self-hostable developer control plane")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Every service and the gateway in one process (SQLite and an in-process cache by default).
+    Up,
+    /// One service of a deployment.
+    Serve {
+        /// identity, keys, orgs, usage, advisors, families or gateway.
+        #[arg(long, value_parser = parse_target)]
+        target: Target,
+    },
+    /// Apply the database migrations of one service, or of all of them.
+    Migrate {
+        #[arg(long, value_parser = parse_target)]
+        target: Option<Target>,
+    },
+}
+
+fn parse_target(s: &str) -> Result<Target, String> {
+    Target::parse(s).ok_or_else(|| {
+        let names: Vec<_> = Target::ALL.iter().map(|t| t.name()).collect();
+        format!("unknown target {s:?}; choose one of {}", names.join(", "))
+    })
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let service = match &cli.command {
+        Command::Serve { target } => format!("keyplane-{target}"),
+        _ => "keyplane".to_owned(),
+    };
+    let _telemetry = match keyplane_common::telemetry::init(&service) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("keyplane: telemetry: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Up => up().await,
+        Command::Serve { target } => serve(target).await,
+        Command::Migrate { target } => migrate_databases(target).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Config(e)) => {
+            eprintln!("keyplane: {e}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Run(e)) => {
+            eprintln!("keyplane: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+enum Failure {
+    Config(keyplane_common::config::ConfigError),
+    Run(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Self::Run(e)
+    }
+}
+
+async fn up() -> Result<(), Failure> {
+    let env = Env::from_process();
+    // Where each process listens is also where its peers call it.
+    let addresses = {
+        let mut probe = env.clone();
+        let common = CommonConfig::from_env(&mut probe, Mode::AllInOne);
+        let addrs: Vec<_> =
+            Target::ALL.iter().map(|t| (*t, common.listen_addr(&mut probe, *t, Mode::AllInOne))).collect();
+        addrs
+    };
+    let addr_of = |t: Target| addresses.iter().find(|(x, _)| *x == t).map(|(_, a)| *a).expect("every target listed");
+    let config = platform::PlatformConfig::from_env(env, addr_of).map_err(Failure::Config)?;
+    let listeners = platform::Listeners::bind(|t| config.listen_addr(t))
+        .await
+        .map_err(|e| Failure::Run(anyhow::anyhow!("cannot bind the platform's ports: {e}")))?;
+    tracing::info!(url = %format!("http://{}", listeners.addr(Target::Gateway)), "keyplane is up");
+    platform::run(config, listeners, keyplane_common::shutdown::on_signal()).await?;
+    Ok(())
+}
+
+async fn serve(target: Target) -> Result<(), Failure> {
+    let config = single::SingleConfig::from_env(Env::from_process(), target).map_err(Failure::Config)?;
+    single::run(config, keyplane_common::shutdown::on_signal()).await?;
+    Ok(())
+}
+
+async fn migrate_databases(target: Option<Target>) -> Result<(), Failure> {
+    let mut env = Env::from_process();
+    let common = CommonConfig::from_env(&mut env, Mode::AllInOne);
+    let targets: Vec<(Target, String)> = Target::ALL
+        .iter()
+        .filter(|t| **t != Target::Gateway && target.is_none_or(|only| only == **t))
+        .map(|t| (*t, common.database_url(&mut env, *t)))
+        .collect();
+    env.finish().map_err(Failure::Config)?;
+    migrate::run(&targets).await?;
+    Ok(())
+}

@@ -18,9 +18,5 @@ pub fn create_outbox() -> TableCreateStatement {
 }
 
 pub fn index_outbox_due() -> IndexCreateStatement {
-    Index::create()
-        .name("outbox_due")
-        .table("outbox")
-        .col("next_attempt_at")
-        .to_owned()
+    Index::create().name("outbox_due").table("outbox").col("next_attempt_at").to_owned()
 }

@@ -3,8 +3,7 @@
 #![allow(clippy::all, clippy::pedantic)]
 
 /// Encoded descriptor set of every Keyplane proto, for gRPC reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/keyplane_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/keyplane_descriptor.bin"));
 
 pub mod types {
     pub mod v1 {

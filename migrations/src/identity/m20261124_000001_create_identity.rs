@@ -34,15 +34,7 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("users_email")
-                    .table("users")
-                    .col("email")
-                    .to_owned(),
-            )
-            .await?;
+        manager.create_index(Index::create().name("users_email").table("users").col("email").to_owned()).await?;
 
         manager
             .create_table(
@@ -57,15 +49,7 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("sessions_user")
-                    .table("sessions")
-                    .col("user_id")
-                    .to_owned(),
-            )
-            .await?;
+        manager.create_index(Index::create().name("sessions_user").table("sessions").col("user_id").to_owned()).await?;
 
         manager
             .create_table(
@@ -82,11 +66,7 @@ impl MigrationTrait for Migration {
             .await?;
         manager
             .create_index(
-                Index::create()
-                    .name("refresh_tokens_session")
-                    .table("refresh_tokens")
-                    .col("session_id")
-                    .to_owned(),
+                Index::create().name("refresh_tokens_session").table("refresh_tokens").col("session_id").to_owned(),
             )
             .await?;
 
@@ -112,9 +92,7 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for table in ["signing_keys", "refresh_tokens", "sessions", "users"] {
-            manager
-                .drop_table(Table::drop().table(table).to_owned())
-                .await?;
+            manager.drop_table(Table::drop().table(table).to_owned()).await?;
         }
         Ok(())
     }

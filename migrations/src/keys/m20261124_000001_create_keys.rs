@@ -38,14 +38,7 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("credentials_hash")
-                    .table("credentials")
-                    .col("hash")
-                    .unique()
-                    .to_owned(),
-            )
+            .create_index(Index::create().name("credentials_hash").table("credentials").col("hash").unique().to_owned())
             .await?;
         manager
             .create_index(
@@ -100,9 +93,7 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for table in ["outbox", "bootstrap_claims", "credentials"] {
-            manager
-                .drop_table(Table::drop().table(table).to_owned())
-                .await?;
+            manager.drop_table(Table::drop().table(table).to_owned()).await?;
         }
         Ok(())
     }

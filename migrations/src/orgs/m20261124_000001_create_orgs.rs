@@ -36,15 +36,7 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("members_user")
-                    .table("members")
-                    .col("user_id")
-                    .to_owned(),
-            )
-            .await?;
+        manager.create_index(Index::create().name("members_user").table("members").col("user_id").to_owned()).await?;
 
         // A user's developer org: the primary key makes ensure-dev-org idempotent.
         manager
@@ -95,9 +87,7 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for table in ["outbox", "audit_events", "dev_orgs", "members", "orgs"] {
-            manager
-                .drop_table(Table::drop().table(table).to_owned())
-                .await?;
+            manager.drop_table(Table::drop().table(table).to_owned()).await?;
         }
         Ok(())
     }

@@ -44,6 +44,13 @@ impl AuditRecord {
         }
     }
 
+    /// Records where the request came from.
+    pub fn from_caller(mut self, caller: &crate::internal_auth::Caller) -> Self {
+        self.ip = caller.client_ip.clone();
+        self.user_agent = caller.user_agent.clone();
+        self
+    }
+
     pub fn with_metadata(mut self, metadata: serde_json::Value) -> Self {
         self.metadata = metadata;
         self
@@ -54,15 +61,9 @@ impl AuditRecord {
             id: self.id.to_string(),
             org_id: self.org_id.to_string(),
             at: Some(time::to_proto(self.at)),
-            actor: Some(pb::Actor {
-                r#type: self.actor_type.clone(),
-                id: self.actor_id.clone(),
-            }),
+            actor: Some(pb::Actor { r#type: self.actor_type.clone(), id: self.actor_id.clone() }),
             action: self.action.clone(),
-            target: Some(pb::Target {
-                r#type: self.target_type.clone(),
-                id: self.target_id.clone(),
-            }),
+            target: Some(pb::Target { r#type: self.target_type.clone(), id: self.target_id.clone() }),
             ip: self.ip.clone(),
             user_agent: self.user_agent.clone(),
             metadata: match json_to_proto(&self.metadata).kind {
@@ -103,15 +104,10 @@ pub fn json_to_proto(value: &serde_json::Value) -> Value {
         J::Bool(b) => ValueKind::BoolValue(*b),
         J::Number(n) => ValueKind::NumberValue(n.as_f64().unwrap_or_default()),
         J::String(s) => ValueKind::StringValue(s.clone()),
-        J::Array(items) => ValueKind::ListValue(ListValue {
-            values: items.iter().map(json_to_proto).collect(),
-        }),
-        J::Object(map) => ValueKind::StructValue(Struct {
-            fields: map
-                .iter()
-                .map(|(k, v)| (k.clone(), json_to_proto(v)))
-                .collect(),
-        }),
+        J::Array(items) => ValueKind::ListValue(ListValue { values: items.iter().map(json_to_proto).collect() }),
+        J::Object(map) => {
+            ValueKind::StructValue(Struct { fields: map.iter().map(|(k, v)| (k.clone(), json_to_proto(v))).collect() })
+        }
     };
     Value { kind: Some(kind) }
 }
@@ -130,20 +126,13 @@ pub fn proto_to_json(value: &Value) -> serde_json::Value {
             }
         }
         Some(ValueKind::StringValue(s)) => J::String(s.clone()),
-        Some(ValueKind::ListValue(list)) => {
-            J::Array(list.values.iter().map(proto_to_json).collect())
-        }
+        Some(ValueKind::ListValue(list)) => J::Array(list.values.iter().map(proto_to_json).collect()),
         Some(ValueKind::StructValue(s)) => struct_to_json(s),
     }
 }
 
 pub fn struct_to_json(s: &Struct) -> serde_json::Value {
-    serde_json::Value::Object(
-        s.fields
-            .iter()
-            .map(|(k, v)| (k.clone(), proto_to_json(v)))
-            .collect(),
-    )
+    serde_json::Value::Object(s.fields.iter().map(|(k, v)| (k.clone(), proto_to_json(v))).collect())
 }
 
 #[cfg(test)]
@@ -154,15 +143,11 @@ mod tests {
     fn events_survive_the_proto_round_trip() {
         let record = AuditRecord::new(
             Uuid::now_v7(),
-            &Principal::Service {
-                name: "keys".into(),
-            },
+            &Principal::Service { name: "keys".into() },
             "api_key.created",
             ("api_key", "k1".into()),
         )
-        .with_metadata(
-            serde_json::json!({"count": 3, "scopes": ["read:keys"], "nested": {"ok": true}}),
-        );
+        .with_metadata(serde_json::json!({"count": 3, "scopes": ["read:keys"], "nested": {"ok": true}}));
         assert_eq!(AuditRecord::from_proto(&record.to_proto()), Some(record));
     }
 }

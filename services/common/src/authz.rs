@@ -6,9 +6,7 @@
 use std::fmt;
 
 /// A member's role. Ordered: each role can do everything the one before it can.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Member,
@@ -121,16 +119,11 @@ impl Action {
     pub fn key_scope(self) -> Option<&'static str> {
         match self {
             Self::OrgRead | Self::MembersRead => Some("read:orgs"),
-            Self::OrgUpdate | Self::OrgDelete | Self::MembersWrite | Self::AuditRead => {
-                Some("write:orgs")
-            }
+            Self::OrgUpdate | Self::OrgDelete | Self::MembersWrite | Self::AuditRead => Some("write:orgs"),
             Self::KeysRead => Some("read:keys"),
             Self::KeysWrite => Some("write:keys"),
             Self::UsageRead => Some("read:usage"),
-            Self::AdvisorsRead
-            | Self::AdvisorsWrite
-            | Self::McpTokensCreate
-            | Self::McpTokensAdmin => None,
+            Self::AdvisorsRead | Self::AdvisorsWrite | Self::McpTokensCreate | Self::McpTokensAdmin => None,
         }
     }
 }

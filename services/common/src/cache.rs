@@ -107,37 +107,18 @@ impl Cache {
         let manager = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
         Ok(Self::with_backend(
             prefix,
-            Backend::Redis(RedisBackend {
-                client,
-                manager,
-                down_until_ms: AtomicU64::new(0),
-                epoch: Instant::now(),
-            }),
+            Backend::Redis(RedisBackend { client, manager, down_until_ms: AtomicU64::new(0), epoch: Instant::now() }),
         ))
     }
 
     /// The in-process cache and bus of the embedded default.
     pub fn memory(prefix: &str) -> Self {
-        let store = moka::sync::Cache::builder()
-            .max_capacity(100_000)
-            .expire_after(PerEntryTtl)
-            .build();
-        Self::with_backend(
-            prefix,
-            Backend::Memory(MemoryBackend {
-                store,
-                channels: Mutex::default(),
-            }),
-        )
+        let store = moka::sync::Cache::builder().max_capacity(100_000).expire_after(PerEntryTtl).build();
+        Self::with_backend(prefix, Backend::Memory(MemoryBackend { store, channels: Mutex::default() }))
     }
 
     fn with_backend(prefix: &str, backend: Backend) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                prefix: prefix.to_owned(),
-                backend,
-            }),
-        }
+        Self { inner: Arc::new(Inner { prefix: prefix.to_owned(), backend }) }
     }
 
     pub fn is_redis(&self) -> bool {
@@ -164,38 +145,23 @@ impl Cache {
         let key = self.key(key);
         match &self.inner.backend {
             Backend::Memory(m) => {
-                m.store.insert(
-                    key,
-                    MemoryEntry {
-                        value: value.into(),
-                        ttl,
-                    },
-                );
+                m.store.insert(key, MemoryEntry { value: value.into(), ttl });
                 Ok(())
             }
             Backend::Redis(r) => {
                 let value = value.to_vec();
-                r.run(|mut c| async move { c.set_ex(key, value, ttl.as_secs().max(1)).await })
-                    .await
+                r.run(|mut c| async move { c.set_ex(key, value, ttl.as_secs().max(1)).await }).await
             }
         }
     }
 
     /// Writes only if nothing is there: read-through caches use this, so a record they
     /// read before a concurrent change never overwrites what that change wrote.
-    pub async fn set_if_absent(
-        &self,
-        key: &str,
-        value: &[u8],
-        ttl: Duration,
-    ) -> Result<bool, CacheError> {
+    pub async fn set_if_absent(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, CacheError> {
         let key = self.key(key);
         match &self.inner.backend {
             Backend::Memory(m) => {
-                let entry = m.store.entry(key).or_insert_with(|| MemoryEntry {
-                    value: value.into(),
-                    ttl,
-                });
+                let entry = m.store.entry(key).or_insert_with(|| MemoryEntry { value: value.into(), ttl });
                 Ok(entry.is_fresh())
             }
             Backend::Redis(r) => {
@@ -219,10 +185,7 @@ impl Cache {
                 m.store.invalidate(&key);
                 Ok(())
             }
-            Backend::Redis(r) => {
-                r.run(|mut c| async move { c.del::<_, ()>(key).await })
-                    .await
-            }
+            Backend::Redis(r) => r.run(|mut c| async move { c.del::<_, ()>(key).await }).await,
         }
     }
 
@@ -236,8 +199,7 @@ impl Cache {
             }
             Backend::Redis(r) => {
                 let message = message.to_vec();
-                r.run(|mut c| async move { c.publish::<_, _, ()>(channel, message).await })
-                    .await
+                r.run(|mut c| async move { c.publish::<_, _, ()>(channel, message).await }).await
             }
         }
     }
@@ -246,19 +208,12 @@ impl Cache {
     pub async fn ping(&self) -> Result<(), CacheError> {
         match &self.inner.backend {
             Backend::Memory(_) => Ok(()),
-            Backend::Redis(r) => {
-                r.run(|mut c| async move { redis::cmd("PING").query_async::<()>(&mut c).await })
-                    .await
-            }
+            Backend::Redis(r) => r.run(|mut c| async move { redis::cmd("PING").query_async::<()>(&mut c).await }).await,
         }
     }
 
     /// Follows a channel until `shutdown`, re-subscribing after every loss.
-    pub fn subscribe(
-        &self,
-        channel: &str,
-        shutdown: CancellationToken,
-    ) -> mpsc::Receiver<BusEvent> {
+    pub fn subscribe(&self, channel: &str, shutdown: CancellationToken) -> mpsc::Receiver<BusEvent> {
         let (tx, rx) = mpsc::channel(1024);
         let channel = self.key(channel);
         let cache = self.clone();
@@ -332,10 +287,7 @@ impl Cache {
 impl MemoryBackend {
     fn sender(&self, channel: &str) -> broadcast::Sender<Vec<u8>> {
         let mut channels = self.channels.lock().expect("bus lock poisoned");
-        channels
-            .entry(channel.to_owned())
-            .or_insert_with(|| broadcast::channel(4096).0)
-            .clone()
+        channels.entry(channel.to_owned()).or_insert_with(|| broadcast::channel(4096).0).clone()
     }
 }
 
@@ -355,11 +307,7 @@ impl RedisBackend {
         match tokio::time::timeout(REDIS_TIMEOUT, op(self.manager.clone())).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => {
-                if e.is_io_error()
-                    || e.is_connection_dropped()
-                    || e.is_connection_refusal()
-                    || e.is_timeout()
-                {
+                if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
                     self.trip();
                 }
                 Err(e.into())

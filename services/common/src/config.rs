@@ -1,9 +1,7 @@
 //! Configuration from environment variables, checked at start-up: every bad or missing
 //! variable is collected and reported at once, then the process exits with status 2.
 
-use std::{
-    collections::BTreeMap, fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration,
-};
+use std::{collections::BTreeMap, fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use crate::credential::KeyFormat;
 
@@ -20,24 +18,11 @@ pub enum Target {
 }
 
 impl Target {
-    pub const ALL: &'static [Target] = &[
-        Self::Identity,
-        Self::Keys,
-        Self::Orgs,
-        Self::Usage,
-        Self::Advisors,
-        Self::Families,
-        Self::Gateway,
-    ];
+    pub const ALL: &'static [Target] =
+        &[Self::Identity, Self::Keys, Self::Orgs, Self::Usage, Self::Advisors, Self::Families, Self::Gateway];
 
     /// The gRPC services (every target but the HTTP ones).
-    pub const GRPC: &'static [Target] = &[
-        Self::Identity,
-        Self::Keys,
-        Self::Orgs,
-        Self::Usage,
-        Self::Advisors,
-    ];
+    pub const GRPC: &'static [Target] = &[Self::Identity, Self::Keys, Self::Orgs, Self::Usage, Self::Advisors];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -108,16 +93,8 @@ impl Env {
         Self::from_pairs(std::env::vars())
     }
 
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(
-        pairs: impl IntoIterator<Item = (K, V)>,
-    ) -> Self {
-        Self {
-            vars: pairs
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-            problems: Vec::new(),
-        }
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+        Self { vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect(), problems: Vec::new() }
     }
 
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
@@ -126,10 +103,7 @@ impl Env {
 
     /// A variable's value; empty counts as unset.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.vars
-            .get(name)
-            .map(String::as_str)
-            .filter(|v| !v.trim().is_empty())
+        self.vars.get(name).map(String::as_str).filter(|v| !v.trim().is_empty())
     }
 
     pub fn problem(&mut self, name: &str, problem: impl fmt::Display) {
@@ -169,10 +143,7 @@ impl Env {
     pub fn seconds_or(&mut self, name: &str, default: u64, min: u64, max: u64) -> Duration {
         let value = self.parse_or::<u64>(name, default);
         if !(min..=max).contains(&value) {
-            self.problem(
-                name,
-                format_args!("must be between {min} and {max} seconds"),
-            );
+            self.problem(name, format_args!("must be between {min} and {max} seconds"));
             return Duration::from_secs(default);
         }
         Duration::from_secs(value)
@@ -201,10 +172,7 @@ impl Env {
         match value {
             Some(v) if v.starts_with("http://") || v.starts_with("https://") => v,
             Some(v) => {
-                self.problem(
-                    &name,
-                    format_args!("{v:?} is not an http:// or https:// address"),
-                );
+                self.problem(&name, format_args!("{v:?} is not an http:// or https:// address"));
                 String::new()
             }
             None => {
@@ -221,11 +189,7 @@ impl Env {
     }
 
     pub fn finish(self) -> Result<(), ConfigError> {
-        if self.problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError(self.problems))
-        }
+        if self.problems.is_empty() { Ok(()) } else { Err(ConfigError(self.problems)) }
     }
 }
 
@@ -258,10 +222,7 @@ pub struct CommonConfig {
 impl fmt::Debug for CommonConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CommonConfig")
-            .field(
-                "internal_secrets",
-                &format_args!("[{} redacted]", self.internal_secrets.len()),
-            )
+            .field("internal_secrets", &format_args!("[{} redacted]", self.internal_secrets.len()))
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
             .field("redis_prefix", &self.redis_prefix)
             .field("key_format", &self.key_format)
@@ -289,8 +250,7 @@ impl CommonConfig {
     pub fn from_env(env: &mut Env, mode: Mode) -> Self {
         let internal_secrets = match env.get("KEYPLANE_INTERNAL_SECRET") {
             Some(v) => {
-                let secrets: Vec<Vec<u8>> =
-                    v.split(',').map(|s| s.trim().as_bytes().to_vec()).collect();
+                let secrets: Vec<Vec<u8>> = v.split(',').map(|s| s.trim().as_bytes().to_vec()).collect();
                 if secrets.iter().any(|s| s.len() < MIN_INTERNAL_SECRET_LEN) {
                     env.problem(
                         "KEYPLANE_INTERNAL_SECRET",
@@ -309,27 +269,18 @@ impl CommonConfig {
                 Vec::new()
             }
         };
-        let redis_url = env
-            .get("KEYPLANE_REDIS_URL")
-            .or(env.get("REDIS_URL"))
-            .map(str::to_owned);
+        let redis_url = env.get("KEYPLANE_REDIS_URL").or(env.get("REDIS_URL")).map(str::to_owned);
         if let Some(url) = &redis_url
             && !(url.starts_with("redis://") || url.starts_with("rediss://"))
         {
-            env.problem(
-                "KEYPLANE_REDIS_URL",
-                "must start with redis:// or rediss://",
-            );
+            env.problem("KEYPLANE_REDIS_URL", "must start with redis:// or rediss://");
         }
         let key_prefix = env.string_or("KEYPLANE_KEY_PREFIX", "phosra");
         let key_format = KeyFormat::new(&key_prefix).unwrap_or_else(|e| {
             env.problem("KEYPLANE_KEY_PREFIX", e);
             KeyFormat::default()
         });
-        let rpc_timeout = Duration::from_millis(
-            env.parse_or("KEYPLANE_RPC_TIMEOUT_MS", 5_000u64)
-                .clamp(100, 120_000),
-        );
+        let rpc_timeout = Duration::from_millis(env.parse_or("KEYPLANE_RPC_TIMEOUT_MS", 5_000u64).clamp(100, 120_000));
         let database_url = env.get("KEYPLANE_DATABASE_URL").map(str::to_owned);
         if let Some(url) = &database_url {
             check_database_url(env, "KEYPLANE_DATABASE_URL", url);
@@ -353,33 +304,23 @@ impl CommonConfig {
                 check_database_url(env, &name, &url);
                 url
             }
-            None => self.database_url.clone().unwrap_or_else(|| {
-                format!(
-                    "sqlite://{}/{}.db?mode=rwc",
-                    self.data_dir.display(),
-                    target.name()
-                )
-            }),
+            None => self
+                .database_url
+                .clone()
+                .unwrap_or_else(|| format!("sqlite://{}/{}.db?mode=rwc", self.data_dir.display(), target.name())),
         }
     }
 
     /// A service's listen address.
     pub fn listen_addr(&self, env: &mut Env, target: Target, mode: Mode) -> SocketAddr {
-        let host = if mode == Mode::AllInOne {
-            [127, 0, 0, 1]
-        } else {
-            [0, 0, 0, 0]
-        };
+        let host = if mode == Mode::AllInOne { [127, 0, 0, 1] } else { [0, 0, 0, 0] };
         let name = format!("KEYPLANE_{}_LISTEN", target.env_name());
         env.socket_addr_or(&name, SocketAddr::from((host, target.default_port())))
     }
 }
 
 fn check_database_url(env: &mut Env, name: &str, url: &str) {
-    if !(url.starts_with("postgres://")
-        || url.starts_with("postgresql://")
-        || url.starts_with("sqlite:"))
-    {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:")) {
         env.problem(name, "must be a postgres:// or sqlite: URL");
     }
 }
@@ -388,9 +329,7 @@ fn check_database_url(env: &mut Env, name: &str, url: &str) {
 pub fn random_secret() -> Vec<u8> {
     use rand::{TryRng, rngs::SysRng};
     let mut bytes = [0u8; 32];
-    SysRng
-        .try_fill_bytes(&mut bytes)
-        .expect("the operating system's random number generator failed");
+    SysRng.try_fill_bytes(&mut bytes).expect("the operating system's random number generator failed");
     hex::encode(bytes).into_bytes()
 }
 
@@ -409,12 +348,7 @@ mod tests {
         let _ = env.peer_addr(Target::Keys, None);
         let err = env.finish().unwrap_err();
         let text = err.to_string();
-        for name in [
-            "KEYPLANE_KEY_PREFIX",
-            "KEYPLANE_REDIS_URL",
-            "KEYPLANE_INTERNAL_SECRET",
-            "KEYPLANE_KEYS_ADDR",
-        ] {
+        for name in ["KEYPLANE_KEY_PREFIX", "KEYPLANE_REDIS_URL", "KEYPLANE_INTERNAL_SECRET", "KEYPLANE_KEYS_ADDR"] {
             assert!(text.contains(name), "{name} missing from {text}");
         }
     }
@@ -431,10 +365,7 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(
-            redact_url("redis://user:hunter2@host:6379/0"),
-            "redis://user:***@host:6379/0"
-        );
+        assert_eq!(redact_url("redis://user:hunter2@host:6379/0"), "redis://user:***@host:6379/0");
         assert_eq!(redact_url("redis://host:6379"), "redis://host:6379");
     }
 }

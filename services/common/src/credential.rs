@@ -149,13 +149,9 @@ impl KeyFormat {
     pub fn new(prefix: &str) -> Result<Self, String> {
         let valid = (2..=16).contains(&prefix.len())
             && prefix.starts_with(|c: char| c.is_ascii_lowercase())
-            && prefix
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+            && prefix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
         if valid {
-            Ok(Self {
-                prefix: prefix.to_owned(),
-            })
+            Ok(Self { prefix: prefix.to_owned() })
         } else {
             Err(format!(
                 "{prefix:?} is not a key prefix: use 2 to 16 lower-case letters and digits, starting with a letter"
@@ -170,15 +166,8 @@ impl KeyFormat {
     /// A fresh secret from the OS CSPRNG.
     pub fn generate(&self, credential_type: CredentialType) -> Secret {
         let mut random = [0u8; RANDOM_HEX / 2];
-        SysRng
-            .try_fill_bytes(&mut random)
-            .expect("the operating system's random number generator failed");
-        let mut secret = format!(
-            "{}_{}_{}",
-            self.prefix,
-            credential_type.tag(),
-            hex::encode(random)
-        );
+        SysRng.try_fill_bytes(&mut random).expect("the operating system's random number generator failed");
+        let mut secret = format!("{}_{}_{}", self.prefix, credential_type.tag(), hex::encode(random));
         let crc = crc32fast::hash(secret.as_bytes());
         secret.push_str(&format!("{crc:08x}"));
         Secret(secret)
@@ -187,10 +176,7 @@ impl KeyFormat {
     /// Checks shape and checksum, with no I/O. Upper-case hex is refused: a secret has
     /// exactly one spelling, so it has exactly one hash.
     pub fn parse(&self, raw: &str) -> Result<ParsedCredential, ShapeError> {
-        let rest = raw
-            .strip_prefix(self.prefix.as_str())
-            .and_then(|r| r.strip_prefix('_'))
-            .ok_or(ShapeError::Shape)?;
+        let rest = raw.strip_prefix(self.prefix.as_str()).and_then(|r| r.strip_prefix('_')).ok_or(ShapeError::Shape)?;
         let (tag, hex_part) = rest.split_once('_').ok_or(ShapeError::Shape)?;
         let credential_type = match tag {
             "test" => CredentialType::ApiKey(Environment::Test),
@@ -207,24 +193,18 @@ impl KeyFormat {
         if crc32fast::hash(body.as_bytes()) != expected {
             return Err(ShapeError::Checksum);
         }
-        Ok(ParsedCredential {
-            credential_type,
-            secret: Secret(raw.to_owned()),
-        })
+        Ok(ParsedCredential { credential_type, secret: Secret(raw.to_owned()) })
     }
 
     /// Whether a bearer claims to be one of our keys or tokens (rather than a JWT).
     pub fn claims(&self, raw: &str) -> bool {
-        raw.strip_prefix(self.prefix.as_str())
-            .is_some_and(|r| r.starts_with('_'))
+        raw.strip_prefix(self.prefix.as_str()).is_some_and(|r| r.starts_with('_'))
     }
 }
 
 impl Default for KeyFormat {
     fn default() -> Self {
-        Self {
-            prefix: "phosra".to_owned(),
-        }
+        Self { prefix: "phosra".to_owned() }
     }
 }
 

@@ -24,6 +24,11 @@ use crate::{
 /// The bus channel on which revoked (or changed) secrets' hashes are published, hex.
 pub const REVOCATIONS_CHANNEL: &str = "revocations";
 
+/// The shared-cache key of the credential record behind a secret's hash.
+pub fn record_key(hash: &SecretHash) -> String {
+    format!("cred:{}", hash.to_hex())
+}
+
 /// A cached value knows how long it may be kept.
 pub trait Expiring: Clone + Send + Sync + 'static {
     fn ttl(&self) -> Duration;
@@ -47,10 +52,7 @@ impl<V: Expiring> LocalCredentialCache<V> {
     /// An untrusted cache: it serves nothing until [`follow`](Self::follow) has subscribed.
     pub fn new(capacity: u64) -> Arc<Self> {
         Arc::new(Self {
-            entries: moka::future::Cache::builder()
-                .max_capacity(capacity)
-                .expire_after(TtlOf)
-                .build(),
+            entries: moka::future::Cache::builder().max_capacity(capacity).expire_after(TtlOf).build(),
             generation: AtomicU64::new(0),
             trusted: AtomicBool::new(false),
         })
@@ -72,19 +74,14 @@ impl<V: Expiring> LocalCredentialCache<V> {
         match event {
             BusEvent::Message(payload) => {
                 self.generation.fetch_add(1, Ordering::SeqCst);
-                match std::str::from_utf8(&payload)
-                    .ok()
-                    .and_then(SecretHash::from_hex)
-                {
+                match std::str::from_utf8(&payload).ok().and_then(SecretHash::from_hex) {
                     Some(hash) => self.entries.invalidate(&hash).await,
                     None => self.entries.invalidate_all(),
                 }
             }
             BusEvent::Lost => {
                 self.trusted.store(false, Ordering::SeqCst);
-                tracing::warn!(
-                    "revocation feed lost: local credential cache bypassed until it is back"
-                );
+                tracing::warn!("revocation feed lost: local credential cache bypassed until it is back");
             }
             BusEvent::Connected => {
                 self.generation.fetch_add(1, Ordering::SeqCst);
@@ -124,13 +121,8 @@ impl<V: Expiring> LocalCredentialCache<V> {
 }
 
 /// Tells every replica that a secret changed: the hash, hex, on the revocation channel.
-pub async fn publish_revocation(
-    cache: &Cache,
-    hash: &SecretHash,
-) -> Result<(), crate::cache::CacheError> {
-    cache
-        .publish(REVOCATIONS_CHANNEL, hash.to_hex().as_bytes())
-        .await
+pub async fn publish_revocation(cache: &Cache, hash: &SecretHash) -> Result<(), crate::cache::CacheError> {
+    cache.publish(REVOCATIONS_CHANNEL, hash.to_hex().as_bytes()).await
 }
 
 #[cfg(test)]
@@ -159,26 +151,16 @@ mod tests {
         }
         let hash = SecretHash::of("k");
         for cache in [&a, &b] {
-            let v = cache
-                .get_or_fetch(hash, async { Ok::<_, ()>(V(1)) })
-                .await
-                .unwrap();
+            let v = cache.get_or_fetch(hash, async { Ok::<_, ()>(V(1)) }).await.unwrap();
             assert_eq!(v.0, 1);
-            let cached = cache
-                .get_or_fetch(hash, async { Ok::<_, ()>(V(2)) })
-                .await
-                .unwrap();
+            let cached = cache.get_or_fetch(hash, async { Ok::<_, ()>(V(2)) }).await.unwrap();
             assert_eq!(cached.0, 1, "served from the cache");
         }
         publish_revocation(&bus, &hash).await.unwrap();
         for cache in [&a, &b] {
             let mut value = 1;
             for _ in 0..1000 {
-                value = cache
-                    .get_or_fetch(hash, async { Ok::<_, ()>(V(3)) })
-                    .await
-                    .unwrap()
-                    .0;
+                value = cache.get_or_fetch(hash, async { Ok::<_, ()>(V(3)) }).await.unwrap().0;
                 if value == 3 {
                     break;
                 }

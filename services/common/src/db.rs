@@ -6,11 +6,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbE
 
 /// Connects to `url`. On PostgreSQL the service's tables live in `schema`, so services
 /// may share one database without seeing each other's tables.
-pub async fn connect(
-    url: &str,
-    schema: &str,
-    max_connections: u32,
-) -> Result<DatabaseConnection, DbErr> {
+pub async fn connect(url: &str, schema: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .connect_timeout(Duration::from_secs(3))
@@ -21,26 +17,17 @@ pub async fn connect(
         ensure_sqlite_dir(url)?;
         // One connection: SQLite serialises writes anyway, and one writer cannot
         // deadlock upgrading a read transaction. The embedded default is for one machine.
-        options
-            .max_connections(1)
-            .min_connections(1)
-            .map_sqlx_sqlite_opts(|o| {
-                o.journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-                    .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
-                    .busy_timeout(Duration::from_secs(5))
-                    .foreign_keys(true)
-            });
+        options.max_connections(1).min_connections(1).map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(5))
+                .foreign_keys(true)
+        });
         return Database::connect(options).await;
     }
-    options
-        .max_connections(max_connections)
-        .min_connections(0)
-        .set_schema_search_path(schema.to_owned());
+    options.max_connections(max_connections).min_connections(0).set_schema_search_path(schema.to_owned());
     let db = Database::connect(options).await?;
-    if let Err(e) = db
-        .execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
-        .await
-    {
+    if let Err(e) = db.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")).await {
         // Two processes creating the schema at once: the loser finds it there.
         if !is_unique_violation(&e) {
             return Err(e);
@@ -54,19 +41,13 @@ pub fn is_sqlite(url: &str) -> bool {
 }
 
 fn ensure_sqlite_dir(url: &str) -> Result<(), DbErr> {
-    let path = url
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:");
+    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
     let path = path.split('?').next().unwrap_or(path);
     if path.is_empty() || path == ":memory:" {
         return Ok(());
     }
-    if let Some(dir) = std::path::Path::new(path)
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| DbErr::Custom(format!("cannot create {}: {e}", dir.display())))?;
+    if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| DbErr::Custom(format!("cannot create {}: {e}", dir.display())))?;
     }
     Ok(())
 }
@@ -82,11 +63,23 @@ pub fn is_unavailable(err: &DbErr) -> bool {
         DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
         DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => matches!(
             e.as_ref(),
-            sqlx::Error::Io(_)
-                | sqlx::Error::PoolTimedOut
-                | sqlx::Error::PoolClosed
-                | sqlx::Error::Tls(_)
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_)
         ),
         _ => false,
+    }
+}
+
+/// How a database error reaches the caller: an outage (503) or our own fault (500).
+pub enum DbFailure {
+    Unavailable,
+    Internal(String),
+}
+
+pub fn classify(err: &DbErr) -> DbFailure {
+    if is_unavailable(err) {
+        tracing::warn!(error = %err, "database unavailable");
+        DbFailure::Unavailable
+    } else {
+        DbFailure::Internal(format!("database: {err}"))
     }
 }

@@ -99,10 +99,7 @@ pub struct FieldViolation {
 
 impl FieldViolation {
     pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            problem: problem.into(),
-        }
+        Self { field: field.into(), problem: problem.into() }
     }
 }
 
@@ -138,12 +135,7 @@ pub trait ServiceError: std::error::Error + Sized {
 }
 
 /// A status with the stable code in `ErrorInfo` and field problems in `BadRequest`.
-pub fn status(
-    kind: Kind,
-    code: &str,
-    message: impl Into<String>,
-    violations: &[FieldViolation],
-) -> Status {
+pub fn status(kind: Kind, code: &str, message: impl Into<String>, violations: &[FieldViolation]) -> Status {
     let mut details = ErrorDetails::with_error_info(code, DOMAIN, std::collections::HashMap::new());
     for v in violations {
         details.add_bad_request_violation(v.field.clone(), v.problem.clone());
@@ -153,17 +145,8 @@ pub fn status(
 
 /// A status for invalid request fields.
 pub fn invalid(violations: Vec<FieldViolation>) -> Status {
-    let message = violations
-        .iter()
-        .map(|v| format!("{} {}", v.field, v.problem))
-        .collect::<Vec<_>>()
-        .join("; ");
-    status(
-        Kind::InvalidArgument,
-        "validation_failed",
-        message,
-        &violations,
-    )
+    let message = violations.iter().map(|v| format!("{} {}", v.field, v.problem)).collect::<Vec<_>>().join("; ");
+    status(Kind::InvalidArgument, "validation_failed", message, &violations)
 }
 
 /// The stable code and field violations a status carries, as the gateway reads them.
@@ -178,10 +161,7 @@ pub fn decode(status: &Status) -> (Kind, String, Vec<FieldViolation>) {
     let violations = details
         .bad_request()
         .map(|b| {
-            b.field_violations
-                .iter()
-                .map(|v| FieldViolation::new(v.field.clone(), v.description.clone()))
-                .collect()
+            b.field_violations.iter().map(|v| FieldViolation::new(v.field.clone(), v.description.clone())).collect()
         })
         .unwrap_or_default();
     (kind, code, violations)
@@ -232,9 +212,6 @@ mod tests {
     #[test]
     fn a_bare_status_gets_the_default_code() {
         assert_eq!(code_of(&Status::unavailable("down")), "service_unavailable");
-        assert_eq!(
-            Kind::from_grpc_code(Code::Unimplemented).http_status(),
-            StatusCode::NOT_IMPLEMENTED
-        );
+        assert_eq!(Kind::from_grpc_code(Code::Unimplemented).http_status(), StatusCode::NOT_IMPLEMENTED);
     }
 }

@@ -20,12 +20,12 @@ pub struct Page {
 }
 
 impl Page {
-    pub fn from_proto(
-        page: Option<&keyplane_proto::types::v1::PageRequest>,
-    ) -> Result<Self, FieldViolation> {
-        let (limit, cursor) = page
-            .map(|p| (p.limit, p.cursor.as_str()))
-            .unwrap_or((0, ""));
+    pub fn from_proto(page: Option<&keyplane_proto::types::v1::PageRequest>) -> Result<Self, FieldViolation> {
+        let (limit, cursor) = page.map(|p| (p.limit, p.cursor.as_str())).unwrap_or((0, ""));
+        Self::parse(limit, cursor)
+    }
+
+    pub fn parse(limit: u32, cursor: &str) -> Result<Self, FieldViolation> {
         let limit = match u64::from(limit) {
             0 => DEFAULT_PAGE_SIZE,
             n if n <= MAX_PAGE_SIZE => n,
@@ -34,20 +34,13 @@ impl Page {
         let after = if cursor.is_empty() {
             None
         } else {
-            Some(
-                Uuid::parse_str(cursor)
-                    .map_err(|_| FieldViolation::new("cursor", "is not a cursor from this list"))?,
-            )
+            Some(Uuid::parse_str(cursor).map_err(|_| FieldViolation::new("cursor", "is not a cursor from this list"))?)
         };
         Ok(Self { limit, after })
     }
 
     /// Given up to `limit + 1` rows, the page and its next cursor.
-    pub fn split<T>(
-        &self,
-        mut rows: Vec<T>,
-        id: impl Fn(&T) -> Uuid,
-    ) -> (Vec<T>, keyplane_proto::types::v1::PageInfo) {
+    pub fn split<T>(&self, mut rows: Vec<T>, id: impl Fn(&T) -> Uuid) -> (Vec<T>, keyplane_proto::types::v1::PageInfo) {
         let limit = usize::try_from(self.limit).unwrap_or(usize::MAX);
         let next_cursor = if rows.len() > limit {
             rows.truncate(limit);

@@ -25,11 +25,19 @@ struct Claims {
     prn: Option<Principal>,
 }
 
-/// The verified caller of an RPC: which service, acting for whom.
-#[derive(Clone, Debug)]
+/// Where the end user's request came from, as the gateway saw it (for audit records).
+pub const CLIENT_IP_KEY: &str = "x-keyplane-client-ip";
+pub const USER_AGENT_KEY: &str = "x-keyplane-user-agent";
+pub const REQUEST_ID_KEY: &str = "x-request-id";
+
+/// The verified caller of an RPC: which service, acting for whom, and from where.
+#[derive(Clone, Debug, Default)]
 pub struct Caller {
     pub service: String,
     pub principal: Option<Principal>,
+    pub client_ip: String,
+    pub user_agent: String,
+    pub request_id: String,
 }
 
 impl Caller {
@@ -57,10 +65,7 @@ pub struct InternalAuth {
 impl InternalAuth {
     /// `secrets[0]` signs; every secret verifies, so the secret can be rotated.
     pub fn new(service: &str, secrets: &[Vec<u8>]) -> Self {
-        assert!(
-            !secrets.is_empty(),
-            "at least one internal secret is required"
-        );
+        assert!(!secrets.is_empty(), "at least one internal secret is required");
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "aud", "iss"]);
@@ -68,10 +73,7 @@ impl InternalAuth {
         Self {
             service: service.to_owned(),
             signing: EncodingKey::from_secret(&secrets[0]),
-            verifying: secrets
-                .iter()
-                .map(|s| DecodingKey::from_secret(s))
-                .collect(),
+            verifying: secrets.iter().map(|s| DecodingKey::from_secret(s)).collect(),
             validation,
         }
     }
@@ -96,10 +98,7 @@ impl InternalAuth {
     pub fn verify(&self, token: &str) -> Result<Caller, Status> {
         for key in &self.verifying {
             if let Ok(data) = jsonwebtoken::decode::<Claims>(token, key, &self.validation) {
-                return Ok(Caller {
-                    service: data.claims.iss,
-                    principal: data.claims.prn,
-                });
+                return Ok(Caller { service: data.claims.iss, principal: data.claims.prn, ..Caller::default() });
             }
         }
         Err(not_inside())
@@ -108,20 +107,21 @@ impl InternalAuth {
     /// Puts a token into outgoing metadata.
     pub fn attach(&self, metadata: &mut MetadataMap, principal: Option<&Principal>) {
         let token = self.sign(principal);
-        metadata.insert(
-            METADATA_KEY,
-            token.parse().expect("a JWT is valid ASCII metadata"),
-        );
+        metadata.insert(METADATA_KEY, token.parse().expect("a JWT is valid ASCII metadata"));
     }
 
     /// Reads and verifies the token of an incoming request.
     pub fn verify_request<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
-        let token = request
-            .metadata()
-            .get(METADATA_KEY)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(not_inside)?;
-        self.verify(token)
+        let token = request.metadata().get(METADATA_KEY).and_then(|v| v.to_str().ok()).ok_or_else(not_inside)?;
+        let mut caller = self.verify(token)?;
+        let text = |key: &str| {
+            let value = request.metadata().get(key).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            value.chars().take(512).collect::<String>()
+        };
+        caller.client_ip = text(CLIENT_IP_KEY);
+        caller.user_agent = text(USER_AGENT_KEY);
+        caller.request_id = text(REQUEST_ID_KEY);
+        Ok(caller)
     }
 }
 

@@ -7,8 +7,7 @@ use std::{sync::Arc, time::Duration};
 use chrono::Utc;
 use futures_util::future::BoxFuture;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -40,10 +39,7 @@ pub mod entity {
 }
 
 /// Writes audit events into the outbox, inside the caller's transaction.
-pub async fn enqueue_audit<C: ConnectionTrait>(
-    db: &C,
-    records: &[AuditRecord],
-) -> Result<(), DbErr> {
+pub async fn enqueue_audit<C: ConnectionTrait>(db: &C, records: &[AuditRecord]) -> Result<(), DbErr> {
     if records.is_empty() {
         return Ok(());
     }
@@ -56,15 +52,32 @@ pub async fn enqueue_audit<C: ConnectionTrait>(
         attempts: sea_orm::Set(0),
         next_attempt_at: sea_orm::Set(now),
     });
-    entity::Entity::insert_many(rows)
-        .exec_without_returning(db)
-        .await?;
+    entity::Entity::insert_many(rows).exec_without_returning(db).await?;
     Ok(())
 }
 
 /// Delivers one batch of payloads; an error means "try again later".
-pub type Deliver =
-    Arc<dyn Fn(Vec<serde_json::Value>) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+pub type Deliver = Arc<dyn Fn(Vec<serde_json::Value>) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+/// Delivers audit events to `orgs.AppendAudit`, which stores each event id once.
+pub fn deliver_audit(
+    orgs: keyplane_proto::orgs::v1::orgs_service_client::OrgsServiceClient<tonic::transport::Channel>,
+    outbound: crate::grpc::Outbound,
+) -> Deliver {
+    Arc::new(move |payloads| {
+        let mut orgs = orgs.clone();
+        let outbound = outbound.clone();
+        Box::pin(async move {
+            let events = payloads
+                .iter()
+                .filter_map(|p| serde_json::from_value::<AuditRecord>(p.clone()).ok())
+                .map(|r| r.to_proto())
+                .collect();
+            let request = keyplane_proto::orgs::v1::AppendAuditRequest { events };
+            orgs.append_audit(outbound.request(request, None)).await.map(|_| ()).map_err(|status| status.to_string())
+        })
+    })
+}
 
 /// Relays due events of `topic` until `shutdown`, then makes one last attempt.
 /// `wake` lets the writer ask for delivery now rather than at the next tick.
@@ -93,8 +106,7 @@ pub fn spawn_relay(
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
-        let _ =
-            tokio::time::timeout(Duration::from_secs(2), relay_once(&db, topic, &deliver)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), relay_once(&db, topic, &deliver)).await;
     })
 }
 
@@ -115,10 +127,7 @@ async fn relay_once(db: &DatabaseConnection, topic: &str, deliver: &Deliver) -> 
     let payloads = due.iter().map(|m| m.payload.clone()).collect();
     match deliver(payloads).await {
         Ok(()) => {
-            entity::Entity::delete_many()
-                .filter(entity::Column::Id.is_in(ids.clone()))
-                .exec(db)
-                .await?;
+            entity::Entity::delete_many().filter(entity::Column::Id.is_in(ids.clone())).exec(db).await?;
             Ok(ids.len() as u64)
         }
         Err(e) => {
@@ -126,15 +135,10 @@ async fn relay_once(db: &DatabaseConnection, topic: &str, deliver: &Deliver) -> 
             let backoff = Duration::from_secs(1u64 << attempts.clamp(0, 6) as u32);
             tracing::warn!(topic, attempts, error = %e, "outbox delivery failed");
             entity::Entity::update_many()
-                .col_expr(
-                    entity::Column::Attempts,
-                    sea_orm::sea_query::Expr::value(attempts),
-                )
+                .col_expr(entity::Column::Attempts, sea_orm::sea_query::Expr::value(attempts))
                 .col_expr(
                     entity::Column::NextAttemptAt,
-                    sea_orm::sea_query::Expr::value(
-                        now + chrono::Duration::from_std(backoff).unwrap_or_default(),
-                    ),
+                    sea_orm::sea_query::Expr::value(now + chrono::Duration::from_std(backoff).unwrap_or_default()),
                 )
                 .filter(entity::Column::Id.is_in(ids))
                 .exec(db)

@@ -89,11 +89,7 @@ fn uuid(s: &str, field: &'static str) -> Result<Uuid, MalformedPrincipal> {
 }
 
 fn optional_uuid(s: &str, field: &'static str) -> Result<Option<Uuid>, MalformedPrincipal> {
-    if s.is_empty() {
-        Ok(None)
-    } else {
-        uuid(s, field).map(Some)
-    }
+    if s.is_empty() { Ok(None) } else { uuid(s, field).map(Some) }
 }
 
 pub fn environment_from_proto(value: i32) -> Option<Environment> {
@@ -129,16 +125,11 @@ impl TryFrom<pb::Principal> for Principal {
                 org_id: uuid(&k.org_id, "org_id")?,
                 name: k.name,
                 prefix: k.prefix,
-                environment: environment_from_proto(k.environment)
-                    .ok_or(MalformedPrincipal("environment"))?,
+                environment: environment_from_proto(k.environment).ok_or(MalformedPrincipal("environment"))?,
                 scopes: Scopes::from_parts(k.full_access, &k.scopes),
                 resource_ids: k.resource_ids,
                 expires_at: k.expires_at.as_ref().and_then(time::from_proto),
-                grace_ends_at: if k.in_grace {
-                    k.grace_ends_at.as_ref().and_then(time::from_proto)
-                } else {
-                    None
-                },
+                grace_ends_at: if k.in_grace { k.grace_ends_at.as_ref().and_then(time::from_proto) } else { None },
                 created_by: optional_uuid(&k.created_by, "created_by")?,
             }),
             Kind::McpToken(t) => Self::McpToken(McpPrincipal {
@@ -190,9 +181,7 @@ impl From<&Principal> for pb::Principal {
                 name: t.name.clone(),
                 prefix: t.prefix.clone(),
             }),
-            Principal::Service { name } => {
-                Kind::Service(pb::ServicePrincipal { name: name.clone() })
-            }
+            Principal::Service { name } => Kind::Service(pb::ServicePrincipal { name: name.clone() }),
         };
         pb::Principal { kind: Some(kind) }
     }
@@ -225,9 +214,7 @@ mod tests {
                 grace_ends_at: Some(now),
                 created_by: Some(Uuid::now_v7()),
             }),
-            Principal::Service {
-                name: "keys".into(),
-            },
+            Principal::Service { name: "keys".into() },
         ];
         for p in cases {
             let back = Principal::try_from(pb::Principal::from(&p)).unwrap();

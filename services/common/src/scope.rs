@@ -30,27 +30,17 @@ pub struct UnknownScopes {
 
 impl Scopes {
     pub fn parse<S: AsRef<str>>(list: &[S]) -> Result<Self, UnknownScopes> {
-        let unknown: Vec<String> = list
-            .iter()
-            .map(AsRef::as_ref)
-            .filter(|s| !CATALOGUE.contains(s))
-            .map(str::to_owned)
-            .collect();
+        let unknown: Vec<String> =
+            list.iter().map(AsRef::as_ref).filter(|s| !CATALOGUE.contains(s)).map(str::to_owned).collect();
         if !unknown.is_empty() {
             return Err(UnknownScopes { unknown });
         }
-        Ok(Self::Only(
-            list.iter().map(|s| s.as_ref().to_owned()).collect(),
-        ))
+        Ok(Self::Only(list.iter().map(|s| s.as_ref().to_owned()).collect()))
     }
 
     /// From a stored or transmitted form: `full` wins over the list.
     pub fn from_parts(full: bool, list: &[String]) -> Self {
-        if full {
-            Self::Full
-        } else {
-            Self::Only(list.iter().cloned().collect())
-        }
+        if full { Self::Full } else { Self::Only(list.iter().cloned().collect()) }
     }
 
     pub fn is_full(&self) -> bool {

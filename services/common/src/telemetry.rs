@@ -29,15 +29,10 @@ impl Drop for Telemetry {
 /// even when nothing is exported.
 pub fn init(service_name: &str) -> anyhow::Result<Telemetry> {
     global::set_text_map_propagator(TraceContextPropagator::new());
-    let mut provider = SdkTracerProvider::builder().with_resource(
-        Resource::builder()
-            .with_service_name(service_name.to_owned())
-            .build(),
-    );
+    let mut provider = SdkTracerProvider::builder()
+        .with_resource(Resource::builder().with_service_name(service_name.to_owned()).build());
     if std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").is_ok_and(|v| !v.is_empty()) {
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .build()?;
+        let exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic().build()?;
         provider = provider.with_batch_exporter(exporter);
     }
     let provider = provider.build();
@@ -47,10 +42,7 @@ pub fn init(service_name: &str) -> anyhow::Result<Telemetry> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("KEYPLANE_LOG_FORMAT").is_ok_and(|v| v == "json");
     let fmt = if json {
-        tracing_subscriber::fmt::layer()
-            .json()
-            .with_current_span(true)
-            .boxed()
+        tracing_subscriber::fmt::layer().json().with_current_span(true).boxed()
     } else {
         tracing_subscriber::fmt::layer().compact().boxed()
     };
@@ -67,10 +59,7 @@ struct MetadataInjector<'a>(&'a mut MetadataMap);
 
 impl Injector for MetadataInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
-        if let (Ok(key), Ok(value)) = (
-            MetadataKey::from_bytes(key.as_bytes()),
-            MetadataValue::try_from(&value),
-        ) {
+        if let (Ok(key), Ok(value)) = (MetadataKey::from_bytes(key.as_bytes()), MetadataValue::try_from(&value)) {
             self.0.insert(key, value);
         }
     }
@@ -92,10 +81,9 @@ struct HeaderInjector<'a>(&'a mut http::HeaderMap);
 
 impl Injector for HeaderInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
-        if let (Ok(name), Ok(value)) = (
-            http::HeaderName::from_bytes(key.as_bytes()),
-            http::HeaderValue::from_str(&value),
-        ) {
+        if let (Ok(name), Ok(value)) =
+            (http::HeaderName::from_bytes(key.as_bytes()), http::HeaderValue::from_str(&value))
+        {
             self.0.insert(name, value);
         }
     }
@@ -104,9 +92,7 @@ impl Injector for HeaderInjector<'_> {
 /// Puts the current span's trace context into outgoing gRPC metadata.
 pub fn inject(metadata: &mut MetadataMap) {
     let context = tracing::Span::current().context();
-    global::get_text_map_propagator(|p| {
-        p.inject_context(&context, &mut MetadataInjector(metadata))
-    });
+    global::get_text_map_propagator(|p| p.inject_context(&context, &mut MetadataInjector(metadata)));
 }
 
 /// Puts the current span's trace context into outgoing HTTP headers.
@@ -126,7 +112,5 @@ pub fn current_trace_id() -> Option<String> {
     use opentelemetry::trace::TraceContextExt;
     let context = tracing::Span::current().context();
     let span_context = context.span().span_context().clone();
-    span_context
-        .is_valid()
-        .then(|| span_context.trace_id().to_string())
+    span_context.is_valid().then(|| span_context.trace_id().to_string())
 }

@@ -3,10 +3,7 @@
 use chrono::{DateTime, Utc};
 
 pub fn to_proto(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: t.timestamp_subsec_nanos() as i32,
-    }
+    prost_types::Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }
 }
 
 pub fn from_proto(t: &prost_types::Timestamp) -> Option<DateTime<Utc>> {

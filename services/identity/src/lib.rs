@@ -1,1 +1,83 @@
+//! The identity service: users and passwords (argon2id), sessions and refresh tokens,
+//! the keys that sign session bearers, external OIDC issuers, and `Authenticate`, which
+//! answers who any credential stands for.
 
+pub mod config;
+mod credentials;
+mod domain;
+mod error;
+mod grpc;
+mod jwt;
+mod service;
+mod store;
+
+use std::{sync::Arc, time::Duration};
+
+use keyplane_common::{credential_cache::LocalCredentialCache, db, grpc as kgrpc, runtime::Shared};
+use keyplane_proto::{
+    identity::v1::identity_service_server::IdentityServiceServer, keys::v1::keys_service_client::KeysServiceClient,
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::{server::NamedService, service::Routes};
+
+pub use config::Config;
+
+/// Runs the identity service on `listener` until `shutdown`.
+pub async fn serve(
+    config: Config,
+    shared: Shared,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let database = db::connect(&config.database_url, "identity", config.db_max_connections).await?;
+    let store = store::Store::new(database);
+    // A retired key verifies until every token it signed has expired.
+    let retire_for = config.access_token_ttl + config.jwt_leeway + Duration::from_secs(60);
+    let ring = jwt::keyring::KeyRing::load(store.clone(), retire_for).await?;
+    ring.refresh_periodically(shutdown.clone());
+    tokio::task::spawn_blocking(domain::password::warm_up);
+
+    let local = LocalCredentialCache::new(100_000);
+    local.follow(&shared.cache, shutdown.clone());
+    let outbound = shared.outbound("identity");
+    let keys = credentials::KeyAuthenticator {
+        format: shared.config.key_format.clone(),
+        local,
+        cache: shared.cache.clone(),
+        keys: KeysServiceClient::new(shared.channel(&config.keys_addr)?),
+        outbound,
+    };
+    let bearer = jwt::BearerVerifier {
+        ring,
+        sessions: jwt::session::SessionTokens::new(
+            &config.jwt_issuer,
+            &config.jwt_audience,
+            config.access_token_ttl,
+            config.jwt_leeway,
+        ),
+        external: jwt::external::ExternalIssuers::new(
+            config.external_issuers.clone(),
+            config.jwks_max_age,
+            config.jwt_leeway,
+        ),
+    };
+    let service = Arc::new(service::Service {
+        store,
+        bearer,
+        keys,
+        cache: shared.cache.clone(),
+        refresh_token_ttl: config.refresh_token_ttl,
+        external_users: moka::future::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(Duration::from_secs(600))
+            .build(),
+    });
+    let server = IdentityServiceServer::with_interceptor(
+        grpc::IdentityGrpc::new(service),
+        kgrpc::internal_auth_interceptor(shared.internal_auth("identity")),
+    );
+    let name = <IdentityServiceServer<grpc::IdentityGrpc> as NamedService>::NAME;
+    kgrpc::serve(name, Routes::new(server), listener, shutdown).await?;
+    Ok(())
+}

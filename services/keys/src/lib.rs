@@ -1,1 +1,58 @@
+//! The keys service: API keys and MCP tokens, stored only as SHA-256, with the record
+//! lookup behind the credential hot path and the propagation of every change to caches.
 
+pub mod config;
+mod domain;
+mod error;
+mod grpc;
+mod propagate;
+mod records;
+mod service;
+mod store;
+
+use std::sync::Arc;
+
+use keyplane_common::{authorizer::Authorizer, db, grpc as kgrpc, outbox, runtime::Shared};
+use keyplane_proto::{
+    keys::v1::keys_service_server::KeysServiceServer, orgs::v1::orgs_service_client::OrgsServiceClient,
+};
+use tokio::{net::TcpListener, sync::Notify};
+use tokio_util::sync::CancellationToken;
+use tonic::{server::NamedService, service::Routes};
+
+pub use config::Config;
+
+/// Runs the keys service on `listener` until `shutdown`.
+pub async fn serve(
+    config: Config,
+    shared: Shared,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let database = db::connect(&config.database_url, "keys", config.db_max_connections).await?;
+    let orgs = OrgsServiceClient::new(shared.channel(&config.orgs_addr)?);
+    let outbound = shared.outbound("keys");
+    let relay = Arc::new(Notify::new());
+    let relay_task = outbox::spawn_relay(
+        database.clone(),
+        outbox::AUDIT_TOPIC,
+        outbox::deliver_audit(orgs.clone(), outbound.clone()),
+        Arc::clone(&relay),
+        shutdown.clone(),
+    );
+    let service = Arc::new(service::Service {
+        store: store::Store::new(database),
+        authz: Authorizer::new(orgs, outbound),
+        format: shared.config.key_format.clone(),
+        propagator: propagate::Propagator::start(shared.cache.clone(), shutdown.clone()),
+        relay,
+    });
+    let server = KeysServiceServer::with_interceptor(
+        grpc::KeysGrpc::new(service),
+        kgrpc::internal_auth_interceptor(shared.internal_auth("keys")),
+    );
+    let name = <KeysServiceServer<grpc::KeysGrpc> as NamedService>::NAME;
+    kgrpc::serve(name, Routes::new(server), listener, shutdown).await?;
+    let _ = relay_task.await;
+    Ok(())
+}

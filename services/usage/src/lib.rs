@@ -1,1 +1,51 @@
+//! The usage service. Its RPCs are in the contract and answer UNIMPLEMENTED until the
+//! issue that builds them; the service already runs, migrates and answers health checks.
 
+use keyplane_common::{
+    config::{CommonConfig, Env, Mode, Target},
+    db, grpc as kgrpc,
+    runtime::Shared,
+};
+use keyplane_proto::usage::v1::usage_service_server::{UsageService, UsageServiceServer};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::{server::NamedService, service::Routes};
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: std::net::SocketAddr,
+    pub database_url: String,
+    pub db_max_connections: u32,
+}
+
+impl Config {
+    pub fn from_env(env: &mut Env, common: &CommonConfig, mode: Mode) -> Self {
+        Self {
+            listen: common.listen_addr(env, Target::Usage, mode),
+            database_url: common.database_url(env, Target::Usage),
+            db_max_connections: env.parse_or("KEYPLANE_USAGE_DB_MAX_CONNECTIONS", 10),
+        }
+    }
+}
+
+struct UsageGrpc;
+
+#[tonic::async_trait]
+impl UsageService for UsageGrpc {}
+
+/// Runs the usage service on `listener` until `shutdown`.
+pub async fn serve(
+    config: Config,
+    shared: Shared,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let _database = db::connect(&config.database_url, "usage", config.db_max_connections).await?;
+    let server = UsageServiceServer::with_interceptor(
+        UsageGrpc,
+        kgrpc::internal_auth_interceptor(shared.internal_auth("usage")),
+    );
+    let name = <UsageServiceServer<UsageGrpc> as NamedService>::NAME;
+    kgrpc::serve(name, Routes::new(server), listener, shutdown).await?;
+    Ok(())
+}

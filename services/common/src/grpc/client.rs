@@ -5,7 +5,11 @@ use tonic::{
     transport::{Channel, Endpoint},
 };
 
-use crate::{internal_auth::InternalAuth, principal::Principal, telemetry};
+use crate::{
+    internal_auth::{CLIENT_IP_KEY, Caller, InternalAuth, REQUEST_ID_KEY, USER_AGENT_KEY},
+    principal::Principal,
+    telemetry,
+};
 
 /// A lazily connected channel to a peer: a peer that is down at start-up is an error per
 /// call (503), not a start-up failure.
@@ -36,6 +40,23 @@ impl Outbound {
         let mut request = Request::new(message);
         self.auth.attach(request.metadata_mut(), principal);
         telemetry::inject(request.metadata_mut());
+        request
+    }
+
+    /// A request made on behalf of `caller`: its principal, and where the end user's
+    /// request came from (for audit records downstream).
+    pub fn request_as<T>(&self, message: T, caller: &Caller) -> Request<T> {
+        let mut request = self.request(message, caller.principal.as_ref());
+        let metadata = request.metadata_mut();
+        for (key, value) in [
+            (CLIENT_IP_KEY, &caller.client_ip),
+            (USER_AGENT_KEY, &caller.user_agent),
+            (REQUEST_ID_KEY, &caller.request_id),
+        ] {
+            if let Ok(value) = value.parse() {
+                metadata.insert(key, value);
+            }
+        }
         request
     }
 }

@@ -20,9 +20,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_service_status(service_name, ServingStatus::Serving)
-        .await;
+    health.set_service_status(service_name, ServingStatus::Serving).await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(keyplane_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -31,12 +29,8 @@ pub async fn serve(
     let routes = routes.add_service(health_service).add_service(reflection);
     let draining = async move {
         shutdown.cancelled().await;
-        health
-            .set_service_status(service_name, ServingStatus::NotServing)
-            .await;
-        health
-            .set_service_status("", ServingStatus::NotServing)
-            .await;
+        health.set_service_status(service_name, ServingStatus::NotServing).await;
+        health.set_service_status("", ServingStatus::NotServing).await;
     };
     tracing::info!(service = service_name, addr = ?listener.local_addr().ok(), "grpc server listening");
     Server::builder()

@@ -21,30 +21,20 @@ const STALE_AFTER_SECS: u64 = 3600;
 
 /// A listener on a free loopback port, bound before the server starts: no port races.
 pub async fn listener() -> TcpListener {
-    TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a loopback port")
+    TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port")
 }
 
 pub fn admin_database_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())
+    std::env::var("TEST_DATABASE_URL").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())
 }
 
 pub fn redis_url() -> String {
-    std::env::var("TEST_REDIS_URL")
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned())
+    std::env::var("TEST_REDIS_URL").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned())
 }
 
 /// `url` with its database name replaced.
 fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
     let base = match base.rfind('/') {
         Some(i) if i > base.find("://").map_or(0, |s| s + 2) => &base[..i],
         _ => base,
@@ -56,10 +46,7 @@ fn with_database(url: &str, database: &str) -> String {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
 }
 
 /// One test's database and Redis prefix; both are removed on drop.
@@ -89,17 +76,10 @@ impl Drop for TestEnv {
         let prefix = self.redis_prefix.clone();
         // Drop runs inside the test's runtime, which cannot block on async work itself.
         let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             runtime.block_on(async {
                 if let Ok(admin) = Database::connect(admin_database_url()).await {
-                    let _ = admin
-                        .execute_unprepared(&format!(
-                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                        ))
-                        .await;
+                    let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
                     let _ = admin.close().await;
                 }
                 let _ = delete_redis_prefix(&redis_url, &prefix).await;
@@ -123,10 +103,7 @@ async fn delete_redis_prefix(url: &str, prefix: &str) -> redis::RedisResult<()> 
             .query_async(&mut connection)
             .await?;
         if !keys.is_empty() {
-            redis::cmd("DEL")
-                .arg(&keys)
-                .query_async::<()>(&mut connection)
-                .await?;
+            redis::cmd("DEL").arg(&keys).query_async::<()>(&mut connection).await?;
         }
         if next == 0 {
             return Ok(());
@@ -156,24 +133,14 @@ async fn create_test_database() -> String {
     let template = match TEMPLATE.get() {
         Some(t) => t.clone(),
         None => {
-            let t = ensure_template(&admin)
-                .await
-                .expect("create the migrated template database");
+            let t = ensure_template(&admin).await.expect("create the migrated template database");
             TEMPLATE.get_or_init(|| t).clone()
         }
     };
-    let name = format!(
-        "kp_test_{}_{}",
-        unix_now(),
-        &Uuid::new_v4().simple().to_string()[..12]
-    );
+    let name = format!("kp_test_{}_{}", unix_now(), &Uuid::new_v4().simple().to_string()[..12]);
     let mut attempt = 0;
     loop {
-        let created = admin
-            .execute_unprepared(&format!(
-                "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
-            ))
-            .await;
+        let created = admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\"")).await;
         match created {
             Ok(_) => break,
             // Another test binary is copying the same template right now.
@@ -193,9 +160,7 @@ async fn create_test_database() -> String {
 async fn ensure_template(admin: &DatabaseConnection) -> Result<String, DbErr> {
     const LOCK: i64 = 0x6b70_7465_6d70; // "kptemp"
     let name = template_name();
-    admin
-        .execute_unprepared(&format!("SELECT pg_advisory_lock({LOCK})"))
-        .await?;
+    admin.execute_unprepared(&format!("SELECT pg_advisory_lock({LOCK})")).await?;
     let result = async {
         remove_leftovers(admin, &name).await?;
         let exists = admin
@@ -208,14 +173,8 @@ async fn ensure_template(admin: &DatabaseConnection) -> Result<String, DbErr> {
             .is_some();
         if !exists {
             let building = format!("{name}_building_{}", std::process::id());
-            admin
-                .execute_unprepared(&format!(
-                    "DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"
-                ))
-                .await?;
-            admin
-                .execute_unprepared(&format!("CREATE DATABASE \"{building}\""))
-                .await?;
+            admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)")).await?;
+            admin.execute_unprepared(&format!("CREATE DATABASE \"{building}\"")).await?;
             let url = with_database(&admin_database_url(), &building);
             for service in keyplane_migrations::SERVICES {
                 let db = crate::db::connect(&url, service, 1).await?;
@@ -223,18 +182,12 @@ async fn ensure_template(admin: &DatabaseConnection) -> Result<String, DbErr> {
                 db.close().await?;
             }
             // Renamed only when complete: a template is either whole or absent.
-            admin
-                .execute_unprepared(&format!(
-                    "ALTER DATABASE \"{building}\" RENAME TO \"{name}\""
-                ))
-                .await?;
+            admin.execute_unprepared(&format!("ALTER DATABASE \"{building}\" RENAME TO \"{name}\"")).await?;
         }
         Ok::<_, DbErr>(())
     }
     .await;
-    admin
-        .execute_unprepared(&format!("SELECT pg_advisory_unlock({LOCK})"))
-        .await?;
+    admin.execute_unprepared(&format!("SELECT pg_advisory_unlock({LOCK})")).await?;
     result.map(|()| name)
 }
 
@@ -258,9 +211,7 @@ async fn remove_leftovers(admin: &DatabaseConnection, current_template: &str) ->
             name.starts_with("kp_tmpl_") && name != current_template && !name.contains("_building_")
         };
         if stale {
-            let _ = admin
-                .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                .await;
+            let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
         }
     }
     Ok(())
@@ -272,17 +223,8 @@ mod tests {
 
     #[test]
     fn database_names_are_replaced() {
-        assert_eq!(
-            with_database("postgres://u@h:5432/postgres", "x"),
-            "postgres://u@h:5432/x"
-        );
-        assert_eq!(
-            with_database("postgres://u@h/postgres?sslmode=disable", "x"),
-            "postgres://u@h/x?sslmode=disable"
-        );
-        assert_eq!(
-            with_database("postgres://u@h:5432", "x"),
-            "postgres://u@h:5432/x"
-        );
+        assert_eq!(with_database("postgres://u@h:5432/postgres", "x"), "postgres://u@h:5432/x");
+        assert_eq!(with_database("postgres://u@h/postgres?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
+        assert_eq!(with_database("postgres://u@h:5432", "x"), "postgres://u@h:5432/x");
     }
 }

@@ -1,0 +1,85 @@
+//! `keyplane serve --target <name>`: one process of a deployment.
+
+use keyplane_common::{
+    config::{CommonConfig, ConfigError, Env, Mode, Target},
+    runtime::Shared,
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// One target's settings, read and checked before anything starts.
+pub enum TargetConfig {
+    Identity(keyplane_identity::Config),
+    Keys(keyplane_keys::Config),
+    Orgs(keyplane_orgs::Config),
+    Usage(keyplane_usage::Config),
+    Advisors(keyplane_advisors::Config),
+    Families(keyplane_families::Config),
+    Gateway(keyplane_gateway::Config),
+}
+
+pub struct SingleConfig {
+    pub common: CommonConfig,
+    pub migrate_on_start: bool,
+    pub target: TargetConfig,
+}
+
+impl SingleConfig {
+    pub fn from_env(mut env: Env, target: Target) -> Result<Self, ConfigError> {
+        let mode = Mode::Single;
+        let common = CommonConfig::from_env(&mut env, mode);
+        let config = match target {
+            Target::Identity => {
+                TargetConfig::Identity(keyplane_identity::Config::from_env(&mut env, &common, mode, None))
+            }
+            Target::Keys => TargetConfig::Keys(keyplane_keys::Config::from_env(&mut env, &common, mode, None)),
+            Target::Orgs => TargetConfig::Orgs(keyplane_orgs::Config::from_env(&mut env, &common, mode, None, None)),
+            Target::Usage => TargetConfig::Usage(keyplane_usage::Config::from_env(&mut env, &common, mode)),
+            Target::Advisors => TargetConfig::Advisors(keyplane_advisors::Config::from_env(&mut env, &common, mode)),
+            Target::Families => {
+                let secret = keyplane_gateway::config::dataplane_secret(&mut env, mode);
+                TargetConfig::Families(keyplane_families::Config::from_env(&mut env, &common, mode, secret))
+            }
+            Target::Gateway => {
+                let secret = keyplane_gateway::config::dataplane_secret(&mut env, mode);
+                let peers = keyplane_gateway::Peers::default();
+                TargetConfig::Gateway(keyplane_gateway::Config::from_env(&mut env, &common, mode, peers, secret))
+            }
+        };
+        let migrate_on_start = env.bool_or("KEYPLANE_MIGRATE_ON_START", false);
+        env.finish()?;
+        Ok(Self { common, migrate_on_start, target: config })
+    }
+
+    fn listen_and_database(&self) -> (std::net::SocketAddr, Option<(Target, String)>) {
+        match &self.target {
+            TargetConfig::Identity(c) => (c.listen, Some((Target::Identity, c.database_url.clone()))),
+            TargetConfig::Keys(c) => (c.listen, Some((Target::Keys, c.database_url.clone()))),
+            TargetConfig::Orgs(c) => (c.listen, Some((Target::Orgs, c.database_url.clone()))),
+            TargetConfig::Usage(c) => (c.listen, Some((Target::Usage, c.database_url.clone()))),
+            TargetConfig::Advisors(c) => (c.listen, Some((Target::Advisors, c.database_url.clone()))),
+            TargetConfig::Families(c) => (c.listen, Some((Target::Families, c.database_url.clone()))),
+            TargetConfig::Gateway(c) => (c.listen, None),
+        }
+    }
+}
+
+pub async fn run(config: SingleConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let (listen, database) = config.listen_and_database();
+    if config.migrate_on_start
+        && let Some(database) = database
+    {
+        crate::migrate::run(&[database]).await?;
+    }
+    let listener = TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let shared = Shared::new(config.common)?;
+    match config.target {
+        TargetConfig::Identity(c) => keyplane_identity::serve(c, shared, listener, shutdown).await,
+        TargetConfig::Keys(c) => keyplane_keys::serve(c, shared, listener, shutdown).await,
+        TargetConfig::Orgs(c) => keyplane_orgs::serve(c, shared, listener, shutdown).await,
+        TargetConfig::Usage(c) => keyplane_usage::serve(c, shared, listener, shutdown).await,
+        TargetConfig::Advisors(c) => keyplane_advisors::serve(c, shared, listener, shutdown).await,
+        TargetConfig::Families(c) => keyplane_families::serve(c, listener, shutdown).await,
+        TargetConfig::Gateway(c) => keyplane_gateway::serve(c, shared, listener, shutdown).await,
+    }
+}

@@ -1,0 +1,196 @@
+//! Who is calling, and whether that kind of credential may call this route.
+//!
+//! Each group of routes carries one policy. A credential of the wrong kind for the route
+//! is refused before anything is looked up; a key of the wrong shape or checksum too.
+
+pub mod verifier;
+
+use std::sync::Arc;
+
+use axum::{
+    extract::{FromRequestParts, Request, State},
+    http::{HeaderMap, StatusCode, header, request::Parts},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use keyplane_common::{
+    credential::{CredentialType, ParsedCredential},
+    internal_auth::Caller,
+    principal::Principal,
+};
+
+use crate::{context::RequestContext, error::ApiError, state::AppState};
+
+/// Credentials longer than this are refused before any parsing.
+pub const MAX_CREDENTIAL_LEN: usize = 8 * 1024;
+
+/// What a group of routes accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Policy {
+    /// A session bearer (self-issued or external OIDC).
+    Session,
+    /// A session, or an API key of the org (scope-checked by the services).
+    SessionOrKey,
+    /// An API key: the data plane.
+    Key,
+    /// RFC 9421 signatures only: any bearer is refused.
+    Signature,
+}
+
+/// The verified principal of the request.
+#[derive(Clone)]
+pub struct Authenticated(pub Arc<Principal>);
+
+/// A bearer, classified by its shape alone.
+enum Bearer<'a> {
+    Secret(ParsedCredential),
+    Session(&'a str),
+}
+
+/// The one bearer token of a request, if any.
+fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else { return Ok(None) };
+    if values.next().is_some() {
+        return Err(ApiError::bad_request("multiple_authorization_headers", "send one Authorization header"));
+    }
+    if value.len() > MAX_CREDENTIAL_LEN {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "credential_too_large",
+            "the credential is over 8 KiB",
+        ));
+    }
+    let value = value.to_str().map_err(|_| malformed())?;
+    let (scheme, token) = value.split_once(' ').ok_or_else(malformed)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.contains(char::is_whitespace) {
+        return Err(malformed());
+    }
+    Ok(Some(token))
+}
+
+fn malformed() -> ApiError {
+    ApiError::unauthorized("invalid_authorization", "send Authorization: Bearer <credential>")
+}
+
+fn classify<'a>(state: &AppState, token: &'a str) -> Result<Bearer<'a>, ApiError> {
+    if state.key_format.claims(token) {
+        let parsed = state.key_format.parse(token).map_err(|_| invalid_key())?;
+        return Ok(Bearer::Secret(parsed));
+    }
+    if token.starts_with("eyJ") && token.matches('.').count() == 2 {
+        return Ok(Bearer::Session(token));
+    }
+    // Another vendor's key (`ghp_…`), or nothing we issue.
+    Err(invalid_key())
+}
+
+fn invalid_key() -> ApiError {
+    ApiError::unauthorized("invalid_api_key", "the API key is not valid")
+}
+
+fn use_api_key() -> ApiError {
+    ApiError::unauthorized("use_api_key", "use an API key")
+}
+
+fn session_required() -> ApiError {
+    ApiError::unauthorized("session_required", "this route needs a session bearer, not an API key")
+}
+
+/// The caller as the services see it: the request's principal (once authenticated) and
+/// where it came from.
+fn caller(extensions: &axum::http::Extensions) -> Caller {
+    let context = extensions.get::<RequestContext>();
+    let text = |f: fn(&RequestContext) -> &String| context.map(|c| f(c).clone()).unwrap_or_default();
+    Caller {
+        service: "gateway".into(),
+        principal: extensions.get::<Authenticated>().map(|a| (*a.0).clone()),
+        client_ip: text(|c| &c.client_ip),
+        user_agent: text(|c| &c.user_agent),
+        request_id: text(|c| &c.request_id),
+    }
+}
+
+async fn authenticate(
+    state: &AppState,
+    policy: Policy,
+    headers: &HeaderMap,
+    origin: Caller,
+) -> Result<Arc<Principal>, ApiError> {
+    if policy == Policy::Signature {
+        return Err(ApiError::unauthorized(
+            "signature_required",
+            "census verbs are authenticated by RFC 9421 signatures alone, never a key or session",
+        ));
+    }
+    let token = bearer(headers)?.ok_or_else(|| match policy {
+        Policy::Key => {
+            ApiError::unauthorized("unauthenticated", "this route needs an API key: Authorization: Bearer <key>")
+        }
+        _ => ApiError::unauthorized("unauthenticated", "this route needs a credential: Authorization: Bearer <token>"),
+    })?;
+    match (classify(state, token)?, policy) {
+        (Bearer::Session(_), Policy::Key) => Err(use_api_key()),
+        (Bearer::Session(token), _) => state.verifier.verify_session(token, &origin).await,
+        (Bearer::Secret(parsed), policy) => {
+            let is_key = matches!(parsed.credential_type, CredentialType::ApiKey(_));
+            match policy {
+                Policy::Session => return Err(session_required()),
+                Policy::Key | Policy::SessionOrKey if !is_key => return Err(use_api_key()),
+                _ => {}
+            }
+            let principal = state.verifier.verify_secret(&parsed.secret, &origin).await?;
+            if let Principal::ApiKey(key) = principal.as_ref() {
+                state.meter.record(key, &origin);
+            }
+            Ok(principal)
+        }
+    }
+}
+
+async fn require(state: AppState, policy: Policy, mut request: Request, next: Next) -> Response {
+    let origin = caller(request.extensions());
+    match authenticate(&state, policy, request.headers(), origin).await {
+        Ok(principal) => {
+            request.extensions_mut().insert(Authenticated(principal));
+            next.run(request).await
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+pub async fn session(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    require(state, Policy::Session, request, next).await
+}
+
+pub async fn session_or_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    require(state, Policy::SessionOrKey, request, next).await
+}
+
+pub async fn key(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    require(state, Policy::Key, request, next).await
+}
+
+pub async fn signature(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    require(state, Policy::Signature, request, next).await
+}
+
+/// The caller of a handler: its principal (when the route needs one) and origin.
+pub struct Ctx(pub Caller);
+
+impl Ctx {
+    pub fn principal(&self) -> Result<&Principal, ApiError> {
+        self.0
+            .principal
+            .as_ref()
+            .ok_or_else(|| ApiError::unauthorized("unauthenticated", "this route needs a credential"))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Ctx {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(caller(&parts.extensions)))
+    }
+}

@@ -1,0 +1,108 @@
+//! The gateway's settings.
+
+use std::{net::SocketAddr, time::Duration};
+
+use keyplane_common::config::{CommonConfig, Env, MIN_INTERNAL_SECRET_LEN, Mode, Target, random_secret};
+
+use crate::dataplane::DataRoute;
+
+#[derive(Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub identity_addr: String,
+    pub keys_addr: String,
+    pub orgs_addr: String,
+    pub usage_addr: String,
+    pub advisors_addr: String,
+    /// Where data-plane calls go: path prefix, upstream, scopes.
+    pub routes: Vec<DataRoute>,
+    /// Signs the identity headers sent to data-plane upstreams.
+    pub dataplane_secret: Vec<u8>,
+    /// Deadline of a whole request, forwarding included.
+    pub request_timeout: Duration,
+    /// Believe `X-Forwarded-For` (only behind a proxy that sets it).
+    pub trust_forwarded_for: bool,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("routes", &self.routes)
+            .field("request_timeout", &self.request_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Peers' addresses known in advance (all-in-one mode knows them; a deployment is told).
+#[derive(Default, Clone)]
+pub struct Peers {
+    pub identity: Option<String>,
+    pub keys: Option<String>,
+    pub orgs: Option<String>,
+    pub usage: Option<String>,
+    pub advisors: Option<String>,
+    pub families: Option<String>,
+}
+
+/// The data-plane secret shared by the gateway and the backends it forwards to.
+pub fn dataplane_secret(env: &mut Env, mode: Mode) -> Vec<u8> {
+    match env.get("KEYPLANE_DATAPLANE_SECRET") {
+        Some(secret) if secret.len() >= MIN_INTERNAL_SECRET_LEN => secret.as_bytes().to_vec(),
+        Some(_) => {
+            env.problem(
+                "KEYPLANE_DATAPLANE_SECRET",
+                format_args!("needs at least {MIN_INTERNAL_SECRET_LEN} characters"),
+            );
+            Vec::new()
+        }
+        None if mode == Mode::AllInOne => random_secret(),
+        None => {
+            env.problem(
+                "KEYPLANE_DATAPLANE_SECRET",
+                "is required (shared with data-plane backends; e.g. `openssl rand -hex 32`)",
+            );
+            Vec::new()
+        }
+    }
+}
+
+impl Config {
+    pub fn from_env(env: &mut Env, common: &CommonConfig, mode: Mode, peers: Peers, dataplane_secret: Vec<u8>) -> Self {
+        let routes = match env.get("KEYPLANE_GATEWAY_ROUTES") {
+            Some(json) => {
+                match serde_json::from_str::<Vec<DataRoute>>(json) {
+                    Ok(routes) => routes,
+                    Err(e) => {
+                        env.problem(
+                        "KEYPLANE_GATEWAY_ROUTES",
+                        format_args!("must be a JSON list of {{\"prefix\", \"upstream\", \"read_scope\", \"write_scope\"}} ({e})"),
+                    );
+                        Vec::new()
+                    }
+                }
+            }
+            None => {
+                let families = env.get("KEYPLANE_FAMILIES_URL").map(str::to_owned).or(peers.families);
+                families.map(|upstream| vec![DataRoute::families(upstream)]).unwrap_or_default()
+            }
+        };
+        for route in &routes {
+            if let Err(problem) = route.check() {
+                env.problem("KEYPLANE_GATEWAY_ROUTES", problem);
+            }
+        }
+        Self {
+            listen: common.listen_addr(env, Target::Gateway, mode),
+            identity_addr: env.peer_addr(Target::Identity, peers.identity),
+            keys_addr: env.peer_addr(Target::Keys, peers.keys),
+            orgs_addr: env.peer_addr(Target::Orgs, peers.orgs),
+            usage_addr: env.peer_addr(Target::Usage, peers.usage),
+            advisors_addr: env.peer_addr(Target::Advisors, peers.advisors),
+            routes,
+            dataplane_secret,
+            request_timeout: env.seconds_or("KEYPLANE_GATEWAY_TIMEOUT_SECS", 30, 1, 600),
+            trust_forwarded_for: env.bool_or("KEYPLANE_TRUST_FORWARDED_FOR", false),
+        }
+    }
+}

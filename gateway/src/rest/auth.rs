@@ -1,0 +1,183 @@
+//! Accounts and sessions, who-am-I, and key verification for the platform's backends.
+
+use axum::{Json, extract::State, http::StatusCode};
+use chrono::{DateTime, Utc};
+use keyplane_common::principal::Principal;
+use keyplane_proto::{
+    identity::v1::{GetUserRequest, LoginRequest, LogoutRequest, RefreshRequest, SignupRequest},
+    orgs::v1::{GetOrgRequest, ListOrgsRequest},
+    types::v1::PageRequest,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::dto::{Org, Session, User};
+use crate::{auth::Ctx, error::ApiError, extract::ApiJson, state::AppState};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignupBody {
+    email: String,
+    password: String,
+    #[serde(default)]
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    email: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshBody {
+    refresh_token: String,
+}
+
+pub async fn signup(
+    State(state): State<AppState>,
+    Ctx(caller): Ctx,
+    ApiJson(body): ApiJson<SignupBody>,
+) -> Result<(StatusCode, Json<Session>), ApiError> {
+    let request = SignupRequest { email: body.email, password: body.password, name: body.name };
+    Ok((StatusCode::CREATED, Json(state.upstream.signup(&caller, request).await?.into())))
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    Ctx(caller): Ctx,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> Result<Json<Session>, ApiError> {
+    let request = LoginRequest { email: body.email, password: body.password };
+    Ok(Json(state.upstream.login(&caller, request).await?.into()))
+}
+
+pub async fn refresh(
+    State(state): State<AppState>,
+    Ctx(caller): Ctx,
+    ApiJson(body): ApiJson<RefreshBody>,
+) -> Result<Json<Session>, ApiError> {
+    Ok(Json(state.upstream.refresh(&caller, RefreshRequest { refresh_token: body.refresh_token }).await?.into()))
+}
+
+pub async fn logout(State(state): State<AppState>, Ctx(caller): Ctx) -> Result<StatusCode, ApiError> {
+    state.upstream.logout(&caller, LogoutRequest {}).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/v1/auth/me`: who the credential is.
+pub async fn me(State(state): State<AppState>, Ctx(caller): Ctx) -> Result<Json<Value>, ApiError> {
+    match caller.principal.clone() {
+        Some(Principal::User(user)) => {
+            let profile = state.upstream.get_user(&caller, GetUserRequest { id: user.user_id.to_string() }).await?;
+            let orgs = state
+                .upstream
+                .list_orgs(&caller, ListOrgsRequest { page: Some(PageRequest { limit: 100, cursor: String::new() }) })
+                .await?;
+            let orgs: Vec<Org> = orgs.orgs.into_iter().map(Org::from).collect();
+            Ok(Json(json!({
+                "principal": "session",
+                "user": User::from(profile),
+                "issuer": user.issuer,
+                "orgs": orgs,
+            })))
+        }
+        Some(Principal::ApiKey(key)) => {
+            // The key's own org, whatever its scopes: asked as the gateway itself.
+            let service = keyplane_common::internal_auth::Caller {
+                principal: Some(Principal::Service { name: "gateway".into() }),
+                ..caller.clone()
+            };
+            let org = state.upstream.get_org(&service, GetOrgRequest { org_id: key.org_id.to_string() }).await?;
+            Ok(Json(json!({
+                "principal": "api_key",
+                "key": {
+                    "id": key.key_id,
+                    "name": key.name,
+                    "prefix": key.prefix,
+                    "environment": key.environment,
+                    "scopes": key.scopes.effective(),
+                    "resource_ids": key.resource_ids,
+                    "expires_at": key.expires_at,
+                    "in_grace": key.grace_ends_at.is_some(),
+                },
+                "org": { "id": org.id, "name": org.name, "slug": org.slug },
+            })))
+        }
+        _ => Err(ApiError::unauthorized("unauthenticated", "this route needs a session or an API key")),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyBody {
+    key: String,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    resource_id: Option<String>,
+}
+
+#[derive(Serialize, Default)]
+pub struct Verification {
+    valid: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    org_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    environment: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scopes: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource_ids: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    in_grace: Option<bool>,
+}
+
+fn refused(code: &str) -> Json<Verification> {
+    Json(Verification { valid: false, code: Some(code.to_owned()), ..Verification::default() })
+}
+
+/// `POST /api/v1/keys/verify`: for backends that hold a raw key. Refusals carry the code
+/// the gateway would answer with; they take the same path whether the key is unknown or
+/// revoked, so timing tells nothing either.
+pub async fn verify(
+    State(state): State<AppState>,
+    Ctx(caller): Ctx,
+    ApiJson(body): ApiJson<VerifyBody>,
+) -> Result<Json<Verification>, ApiError> {
+    let Ok(parsed) = state.key_format.parse(&body.key) else { return Ok(refused("invalid_api_key")) };
+    let principal = match state.verifier.verify_secret(&parsed.secret, &caller).await {
+        Ok(p) => p,
+        Err(e) if e.status == StatusCode::UNAUTHORIZED => return Ok(refused(&e.code)),
+        Err(e) => return Err(e),
+    };
+    let Principal::ApiKey(key) = principal.as_ref() else { return Ok(refused("invalid_api_key")) };
+    state.meter.record(key, &caller);
+    let mut answer = Verification {
+        valid: true,
+        code: None,
+        key_id: Some(key.key_id.to_string()),
+        org_id: Some(key.org_id.to_string()),
+        environment: Some(key.environment.as_str()),
+        scopes: Some(key.scopes.effective()),
+        resource_ids: Some(key.resource_ids.clone()),
+        expires_at: key.expires_at,
+        in_grace: Some(key.grace_ends_at.is_some()),
+    };
+    if body.scope.as_deref().is_some_and(|s| !key.scopes.allows(s)) {
+        answer.valid = false;
+        answer.code = Some("insufficient_scope".into());
+    } else if body.resource_id.as_ref().is_some_and(|r| !key.resource_ids.is_empty() && !key.resource_ids.contains(r)) {
+        answer.valid = false;
+        answer.code = Some("resource_not_allowed".into());
+    }
+    Ok(Json(answer))
+}

@@ -1,0 +1,155 @@
+//! API keys of an org, and MCP tokens of the caller.
+
+use axum::{
+    Json,
+    extract::{Path, State},
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use chrono::{DateTime, Utc};
+use keyplane_common::{credential::Environment, principal::environment_to_proto};
+use keyplane_proto::{
+    keys::v1::{
+        CreateKeyRequest, CreateMcpTokenRequest, GetKeyRequest, ListKeysRequest, ListMcpTokensRequest,
+        RegenerateKeyRequest, RevokeKeyRequest, RevokeMcpTokenRequest, ScopeList,
+    },
+    types::v1::Environment as PbEnvironment,
+};
+use serde::Deserialize;
+
+use super::{
+    PageQuery,
+    dto::{ApiKey, CreatedKey, CreatedMcpToken, McpToken, Paged},
+};
+use crate::{
+    auth::Ctx,
+    error::ApiError,
+    extract::{ApiJson, ApiQuery, OptionalJson},
+    state::AppState,
+};
+
+/// The seed's plain-array list: the next page goes in a `Link` header.
+pub async fn list(
+    State(state): State<AppState>,
+    Ctx(caller): Ctx,
+    Path(org_id): Path<String>,
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> Result<Response, ApiError> {
+    let limit = page.limit;
+    let listed =
+        state.upstream.list_keys(&caller, ListKeysRequest { org_id: org_id.clone(), page: Some(page.into()) }).await?;
+    let keys: Vec<ApiKey> = listed.keys.into_iter().map(ApiKey::from).collect();
+    let mut response = Json(keys).into_response();
+    if let Some(next) = listed.page.map(|p| p.next_cursor).filter(|c| !c.is_empty()) {
+        let link = format!(
+            "</api/v1/developers/orgs/{org_id}/keys?limit={}&cursor={next}>; rel=\"next\"",
+            limit.unwrap_or(50)
+        );
+        if let Ok(value) = HeaderValue::from_str(&link) {
+            response.headers_mut().insert(header::LINK, value);
+        }
+    }
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyBody {
+    name: String,
+    #[serde(default)]
+    environment: String,
+    scopes: Option<Vec<String>>,
+    #[serde(default)]
+    resource_ids: Vec<String>,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Ctx(caller): Ctx,
+    Path(org_id): Path<String>,
+    ApiJson(body): ApiJson<CreateKeyBody>,
+) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
+    let environment = Environment::parse(&body.environment).map_or(PbEnvironment::Unspecified, environment_to_proto);
+    let request = CreateKeyRequest {
+        org_id,
+        name: body.name,
+        environment: environment.into(),
+        scopes: body.scopes.map(|scopes| ScopeList { scopes }),
+        resource_ids: body.resource_ids,
+        expires_at: body.expires_at.map(keyplane_common::time::to_proto),
+    };
+    Ok((StatusCode::CREATED, Json(state.upstream.create_key(&caller, request).await?.into())))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Ctx(caller): Ctx,
+    Path((org_id, key_id)): Path<(String, String)>,
+) -> Result<Json<ApiKey>, ApiError> {
+    Ok(Json(state.upstream.get_key(&caller, GetKeyRequest { org_id, key_id }).await?.into()))
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    Ctx(caller): Ctx,
+    Path((org_id, key_id)): Path<(String, String)>,
+) -> Result<Json<ApiKey>, ApiError> {
+    Ok(Json(state.upstream.revoke_key(&caller, RevokeKeyRequest { org_id, key_id }).await?.into()))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RegenerateBody {
+    grace_period_seconds: Option<i64>,
+}
+
+pub async fn regenerate(
+    State(state): State<AppState>,
+    Ctx(caller): Ctx,
+    Path((org_id, key_id)): Path<(String, String)>,
+    OptionalJson(body): OptionalJson<RegenerateBody>,
+) -> Result<Json<CreatedKey>, ApiError> {
+    let request = RegenerateKeyRequest { org_id, key_id, grace_period_seconds: body.grace_period_seconds };
+    Ok(Json(state.upstream.regenerate_key(&caller, request).await?.into()))
+}
+
+pub async fn list_mcp_tokens(
+    State(state): State<AppState>,
+    Ctx(caller): Ctx,
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> Result<Json<Paged<McpToken>>, ApiError> {
+    let listed = state.upstream.list_mcp_tokens(&caller, ListMcpTokensRequest { page: Some(page.into()) }).await?;
+    Ok(Json(Paged::new(listed.tokens.into_iter().map(McpToken::from).collect(), listed.page)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateMcpTokenBody {
+    name: String,
+    org_id: String,
+    scopes: Option<Vec<String>>,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+pub async fn create_mcp_token(
+    State(state): State<AppState>,
+    Ctx(caller): Ctx,
+    ApiJson(body): ApiJson<CreateMcpTokenBody>,
+) -> Result<(StatusCode, Json<CreatedMcpToken>), ApiError> {
+    let request = CreateMcpTokenRequest {
+        org_id: body.org_id,
+        name: body.name,
+        scopes: body.scopes.map(|scopes| ScopeList { scopes }),
+        expires_at: body.expires_at.map(keyplane_common::time::to_proto),
+    };
+    Ok((StatusCode::CREATED, Json(state.upstream.create_mcp_token(&caller, request).await?.into())))
+}
+
+pub async fn revoke_mcp_token(
+    State(state): State<AppState>,
+    Ctx(caller): Ctx,
+    Path(token_id): Path<String>,
+) -> Result<Json<McpToken>, ApiError> {
+    Ok(Json(state.upstream.revoke_mcp_token(&caller, RevokeMcpTokenRequest { token_id }).await?.into()))
+}

@@ -1,0 +1,89 @@
+//! The public REST surface: routes grouped by the credential they accept.
+
+pub mod auth;
+pub mod dto;
+pub mod keys;
+pub mod orgs;
+pub mod platform;
+
+use axum::{
+    Router,
+    middleware::from_fn_with_state,
+    routing::{any, delete, get, post},
+};
+use keyplane_proto::types::v1::PageRequest;
+use serde::Deserialize;
+
+use crate::{auth as guard, dataplane, error::ApiError, state::AppState};
+
+/// `limit` and `cursor` of a list.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+impl From<PageQuery> for PageRequest {
+    fn from(q: PageQuery) -> Self {
+        Self { limit: q.limit.unwrap_or(0), cursor: q.cursor.unwrap_or_default() }
+    }
+}
+
+pub fn router(state: &AppState) -> Router<AppState> {
+    let public = Router::new()
+        .route("/health", get(platform::health))
+        .route("/ready", get(platform::ready))
+        .route("/.well-known/jwks.json", get(platform::jwks))
+        .route("/api/v1/auth/signup", post(auth::signup))
+        .route("/api/v1/auth/login", post(auth::login))
+        .route("/api/v1/auth/refresh", post(auth::refresh))
+        .route("/api/v1/keys/verify", post(auth::verify));
+
+    let session = Router::new()
+        .route("/api/ensure-dev-org", post(orgs::ensure_dev_org))
+        .route("/api/v1/auth/logout", post(auth::logout))
+        .route("/api/v1/mcp-tokens", get(keys::list_mcp_tokens).post(keys::create_mcp_token))
+        .route("/api/v1/mcp-tokens/{id}", delete(keys::revoke_mcp_token))
+        .route_layer(from_fn_with_state(state.clone(), guard::session));
+
+    let session_or_key = Router::new()
+        .route("/api/v1/auth/me", get(auth::me))
+        .route("/api/v1/developers/orgs", get(orgs::list).post(orgs::create))
+        .route("/api/v1/developers/orgs/{org_id}", get(orgs::get).put(orgs::update).delete(orgs::delete))
+        .route("/api/v1/developers/orgs/{org_id}/members", get(orgs::members).post(orgs::add_member))
+        .route("/api/v1/developers/orgs/{org_id}/members/{user_id}", delete(orgs::remove_member))
+        .route("/api/v1/developers/orgs/{org_id}/audit-log", get(orgs::audit_log))
+        .route("/api/v1/developers/orgs/{org_id}/keys", get(keys::list).post(keys::create))
+        .route("/api/v1/developers/orgs/{org_id}/keys/{key_id}", get(keys::get).delete(keys::revoke))
+        .route("/api/v1/developers/orgs/{org_id}/keys/{key_id}/regenerate", post(keys::regenerate))
+        .route_layer(from_fn_with_state(state.clone(), guard::session_or_key));
+
+    let data_plane = Router::new()
+        .route("/api/v1/developer/{*path}", any(dataplane::forward))
+        .route_layer(from_fn_with_state(state.clone(), guard::key));
+
+    let census = Router::new()
+        .route("/api/v1/ocss/census/{*path}", any(not_found))
+        .route_layer(from_fn_with_state(state.clone(), guard::signature));
+
+    public
+        .merge(session)
+        .merge(session_or_key)
+        .merge(data_plane)
+        .merge(census)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
+}

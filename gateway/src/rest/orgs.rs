@@ -1,0 +1,207 @@
+//! Orgs, members, the audit log, and the one-call developer bootstrap.
+
+use axum::{
+    Json,
+    extract::{Path, State},
+    http::StatusCode,
+};
+use chrono::{DateTime, Utc};
+use keyplane_proto::{
+    keys::v1::EnsureBootstrapKeyRequest,
+    orgs::v1::{
+        AddMemberRequest, CreateOrgRequest, DeleteOrgRequest, EnsureDevOrgRequest, GetOrgRequest,
+        ListAuditEventsRequest, ListMembersRequest, ListOrgsRequest, RemoveMemberRequest, Role, UpdateOrgRequest,
+    },
+};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    PageQuery,
+    dto::{AuditEvent, Member, Org, Paged},
+};
+use crate::{
+    auth::Ctx,
+    error::ApiError,
+    extract::{ApiJson, ApiQuery, OptionalJson},
+    state::AppState,
+};
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EnsureDevOrgBody {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    bootstrap_key: bool,
+}
+
+#[derive(Serialize)]
+pub struct FirstKey {
+    id: String,
+    name: String,
+    environment: &'static str,
+    key: String,
+}
+
+#[derive(Serialize)]
+pub struct DevOrg {
+    #[serde(flatten)]
+    org: Org,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_key: Option<FirstKey>,
+}
+
+/// `POST /api/ensure-dev-org`: the caller's developer org, and with `bootstrap_key` its
+/// first key when it has none.
+pub async fn ensure_dev_org(
+    State(state): State<AppState>,
+    Ctx(caller): Ctx,
+    OptionalJson(body): OptionalJson<EnsureDevOrgBody>,
+) -> Result<Json<DevOrg>, ApiError> {
+    let ensured = state.upstream.ensure_dev_org(&caller, EnsureDevOrgRequest { name: body.name }).await?;
+    let org = ensured.org.ok_or_else(ApiError::internal)?;
+    let mut first_key = None;
+    if body.bootstrap_key {
+        let minted =
+            state.upstream.ensure_bootstrap_key(&caller, EnsureBootstrapKeyRequest { org_id: org.id.clone() }).await?;
+        first_key = minted.key.and_then(|k| {
+            let key = k.key?;
+            Some(FirstKey { id: key.id, name: key.name, environment: "test", key: k.secret })
+        });
+    }
+    Ok(Json(DevOrg { org: org.into(), first_key }))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Ctx(caller): Ctx,
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> Result<Json<Paged<Org>>, ApiError> {
+    let listed = state.upstream.list_orgs(&caller, ListOrgsRequest { page: Some(page.into()) }).await?;
+    Ok(Json(Paged::new(listed.orgs.into_iter().map(Org::from).collect(), listed.page)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrgBody {
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    website_url: String,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Ctx(caller): Ctx,
+    ApiJson(body): ApiJson<CreateOrgBody>,
+) -> Result<(StatusCode, Json<Org>), ApiError> {
+    let request = CreateOrgRequest { name: body.name, description: body.description, website_url: body.website_url };
+    Ok((StatusCode::CREATED, Json(state.upstream.create_org(&caller, request).await?.into())))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Ctx(caller): Ctx,
+    Path(org_id): Path<String>,
+) -> Result<Json<Org>, ApiError> {
+    Ok(Json(state.upstream.get_org(&caller, GetOrgRequest { org_id }).await?.into()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateOrgBody {
+    name: Option<String>,
+    description: Option<String>,
+    website_url: Option<String>,
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    Ctx(caller): Ctx,
+    Path(org_id): Path<String>,
+    ApiJson(body): ApiJson<UpdateOrgBody>,
+) -> Result<Json<Org>, ApiError> {
+    let request =
+        UpdateOrgRequest { org_id, name: body.name, description: body.description, website_url: body.website_url };
+    Ok(Json(state.upstream.update_org(&caller, request).await?.into()))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Ctx(caller): Ctx,
+    Path(org_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.upstream.delete_org(&caller, DeleteOrgRequest { org_id }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn members(
+    State(state): State<AppState>,
+    Ctx(caller): Ctx,
+    Path(org_id): Path<String>,
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> Result<Json<Paged<Member>>, ApiError> {
+    let listed = state.upstream.list_members(&caller, ListMembersRequest { org_id, page: Some(page.into()) }).await?;
+    Ok(Json(Paged::new(listed.members.into_iter().map(Member::from).collect(), listed.page)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddMemberBody {
+    email: String,
+    role: String,
+}
+
+pub async fn add_member(
+    State(state): State<AppState>,
+    Ctx(caller): Ctx,
+    Path(org_id): Path<String>,
+    ApiJson(body): ApiJson<AddMemberBody>,
+) -> Result<(StatusCode, Json<Member>), ApiError> {
+    let role = match body.role.as_str() {
+        "owner" => Role::Owner,
+        "admin" => Role::Admin,
+        "member" => Role::Member,
+        _ => Role::Unspecified,
+    };
+    let request = AddMemberRequest { org_id, email: body.email, role: role.into() };
+    Ok((StatusCode::CREATED, Json(state.upstream.add_member(&caller, request).await?.into())))
+}
+
+pub async fn remove_member(
+    State(state): State<AppState>,
+    Ctx(caller): Ctx,
+    Path((org_id, user_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    state.upstream.remove_member(&caller, RemoveMemberRequest { org_id, user_id }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    action: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+pub async fn audit_log(
+    State(state): State<AppState>,
+    Ctx(caller): Ctx,
+    Path(org_id): Path<String>,
+    ApiQuery(query): ApiQuery<AuditQuery>,
+) -> Result<Json<Paged<AuditEvent>>, ApiError> {
+    let page = PageQuery { limit: query.limit, cursor: query.cursor };
+    let request = ListAuditEventsRequest {
+        org_id,
+        from: query.from.map(keyplane_common::time::to_proto),
+        to: query.to.map(keyplane_common::time::to_proto),
+        action: query.action.unwrap_or_default(),
+        page: Some(page.into()),
+    };
+    let listed = state.upstream.list_audit_events(&caller, request).await?;
+    Ok(Json(Paged::new(listed.events.into_iter().map(AuditEvent::from).collect(), listed.page)))
+}

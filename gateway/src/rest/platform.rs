@@ -1,0 +1,73 @@
+//! Health, readiness and the session-signing JWKS.
+
+use std::time::Duration;
+
+use axum::{
+    Json,
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use keyplane_common::error::FieldViolation;
+use keyplane_proto::identity::v1::GetJwksRequest;
+use serde_json::{Value, json};
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+
+use crate::{auth::Ctx, error::ApiError, state::AppState};
+
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// `GET /health`: the gateway serves.
+pub async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /ready`: every backing service answers its health check. Redis down is degraded,
+/// not down: credentials are then checked against PostgreSQL.
+pub async fn ready(State(state): State<AppState>) -> Response {
+    let checks = state.upstream.channels.iter().map(|(target, channel)| {
+        let mut client = HealthClient::new(channel.clone());
+        async move {
+            let answer =
+                tokio::time::timeout(PROBE_TIMEOUT, client.check(HealthCheckRequest { service: String::new() })).await;
+            let serving = matches!(answer, Ok(Ok(r)) if r.get_ref().status() == ServingStatus::Serving);
+            (target.name(), serving)
+        }
+    });
+    let results = futures_util::future::join_all(checks).await;
+    let down: Vec<&str> = results.iter().filter(|(_, up)| !up).map(|(name, _)| *name).collect();
+    let cache = if !state.cache.is_redis() {
+        "in-process"
+    } else if tokio::time::timeout(PROBE_TIMEOUT, state.cache.ping()).await.is_ok_and(|r| r.is_ok()) {
+        "ok"
+    } else {
+        "down"
+    };
+    if !down.is_empty() {
+        let details = down.iter().map(|name| FieldViolation::new(*name, "not serving")).collect();
+        let error = ApiError {
+            details,
+            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", format!("not answering: {}", down.join(", ")))
+        };
+        return error.into_response();
+    }
+    let services: serde_json::Map<String, Value> =
+        results.iter().map(|(name, _)| ((*name).to_owned(), json!("ok"))).collect();
+    let status = if cache == "down" { "degraded" } else { "ready" };
+    Json(json!({ "status": status, "services": services, "cache": cache })).into_response()
+}
+
+/// `GET /.well-known/jwks.json`: the keys that verify self-issued session bearers.
+pub async fn jwks(State(state): State<AppState>, Ctx(caller): Ctx) -> Result<Response, ApiError> {
+    let jwks = state.upstream.get_jwks(&caller, GetJwksRequest {}).await?;
+    let keys: Vec<Value> = jwks
+        .keys
+        .into_iter()
+        .map(|k| json!({ "kty": k.kty, "crv": k.crv, "kid": k.kid, "x": k.x, "alg": k.alg, "use": k.r#use }))
+        .collect();
+    let mut response = Json(json!({ "keys": keys })).into_response();
+    response
+        .headers_mut()
+        .insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("public, max-age=300"));
+    Ok(response)
+}

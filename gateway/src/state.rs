@@ -1,0 +1,29 @@
+//! What every handler shares; cloned per request, so one `Arc`.
+
+use std::{ops::Deref, sync::Arc, time::Duration};
+
+use keyplane_common::{cache::Cache, credential::KeyFormat};
+
+use crate::{auth::verifier::Verifier, dataplane::Dataplane, meter::UseMeter, upstream::Upstream};
+
+pub struct Inner {
+    pub upstream: Upstream,
+    pub verifier: Verifier,
+    pub meter: Arc<UseMeter>,
+    pub dataplane: Dataplane,
+    pub cache: Cache,
+    pub key_format: KeyFormat,
+    pub trust_forwarded_for: bool,
+    pub request_timeout: Duration,
+}
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+impl Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}

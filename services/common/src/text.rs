@@ -1,0 +1,48 @@
+//! One rule for human-entered text (names, descriptions), applied everywhere: trimmed,
+//! no control characters (NUL included), no bidirectional overrides, bounded length.
+
+use crate::error::FieldViolation;
+
+/// Characters that reorder or hide text: refused so that names read as they compare.
+fn is_deceptive(c: char) -> bool {
+    matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+}
+
+/// A trimmed display text of 1 to `max` characters.
+pub fn display_text(field: &str, value: &str, max: usize) -> Result<String, FieldViolation> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(FieldViolation::new(field, "is required"));
+    }
+    optional_text(field, value, max)
+}
+
+/// Like [`display_text`], but empty is allowed.
+pub fn optional_text(field: &str, value: &str, max: usize) -> Result<String, FieldViolation> {
+    let value = value.trim();
+    if value.chars().count() > max {
+        return Err(FieldViolation::new(field, format!("must be at most {max} characters")));
+    }
+    if value.chars().any(|c| c.is_control()) {
+        return Err(FieldViolation::new(field, "must not contain control characters"));
+    }
+    if value.chars().any(is_deceptive) {
+        return Err(FieldViolation::new(field, "must not contain invisible or direction-changing characters"));
+    }
+    Ok(value.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_rule_for_names() {
+        assert_eq!(display_text("name", "  Acme Corp  ", 10).unwrap(), "Acme Corp");
+        assert_eq!(display_text("name", "Café 🎉", 10).unwrap(), "Café 🎉");
+        for bad in ["", "   ", "a\0b", "a\u{202e}b", "zero\u{200b}width", "x\ny"] {
+            assert!(display_text("name", bad, 100).is_err(), "{bad:?} accepted");
+        }
+        assert!(display_text("name", "abcdefghijk", 10).is_err());
+    }
+}

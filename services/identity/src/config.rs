@@ -1,0 +1,71 @@
+//! The identity service's settings.
+
+use std::{net::SocketAddr, time::Duration};
+
+use keyplane_common::config::{CommonConfig, Env, Mode, Target};
+
+/// An external OIDC issuer (WorkOS AuthKit style) whose access tokens are sessions.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalIssuer {
+    pub issuer: String,
+    pub jwks_url: String,
+    pub audience: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub keys_addr: String,
+    /// `iss` and `aud` of self-issued session bearers.
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    /// Clock skew tolerated on `exp` and `nbf`, for our tokens and external ones.
+    pub jwt_leeway: Duration,
+    pub external_issuers: Vec<ExternalIssuer>,
+    /// How long external JWKS are used without a successful refresh.
+    pub jwks_max_age: Duration,
+    pub db_max_connections: u32,
+}
+
+impl Config {
+    pub fn from_env(env: &mut Env, common: &CommonConfig, mode: Mode, keys_addr: Option<String>) -> Self {
+        let external_issuers = match env.get("KEYPLANE_OIDC_ISSUERS") {
+            None => Vec::new(),
+            Some(json) => match serde_json::from_str::<Vec<ExternalIssuer>>(json) {
+                Ok(list) => list,
+                Err(e) => {
+                    env.problem(
+                        "KEYPLANE_OIDC_ISSUERS",
+                        format_args!("must be a JSON list of {{\"issuer\", \"jwks_url\", \"audience\"}} ({e})"),
+                    );
+                    Vec::new()
+                }
+            },
+        };
+        for issuer in &external_issuers {
+            if !(issuer.jwks_url.starts_with("https://") || issuer.jwks_url.starts_with("http://")) {
+                env.problem(
+                    "KEYPLANE_OIDC_ISSUERS",
+                    format_args!("jwks_url {:?} is not an http(s) URL", issuer.jwks_url),
+                );
+            }
+        }
+        Self {
+            listen: common.listen_addr(env, Target::Identity, mode),
+            database_url: common.database_url(env, Target::Identity),
+            keys_addr: env.peer_addr(Target::Keys, keys_addr),
+            jwt_issuer: env.string_or("KEYPLANE_JWT_ISSUER", "keyplane"),
+            jwt_audience: env.string_or("KEYPLANE_JWT_AUDIENCE", "keyplane"),
+            access_token_ttl: env.seconds_or("KEYPLANE_ACCESS_TOKEN_TTL_SECS", 900, 60, 86_400),
+            refresh_token_ttl: env.seconds_or("KEYPLANE_REFRESH_TOKEN_TTL_SECS", 30 * 86_400, 3_600, 365 * 86_400),
+            jwt_leeway: env.seconds_or("KEYPLANE_JWT_LEEWAY_SECS", 30, 0, 300),
+            external_issuers,
+            jwks_max_age: env.seconds_or("KEYPLANE_JWKS_MAX_AGE_SECS", 3_600, 60, 86_400),
+            db_max_connections: env.parse_or("KEYPLANE_IDENTITY_DB_MAX_CONNECTIONS", 10),
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! Everything the identity service can answer besides success.
+
+use keyplane_common::error::{FieldViolation, Kind, ServiceError};
+use tonic::Status;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}", describe(.0))]
+    Validation(Vec<FieldViolation>),
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    #[error("the email or password is not correct")]
+    InvalidCredentials,
+    /// The cause is for the log; the caller learns only that the token is not valid.
+    #[error("the session token is not valid")]
+    InvalidToken(&'static str),
+    #[error("the session token has expired")]
+    TokenExpired,
+    #[error("the session has ended")]
+    SessionRevoked,
+    #[error("the refresh token is not valid")]
+    InvalidRefreshToken,
+    #[error("the refresh token was already used; the session has been ended")]
+    RefreshTokenReused,
+    #[error("the API key is not valid")]
+    InvalidApiKey,
+    #[error("the MCP token is not valid")]
+    InvalidMcpToken,
+    #[error("the API key has been revoked")]
+    KeyRevoked,
+    #[error("the API key has expired")]
+    KeyExpired,
+    #[error("this needs a session bearer")]
+    SessionRequired,
+    #[error("no such user")]
+    UserNotFound,
+    #[error("the identity provider's keys cannot be fetched")]
+    IssuerUnavailable,
+    #[error("{0} is unavailable")]
+    Unavailable(&'static str),
+    #[error(transparent)]
+    Upstream(Status),
+    #[error("{0}")]
+    Internal(String),
+}
+
+fn describe(violations: &[FieldViolation]) -> String {
+    violations.iter().map(|v| format!("{} {}", v.field, v.problem)).collect::<Vec<_>>().join("; ")
+}
+
+impl ServiceError for Error {
+    fn kind(&self) -> Kind {
+        match self {
+            Self::Validation(_) => Kind::InvalidArgument,
+            Self::EmailTaken => Kind::Conflict,
+            Self::InvalidCredentials
+            | Self::InvalidToken(_)
+            | Self::TokenExpired
+            | Self::SessionRevoked
+            | Self::InvalidRefreshToken
+            | Self::RefreshTokenReused
+            | Self::InvalidApiKey
+            | Self::InvalidMcpToken
+            | Self::KeyRevoked
+            | Self::KeyExpired
+            | Self::SessionRequired => Kind::Unauthenticated,
+            Self::UserNotFound => Kind::NotFound,
+            Self::IssuerUnavailable | Self::Unavailable(_) => Kind::Unavailable,
+            Self::Upstream(s) => keyplane_common::error::kind_of(s),
+            Self::Internal(_) => Kind::Internal,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Validation(_) => "validation_failed",
+            Self::EmailTaken => "email_taken",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::InvalidToken(_) => "invalid_token",
+            Self::TokenExpired => "token_expired",
+            Self::SessionRevoked => "session_revoked",
+            Self::InvalidRefreshToken => "invalid_refresh_token",
+            Self::RefreshTokenReused => "refresh_token_reused",
+            Self::InvalidApiKey => "invalid_api_key",
+            Self::InvalidMcpToken => "invalid_mcp_token",
+            Self::KeyRevoked => "key_revoked",
+            Self::KeyExpired => "key_expired",
+            Self::SessionRequired => "session_required",
+            Self::UserNotFound => "user_not_found",
+            Self::IssuerUnavailable => "issuer_unavailable",
+            Self::Unavailable(_) => "service_unavailable",
+            Self::Upstream(_) => "upstream",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+
+    fn violations(&self) -> Vec<FieldViolation> {
+        match self {
+            Self::Validation(v) => v.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn into_upstream(self) -> Result<Status, Self> {
+        match self {
+            Self::Upstream(s) => Ok(s),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        e.into_status()
+    }
+}
+
+impl From<sea_orm::DbErr> for Error {
+    fn from(e: sea_orm::DbErr) -> Self {
+        match keyplane_common::db::classify(&e) {
+            keyplane_common::db::DbFailure::Unavailable => Self::Unavailable("the database"),
+            keyplane_common::db::DbFailure::Internal(cause) => Self::Internal(cause),
+        }
+    }
+}

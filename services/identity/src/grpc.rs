@@ -1,0 +1,104 @@
+//! The IdentityService gRPC surface: proto in, use case, proto out.
+
+use std::sync::Arc;
+
+use keyplane_common::{internal_auth::caller, time};
+use keyplane_proto::identity::v1::{self as pb, identity_service_server::IdentityService};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    service::{IssuedSession, Service},
+    store::users,
+};
+
+pub struct IdentityGrpc {
+    service: Arc<Service>,
+}
+
+impl IdentityGrpc {
+    pub fn new(service: Arc<Service>) -> Self {
+        Self { service }
+    }
+}
+
+fn user(u: &users::Model) -> pb::User {
+    pb::User {
+        id: u.id.to_string(),
+        email: u.email.clone(),
+        name: u.name.clone(),
+        created_at: Some(time::to_proto(u.created_at)),
+    }
+}
+
+fn tokens(issued: IssuedSession) -> pb::SessionTokens {
+    pb::SessionTokens {
+        user: Some(user(&issued.user)),
+        access_token: issued.access_token,
+        token_type: "Bearer".into(),
+        expires_in: i64::try_from(issued.expires_in.as_secs()).unwrap_or(i64::MAX),
+        refresh_token: issued.refresh_token.expose().to_owned(),
+    }
+}
+
+#[tonic::async_trait]
+impl IdentityService for IdentityGrpc {
+    async fn signup(&self, request: Request<pb::SignupRequest>) -> Result<Response<pb::SessionTokens>, Status> {
+        let r = request.into_inner();
+        Ok(Response::new(tokens(self.service.signup(&r.email, &r.password, &r.name).await?)))
+    }
+
+    async fn login(&self, request: Request<pb::LoginRequest>) -> Result<Response<pb::SessionTokens>, Status> {
+        let r = request.into_inner();
+        Ok(Response::new(tokens(self.service.login(&r.email, &r.password).await?)))
+    }
+
+    async fn refresh(&self, request: Request<pb::RefreshRequest>) -> Result<Response<pb::SessionTokens>, Status> {
+        Ok(Response::new(tokens(self.service.refresh(&request.into_inner().refresh_token).await?)))
+    }
+
+    async fn logout(&self, request: Request<pb::LogoutRequest>) -> Result<Response<pb::LogoutResponse>, Status> {
+        let principal = caller(&request)?.principal()?;
+        self.service.logout(principal).await?;
+        Ok(Response::new(pb::LogoutResponse {}))
+    }
+
+    async fn authenticate(
+        &self,
+        request: Request<pb::AuthenticateRequest>,
+    ) -> Result<Response<pb::AuthenticateResponse>, Status> {
+        let principal = self.service.authenticate(&request.into_inner().credential).await?;
+        Ok(Response::new(pb::AuthenticateResponse { principal: Some((&principal).into()) }))
+    }
+
+    async fn get_jwks(&self, _: Request<pb::GetJwksRequest>) -> Result<Response<pb::GetJwksResponse>, Status> {
+        Ok(Response::new(pb::GetJwksResponse { keys: self.service.bearer.ring.jwks() }))
+    }
+
+    async fn get_user(&self, request: Request<pb::GetUserRequest>) -> Result<Response<pb::User>, Status> {
+        Ok(Response::new(user(&self.service.user(&request.into_inner().id).await?)))
+    }
+
+    async fn batch_get_users(
+        &self,
+        request: Request<pb::BatchGetUsersRequest>,
+    ) -> Result<Response<pb::BatchGetUsersResponse>, Status> {
+        let users = self.service.users(&request.into_inner().ids).await?;
+        Ok(Response::new(pb::BatchGetUsersResponse { users: users.iter().map(user).collect() }))
+    }
+
+    async fn find_user_by_email(
+        &self,
+        request: Request<pb::FindUserByEmailRequest>,
+    ) -> Result<Response<pb::User>, Status> {
+        Ok(Response::new(user(&self.service.user_by_email(&request.into_inner().email).await?)))
+    }
+
+    async fn rotate_signing_key(
+        &self,
+        _: Request<pb::RotateSigningKeyRequest>,
+    ) -> Result<Response<pb::RotateSigningKeyResponse>, Status> {
+        let kid = self.service.bearer.ring.rotate().await?;
+        tracing::info!(kid = %kid, "session signing key rotated");
+        Ok(Response::new(pb::RotateSigningKeyResponse { kid }))
+    }
+}

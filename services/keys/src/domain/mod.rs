@@ -1,0 +1,3 @@
+//! The rules of keys and tokens, without I/O.
+
+pub mod grant;

@@ -1,0 +1,117 @@
+//! Everything the keys service can answer besides success.
+
+use keyplane_common::{
+    db::{DbFailure, classify},
+    error::{FieldViolation, Kind, ServiceError},
+};
+use tonic::Status;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}", describe(.0))]
+    Validation(Vec<FieldViolation>),
+    #[error("{0}")]
+    InvalidScope(String),
+    #[error("the key cannot grant scopes it does not hold")]
+    InsufficientScope,
+    #[error("the key cannot grant access to resources it is not pinned to")]
+    ResourceNotAllowed,
+    #[error("no such API key")]
+    KeyNotFound,
+    #[error("no such MCP token")]
+    TokenNotFound,
+    #[error("the API key is revoked")]
+    KeyRevoked,
+    #[error("the API key has expired")]
+    KeyExpired,
+    #[error("the key was changed by another request; retry")]
+    Conflict,
+    #[error("this needs a signed-in user")]
+    SessionRequired,
+    #[error("{0} is unavailable")]
+    Unavailable(&'static str),
+    #[error(transparent)]
+    Upstream(Status),
+    #[error("{0}")]
+    Internal(String),
+}
+
+fn describe(violations: &[FieldViolation]) -> String {
+    violations.iter().map(|v| format!("{} {}", v.field, v.problem)).collect::<Vec<_>>().join("; ")
+}
+
+impl ServiceError for Error {
+    fn kind(&self) -> Kind {
+        match self {
+            Self::Validation(_) | Self::InvalidScope(_) => Kind::InvalidArgument,
+            Self::InsufficientScope | Self::ResourceNotAllowed => Kind::PermissionDenied,
+            Self::KeyNotFound | Self::TokenNotFound => Kind::NotFound,
+            Self::KeyRevoked | Self::KeyExpired => Kind::FailedPrecondition,
+            Self::Conflict => Kind::Conflict,
+            Self::SessionRequired => Kind::Unauthenticated,
+            Self::Unavailable(_) => Kind::Unavailable,
+            Self::Upstream(s) => keyplane_common::error::kind_of(s),
+            Self::Internal(_) => Kind::Internal,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Validation(_) => "validation_failed",
+            Self::InvalidScope(_) => "invalid_scope",
+            Self::InsufficientScope => "insufficient_scope",
+            Self::ResourceNotAllowed => "resource_not_allowed",
+            Self::KeyNotFound => "key_not_found",
+            Self::TokenNotFound => "mcp_token_not_found",
+            Self::KeyRevoked => "key_revoked",
+            Self::KeyExpired => "key_expired",
+            Self::Conflict => "conflict",
+            Self::SessionRequired => "session_required",
+            Self::Unavailable(_) => "service_unavailable",
+            Self::Upstream(_) => "upstream",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+
+    fn violations(&self) -> Vec<FieldViolation> {
+        match self {
+            Self::Validation(v) => v.clone(),
+            Self::InvalidScope(message) => vec![FieldViolation::new("scopes", message.clone())],
+            _ => Vec::new(),
+        }
+    }
+
+    fn into_upstream(self) -> Result<Status, Self> {
+        match self {
+            Self::Upstream(s) => Ok(s),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        e.into_status()
+    }
+}
+
+impl From<Status> for Error {
+    fn from(s: Status) -> Self {
+        Self::Upstream(s)
+    }
+}
+
+impl From<FieldViolation> for Error {
+    fn from(v: FieldViolation) -> Self {
+        Self::Validation(vec![v])
+    }
+}
+
+impl From<sea_orm::DbErr> for Error {
+    fn from(e: sea_orm::DbErr) -> Self {
+        match classify(&e) {
+            DbFailure::Unavailable => Self::Unavailable("the database"),
+            DbFailure::Internal(cause) => Self::Internal(cause),
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! The keys use cases. Each authorizes through the orgs service, commits the change with
+//! its audit event, then tells the caches.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use keyplane_common::{
+    audit::AuditRecord,
+    authorizer::Authorizer,
+    authz::Action,
+    credential::{CredentialType, Environment, KeyFormat, Secret, SecretHash},
+    error::FieldViolation,
+    ids::Page,
+    internal_auth::Caller,
+    principal::Principal,
+    scope::Scopes,
+    text, time,
+};
+use keyplane_proto::keys::v1::RotatedUse;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::{
+    domain::grant::{self, BOOTSTRAP_KEY_NAME, Grant},
+    error::Error,
+    propagate::{Change, Propagator},
+    records,
+    store::{API_KEY, MCP_TOKEN, Regeneration, Store, credentials::Model},
+};
+
+pub struct Service {
+    pub store: Store,
+    pub authz: Authorizer,
+    pub format: KeyFormat,
+    pub propagator: Propagator,
+    /// Wakes the outbox relay after a commit, so audit events arrive promptly.
+    pub relay: Arc<Notify>,
+}
+
+/// What a new API key asks for, before validation.
+pub struct NewKey {
+    pub org_id: String,
+    pub name: String,
+    pub environment: Option<Environment>,
+    pub scopes: Option<Vec<String>>,
+    pub resource_ids: Vec<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// What a new MCP token asks for, before validation.
+pub struct NewToken {
+    pub org_id: String,
+    pub name: String,
+    pub scopes: Option<Vec<String>>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+fn org_id(raw: &str) -> Result<Uuid, Error> {
+    keyplane_common::ids::parse_uuid("org_id", raw).map_err(Error::from)
+}
+
+fn audit(caller: &Caller, principal: &Principal, row: &Model, action: &str) -> AuditRecord {
+    let target = if row.kind == MCP_TOKEN { "mcp_token" } else { "api_key" };
+    AuditRecord::new(row.org_id, principal, action, (target, row.id.to_string()))
+        .from_caller(caller)
+        .with_metadata(serde_json::json!({ "name": row.name, "prefix": row.prefix }))
+}
+
+fn changes_for(row: &Model, hashes: impl IntoIterator<Item = String>) -> Vec<Change> {
+    hashes
+        .into_iter()
+        .filter_map(|hex| SecretHash::from_hex(&hex).map(|hash| Change { hash, record: records::lookup(row, &hex) }))
+        .collect()
+}
+
+impl Service {
+    fn new_row(
+        &self,
+        org_id: Uuid,
+        kind: &str,
+        creator: Option<Uuid>,
+        name: String,
+        environment: &str,
+        secret: &Secret,
+        grant: &Grant,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Model {
+        Model {
+            id: Uuid::now_v7(),
+            kind: kind.to_owned(),
+            org_id,
+            created_by: creator,
+            name,
+            environment: environment.to_owned(),
+            prefix: secret.display_prefix().to_owned(),
+            hash: secret.hash().to_hex(),
+            previous_hash: None,
+            previous_expires_at: None,
+            scopes: records::scopes_json(&grant.scopes),
+            resource_ids: serde_json::Value::from(grant.resource_ids.clone()),
+            bootstrap: false,
+            created_at: time::now(),
+            last_used_at: None,
+            expires_at,
+            revoked_at: None,
+        }
+    }
+
+    pub async fn create_key(&self, caller: &Caller, new: NewKey) -> Result<(Model, Secret), Error> {
+        let principal = caller.principal()?;
+        let org_id = org_id(&new.org_id)?;
+        self.authz.require(principal, org_id, Action::KeysWrite).await?;
+        let mut violations = Vec::new();
+        let name = text::display_text("name", &new.name, grant::MAX_NAME_LEN).map_err(|v| violations.push(v)).ok();
+        let environment = new.environment.or_else(|| {
+            violations.push(FieldViolation::new("environment", "must be \"test\" or \"live\""));
+            None
+        });
+        let expires_at = grant::expiry(new.expires_at, time::now()).map_err(|v| violations.push(v)).ok();
+        let (Some(name), Some(environment), Some(expires_at)) = (name, environment, expires_at) else {
+            return Err(Error::Validation(violations));
+        };
+        let grant = grant::grant(principal, new.scopes.as_deref(), &new.resource_ids)?;
+        let secret = self.format.generate(CredentialType::ApiKey(environment));
+        let row =
+            self.new_row(org_id, API_KEY, principal.user_id(), name, environment.as_str(), &secret, &grant, expires_at);
+        let row = self.store.insert(row.clone(), &[audit(caller, principal, &row, "api_key.created")]).await?;
+        self.relay.notify_one();
+        tracing::info!(key_id = %row.id, org_id = %org_id, key_prefix = %row.prefix, "api key created");
+        Ok((row, secret))
+    }
+
+    pub async fn list_keys(&self, caller: &Caller, org: &str, page: Page) -> Result<Vec<Model>, Error> {
+        let org_id = org_id(org)?;
+        self.authz.require(caller.principal()?, org_id, Action::KeysRead).await?;
+        self.store.list_for_org(org_id, API_KEY, &page).await
+    }
+
+    pub async fn get_key(&self, caller: &Caller, org: &str, key_id: &str, action: Action) -> Result<Model, Error> {
+        let org_id = org_id(org)?;
+        self.authz.require(caller.principal()?, org_id, action).await?;
+        let key_id = keyplane_common::ids::parse_uuid("key_id", key_id).map_err(|_| Error::KeyNotFound)?;
+        match self.store.get(key_id).await? {
+            Some(row) if row.org_id == org_id && row.kind == API_KEY => Ok(row),
+            _ => Err(Error::KeyNotFound),
+        }
+    }
+
+    pub async fn revoke_key(&self, caller: &Caller, org: &str, key_id: &str) -> Result<Model, Error> {
+        let principal = caller.principal()?;
+        let row = self.get_key(caller, org, key_id, Action::KeysWrite).await?;
+        let revoked = self.store.revoke(row.id, &[audit(caller, principal, &row, "api_key.revoked")]).await?;
+        self.relay.notify_one();
+        self.propagator
+            .publish(changes_for(&revoked, revoked.previous_hash.clone().into_iter().chain([revoked.hash.clone()])))
+            .await;
+        tracing::info!(key_id = %revoked.id, key_prefix = %revoked.prefix, "api key revoked");
+        Ok(revoked)
+    }
+
+    pub async fn regenerate_key(
+        &self,
+        caller: &Caller,
+        org: &str,
+        key_id: &str,
+        grace: Option<i64>,
+    ) -> Result<(Model, Secret), Error> {
+        let principal = caller.principal()?;
+        let grace = grant::grace_period(grace)?;
+        let row = self.get_key(caller, org, key_id, Action::KeysWrite).await?;
+        let now = time::now();
+        match records::status(&row, now) {
+            keyplane_proto::keys::v1::KeyStatus::Revoked => return Err(Error::KeyRevoked),
+            keyplane_proto::keys::v1::KeyStatus::Expired => return Err(Error::KeyExpired),
+            _ => {}
+        }
+        let environment = Environment::parse(&row.environment)
+            .ok_or_else(|| Error::Internal("stored key without environment".into()))?;
+        let secret = self.format.generate(CredentialType::ApiKey(environment));
+        let keep_previous_until = (grace > 0).then(|| now + chrono::Duration::seconds(grace));
+        let event = audit(caller, principal, &row, "api_key.regenerated").with_metadata(
+            serde_json::json!({ "name": row.name, "grace_period_seconds": grace, "previous_prefix": row.prefix }),
+        );
+        let regeneration = Regeneration {
+            new_hash: secret.hash().to_hex(),
+            new_prefix: secret.display_prefix().to_owned(),
+            keep_previous_until,
+        };
+        let updated = self.store.regenerate(row.id, &row.hash, regeneration, &[event]).await?;
+        self.relay.notify_one();
+        // The secret before last stops now; the last one moves into its grace period.
+        let touched = row.previous_hash.clone().into_iter().chain([row.hash.clone()]);
+        self.propagator.publish(changes_for(&updated, touched)).await;
+        tracing::info!(key_id = %updated.id, grace_period_seconds = grace, "api key regenerated");
+        Ok((updated, secret))
+    }
+
+    pub async fn ensure_bootstrap_key(&self, caller: &Caller, org: &str) -> Result<Option<(Model, Secret)>, Error> {
+        let principal = caller.principal()?;
+        let org_id = org_id(org)?;
+        self.authz.require(principal, org_id, Action::KeysWrite).await?;
+        let secret = self.format.generate(CredentialType::ApiKey(Environment::Test));
+        let grant = Grant { scopes: Scopes::Full, resource_ids: Vec::new() };
+        let mut row = self.new_row(
+            org_id,
+            API_KEY,
+            principal.user_id(),
+            BOOTSTRAP_KEY_NAME.to_owned(),
+            "test",
+            &secret,
+            &grant,
+            None,
+        );
+        row.bootstrap = true;
+        let event = audit(caller, principal, &row, "api_key.created");
+        let created = self.store.ensure_bootstrap(row, &[event]).await?;
+        if let Some(row) = &created {
+            self.relay.notify_one();
+            tracing::info!(key_id = %row.id, org_id = %org_id, "bootstrap key created");
+        }
+        Ok(created.map(|row| (row, secret)))
+    }
+
+    pub async fn revoke_org_credentials(&self, caller: &Caller, org: &str) -> Result<usize, Error> {
+        let principal = caller.principal()?;
+        let org_id = org_id(org)?;
+        self.authz.require(principal, org_id, Action::OrgDelete).await?;
+        let revoked = self
+            .store
+            .revoke_org(org_id, |row| {
+                let action = if row.kind == MCP_TOKEN { "mcp_token.revoked" } else { "api_key.revoked" };
+                audit(caller, principal, row, action)
+                    .with_metadata(serde_json::json!({ "reason": "org_deleted", "name": row.name }))
+            })
+            .await?;
+        self.relay.notify_one();
+        let changes = revoked
+            .iter()
+            .flat_map(|row| changes_for(row, row.previous_hash.clone().into_iter().chain([row.hash.clone()])))
+            .collect();
+        self.propagator.publish(changes).await;
+        Ok(revoked.len())
+    }
+
+    pub async fn lookup_by_hash(
+        &self,
+        hash: &[u8],
+    ) -> Result<Option<keyplane_proto::keys::v1::CredentialRecord>, Error> {
+        let hash = SecretHash::from_bytes(hash).ok_or_else(|| FieldViolation::new("hash", "must be 32 bytes"))?;
+        let hex = hash.to_hex();
+        Ok(self.store.find_by_hash(&hex).await?.and_then(|row| records::lookup(&row, &hex)))
+    }
+
+    /// Applies the gateways' batched uses: `last_used_at`, and a `rotated_key_used` audit
+    /// event for each source that used a previous secret.
+    pub async fn record_use(&self, uses: Vec<(Uuid, DateTime<Utc>, Vec<RotatedUse>)>) -> Result<(), Error> {
+        let mut last_used = Vec::with_capacity(uses.len());
+        let mut events = Vec::new();
+        for (key_id, at, rotated) in uses {
+            last_used.push((key_id, at));
+            for used in rotated {
+                let Ok(org_id) = Uuid::parse_str(&used.org_id) else { continue };
+                let first = used.first_at.as_ref().and_then(time::from_proto).unwrap_or(at);
+                let last = used.last_at.as_ref().and_then(time::from_proto).unwrap_or(at);
+                let mut event = AuditRecord::new(
+                    org_id,
+                    &Principal::Service { name: "gateway".into() },
+                    "rotated_key_used",
+                    ("api_key", key_id.to_string()),
+                )
+                .with_metadata(serde_json::json!({
+                    "count": used.count,
+                    "first_at": first,
+                    "last_at": last,
+                    "request_id": used.request_id,
+                }));
+                event.actor_type = "api_key".into();
+                event.actor_id = key_id.to_string();
+                event.at = last;
+                event.ip = used.ip;
+                event.user_agent = used.user_agent;
+                events.push(event);
+            }
+        }
+        self.store.record_use(&last_used, &events).await?;
+        if !events.is_empty() {
+            self.relay.notify_one();
+        }
+        Ok(())
+    }
+
+    pub async fn create_mcp_token(&self, caller: &Caller, new: NewToken) -> Result<(Model, Secret), Error> {
+        let principal = caller.principal()?;
+        let Principal::User(user) = principal else { return Err(Error::SessionRequired) };
+        let org_id = org_id(&new.org_id)?;
+        self.authz.require(principal, org_id, Action::McpTokensCreate).await?;
+        let mut violations = Vec::new();
+        let name = text::display_text("name", &new.name, grant::MAX_NAME_LEN).map_err(|v| violations.push(v)).ok();
+        let expires_at = grant::expiry(new.expires_at, time::now()).map_err(|v| violations.push(v)).ok();
+        let (Some(name), Some(expires_at)) = (name, expires_at) else {
+            return Err(Error::Validation(violations));
+        };
+        let grant = grant::grant(principal, new.scopes.as_deref(), &[])?;
+        let secret = self.format.generate(CredentialType::McpToken);
+        let row = self.new_row(org_id, MCP_TOKEN, Some(user.user_id), name, "", &secret, &grant, expires_at);
+        let row = self.store.insert(row.clone(), &[audit(caller, principal, &row, "mcp_token.created")]).await?;
+        self.relay.notify_one();
+        Ok((row, secret))
+    }
+
+    pub async fn list_mcp_tokens(&self, caller: &Caller, page: Page) -> Result<Vec<Model>, Error> {
+        let Principal::User(user) = caller.principal()? else { return Err(Error::SessionRequired) };
+        self.store.list_for_creator(user.user_id, MCP_TOKEN, &page).await
+    }
+
+    /// The token's owner may revoke it, and so may an admin of its org; to anyone else
+    /// the token does not exist.
+    pub async fn revoke_mcp_token(&self, caller: &Caller, token_id: &str) -> Result<Model, Error> {
+        let principal = caller.principal()?;
+        let Principal::User(user) = principal else { return Err(Error::SessionRequired) };
+        let token_id = Uuid::parse_str(token_id).map_err(|_| Error::TokenNotFound)?;
+        let row = match self.store.get(token_id).await? {
+            Some(row) if row.kind == MCP_TOKEN => row,
+            _ => return Err(Error::TokenNotFound),
+        };
+        if row.created_by != Some(user.user_id) {
+            self.authz
+                .require(principal, row.org_id, Action::McpTokensAdmin)
+                .await
+                .map_err(|_| Error::TokenNotFound)?;
+        }
+        let revoked = self.store.revoke(row.id, &[audit(caller, principal, &row, "mcp_token.revoked")]).await?;
+        self.relay.notify_one();
+        self.propagator.publish(changes_for(&revoked, [revoked.hash.clone()])).await;
+        Ok(revoked)
+    }
+}

@@ -1,0 +1,53 @@
+//! The keys service's tables.
+
+pub mod credentials {
+    use sea_orm::entity::prelude::*;
+
+    /// `kind` of API keys.
+    pub const API_KEY: &str = "api_key";
+    /// `kind` of MCP tokens.
+    pub const MCP_TOKEN: &str = "mcp_token";
+
+    #[sea_orm::model]
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "credentials")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub kind: String,
+        pub org_id: Uuid,
+        pub created_by: Option<Uuid>,
+        pub name: String,
+        pub environment: String,
+        pub prefix: String,
+        pub hash: String,
+        pub previous_hash: Option<String>,
+        pub previous_expires_at: Option<DateTimeUtc>,
+        /// Null: full permission; else a JSON list of scopes.
+        pub scopes: Option<Json>,
+        pub resource_ids: Json,
+        pub bootstrap: bool,
+        pub created_at: DateTimeUtc,
+        pub last_used_at: Option<DateTimeUtc>,
+        pub expires_at: Option<DateTimeUtc>,
+        pub revoked_at: Option<DateTimeUtc>,
+    }
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod bootstrap_claims {
+    use sea_orm::entity::prelude::*;
+
+    #[sea_orm::model]
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "bootstrap_claims")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub org_id: Uuid,
+        pub key_id: Uuid,
+        pub created_at: DateTimeUtc,
+    }
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -1,0 +1,5 @@
+//! The rules of orgs, without I/O.
+
+pub mod access;
+pub mod org_fields;
+pub mod slug;

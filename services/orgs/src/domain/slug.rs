@@ -1,0 +1,50 @@
+//! Slugs: `Acme Corp` → `acme-corp`, then `acme-corp-2`, `acme-corp-3` as they are taken.
+
+const MAX_LEN: usize = 48;
+
+/// The base slug of a name: lower-case ASCII letters and digits joined by single dashes.
+pub fn slugify(name: &str) -> String {
+    let mut slug = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c.to_ascii_lowercase());
+        } else if !slug.ends_with('-') && !slug.is_empty() {
+            slug.push('-');
+        }
+    }
+    let slug: String = slug.trim_end_matches('-').chars().take(MAX_LEN).collect();
+    let slug = slug.trim_end_matches('-').to_owned();
+    if slug.is_empty() { "org".to_owned() } else { slug }
+}
+
+/// The first free slug for `base`, given the slugs already taken that start with it.
+pub fn first_free(base: &str, taken: &[String]) -> String {
+    if !taken.iter().any(|t| t == base) {
+        return base.to_owned();
+    }
+    (2..)
+        .map(|n| format!("{base}-{n}"))
+        .find(|candidate| !taken.contains(candidate))
+        .expect("an unbounded range always has a free slug")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_become_slugs() {
+        assert_eq!(slugify("Acme Corp"), "acme-corp");
+        assert_eq!(slugify("  Acme -- Corp!! "), "acme-corp");
+        assert_eq!(slugify("Café 42"), "caf-42");
+        assert_eq!(slugify("🎉"), "org");
+        assert!(slugify(&"x".repeat(100)).len() <= MAX_LEN);
+    }
+
+    #[test]
+    fn taken_slugs_get_a_number() {
+        assert_eq!(first_free("acme-corp", &[]), "acme-corp");
+        assert_eq!(first_free("acme-corp", &["acme-corp".into()]), "acme-corp-2");
+        assert_eq!(first_free("acme-corp", &["acme-corp".into(), "acme-corp-2".into()]), "acme-corp-3");
+    }
+}

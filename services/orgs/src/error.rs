@@ -1,0 +1,116 @@
+//! Everything the orgs service can answer besides success.
+
+use keyplane_common::{
+    db::{DbFailure, classify},
+    error::{FieldViolation, Kind, ServiceError},
+};
+use tonic::Status;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}", describe(.0))]
+    Validation(Vec<FieldViolation>),
+    #[error("no such organization")]
+    OrgNotFound,
+    #[error("no such member")]
+    MemberNotFound,
+    #[error("no user has this email")]
+    UserNotFound,
+    #[error("the user is already a member")]
+    AlreadyMember,
+    #[error("the last owner of an organization cannot be removed")]
+    LastOwner,
+    #[error("this needs the {0} role")]
+    InsufficientRole(&'static str),
+    #[error("the key lacks the {0} scope")]
+    InsufficientScope(&'static str),
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("this needs a signed-in user")]
+    SessionRequired,
+    #[error("{0} is unavailable")]
+    Unavailable(&'static str),
+    #[error(transparent)]
+    Upstream(Status),
+    #[error("{0}")]
+    Internal(String),
+}
+
+fn describe(violations: &[FieldViolation]) -> String {
+    violations.iter().map(|v| format!("{} {}", v.field, v.problem)).collect::<Vec<_>>().join("; ")
+}
+
+impl ServiceError for Error {
+    fn kind(&self) -> Kind {
+        match self {
+            Self::Validation(_) => Kind::InvalidArgument,
+            Self::OrgNotFound | Self::MemberNotFound | Self::UserNotFound => Kind::NotFound,
+            Self::AlreadyMember => Kind::Conflict,
+            Self::LastOwner => Kind::FailedPrecondition,
+            Self::InsufficientRole(_) | Self::InsufficientScope(_) | Self::Forbidden(_) => Kind::PermissionDenied,
+            Self::SessionRequired => Kind::Unauthenticated,
+            Self::Unavailable(_) => Kind::Unavailable,
+            Self::Upstream(s) => keyplane_common::error::kind_of(s),
+            Self::Internal(_) => Kind::Internal,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Validation(_) => "validation_failed",
+            Self::OrgNotFound => "org_not_found",
+            Self::MemberNotFound => "member_not_found",
+            Self::UserNotFound => "user_not_found",
+            Self::AlreadyMember => "already_member",
+            Self::LastOwner => "last_owner",
+            Self::InsufficientRole(_) => "insufficient_role",
+            Self::InsufficientScope(_) => "insufficient_scope",
+            Self::Forbidden(_) => "forbidden",
+            Self::SessionRequired => "session_required",
+            Self::Unavailable(_) => "service_unavailable",
+            Self::Upstream(_) => "upstream",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+
+    fn violations(&self) -> Vec<FieldViolation> {
+        match self {
+            Self::Validation(v) => v.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn into_upstream(self) -> Result<Status, Self> {
+        match self {
+            Self::Upstream(s) => Ok(s),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        e.into_status()
+    }
+}
+
+impl From<Status> for Error {
+    fn from(s: Status) -> Self {
+        Self::Upstream(s)
+    }
+}
+
+impl From<FieldViolation> for Error {
+    fn from(v: FieldViolation) -> Self {
+        Self::Validation(vec![v])
+    }
+}
+
+impl From<sea_orm::DbErr> for Error {
+    fn from(e: sea_orm::DbErr) -> Self {
+        match classify(&e) {
+            DbFailure::Unavailable => Self::Unavailable("the database"),
+            DbFailure::Internal(cause) => Self::Internal(cause),
+        }
+    }
+}
