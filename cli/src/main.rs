@@ -82,19 +82,16 @@ impl From<anyhow::Error> for Failure {
 
 async fn up() -> Result<(), Failure> {
     let env = Env::from_process();
-    // Where each process listens is also where its peers call it.
-    let addresses = {
+    // Bind first: a port of 0 gets a real one, which peers then call. A bad address is
+    // reported with every other problem by the full read below.
+    let listeners = {
         let mut probe = env.clone();
         let common = CommonConfig::from_env(&mut probe, Mode::AllInOne);
-        let addrs: Vec<_> =
-            Target::ALL.iter().map(|t| (*t, common.listen_addr(&mut probe, *t, Mode::AllInOne))).collect();
-        addrs
+        platform::Listeners::bind(|t| common.listen_addr(&mut probe.clone(), t, Mode::AllInOne))
+            .await
+            .map_err(|e| Failure::Run(anyhow::anyhow!("cannot bind the platform's ports: {e}")))?
     };
-    let addr_of = |t: Target| addresses.iter().find(|(x, _)| *x == t).map(|(_, a)| *a).expect("every target listed");
-    let config = platform::PlatformConfig::from_env(env, addr_of).map_err(Failure::Config)?;
-    let listeners = platform::Listeners::bind(|t| config.listen_addr(t))
-        .await
-        .map_err(|e| Failure::Run(anyhow::anyhow!("cannot bind the platform's ports: {e}")))?;
+    let config = platform::PlatformConfig::from_env(env, |t| listeners.addr(t)).map_err(Failure::Config)?;
     tracing::info!(url = %format!("http://{}", listeners.addr(Target::Gateway)), "keyplane is up");
     platform::run(config, listeners, keyplane_common::shutdown::on_signal()).await?;
     Ok(())

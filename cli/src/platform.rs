@@ -1,14 +1,16 @@
 //! `keyplane up`: every service and the gateway in one process, each on its own port,
 //! talking gRPC over loopback exactly as they do when deployed apart.
 
-use std::net::SocketAddr;
+use std::{collections::HashSet, net::SocketAddr, time::Duration};
+
+use futures_util::future::BoxFuture;
 
 use keyplane_common::{
     config::{CommonConfig, ConfigError, Env, Mode, Target},
     runtime::Shared,
 };
 use keyplane_gateway::Peers;
-use tokio::{net::TcpListener, task::JoinSet};
+use tokio::{net::TcpListener, sync::mpsc};
 use tokio_util::sync::CancellationToken;
 
 /// Every process's listener, bound before anything starts: peers learn the real ports,
@@ -97,19 +99,6 @@ impl PlatformConfig {
         Ok(config)
     }
 
-    /// Where each process listens.
-    pub fn listen_addr(&self, target: Target) -> SocketAddr {
-        match target {
-            Target::Identity => self.identity.listen,
-            Target::Keys => self.keys.listen,
-            Target::Orgs => self.orgs.listen,
-            Target::Usage => self.usage.listen,
-            Target::Advisors => self.advisors.listen,
-            Target::Families => self.families.listen,
-            Target::Gateway => self.gateway.listen,
-        }
-    }
-
     pub fn databases(&self) -> Vec<(Target, String)> {
         vec![
             (Target::Identity, self.identity.database_url.clone()),
@@ -122,42 +111,82 @@ impl PlatformConfig {
     }
 }
 
+/// How long one stage of the shutdown may take before the next stage starts anyway.
+const STAGE_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Runs the whole platform until `shutdown` (or until one part fails, which stops the rest).
+///
+/// Shutdown goes in stages, so nothing in flight is lost: first the gateway and the
+/// backends (they drain requests and flush key use to the keys service), then the
+/// services (the keys outbox delivers its last audit events to orgs), then orgs.
 pub async fn run(config: PlatformConfig, listeners: Listeners, shutdown: CancellationToken) -> anyhow::Result<()> {
     if config.migrate_on_start {
         crate::migrate::run(&config.databases()).await?;
     }
     let shared = Shared::new(config.common.clone())?;
-    let mut tasks = JoinSet::new();
-    let stop = shutdown.clone();
-    tasks.spawn(named(
+    let (front, middle, back) = (shutdown.clone(), CancellationToken::new(), CancellationToken::new());
+    let (done, mut finished) = mpsc::unbounded_channel();
+    let spawn = |name: &'static str, task: BoxFuture<'static, anyhow::Result<()>>| {
+        let done = done.clone();
+        tokio::spawn(async move {
+            let result = task.await.map_err(|e| e.context(format!("{name} failed")));
+            let _ = done.send((name, result));
+        });
+    };
+    spawn(
+        "gateway",
+        Box::pin(keyplane_gateway::serve(config.gateway, shared.clone(), listeners.gateway, front.clone())),
+    );
+    spawn("families", Box::pin(keyplane_families::serve(config.families, listeners.families, front.clone())));
+    spawn(
         "identity",
-        keyplane_identity::serve(config.identity, shared.clone(), listeners.identity, stop.clone()),
-    ));
-    tasks.spawn(named("keys", keyplane_keys::serve(config.keys, shared.clone(), listeners.keys, stop.clone())));
-    tasks.spawn(named("orgs", keyplane_orgs::serve(config.orgs, shared.clone(), listeners.orgs, stop.clone())));
-    tasks.spawn(named("usage", keyplane_usage::serve(config.usage, shared.clone(), listeners.usage, stop.clone())));
-    tasks.spawn(named(
+        Box::pin(keyplane_identity::serve(config.identity, shared.clone(), listeners.identity, middle.clone())),
+    );
+    spawn("keys", Box::pin(keyplane_keys::serve(config.keys, shared.clone(), listeners.keys, middle.clone())));
+    spawn("usage", Box::pin(keyplane_usage::serve(config.usage, shared.clone(), listeners.usage, middle.clone())));
+    spawn(
         "advisors",
-        keyplane_advisors::serve(config.advisors, shared.clone(), listeners.advisors, stop.clone()),
-    ));
-    tasks.spawn(named("families", keyplane_families::serve(config.families, listeners.families, stop.clone())));
-    tasks.spawn(named("gateway", keyplane_gateway::serve(config.gateway, shared, listeners.gateway, stop.clone())));
+        Box::pin(keyplane_advisors::serve(config.advisors, shared.clone(), listeners.advisors, middle.clone())),
+    );
+    spawn("orgs", Box::pin(keyplane_orgs::serve(config.orgs, shared, listeners.orgs, back.clone())));
+    drop(done);
+
+    let mut stopped = HashSet::new();
     let mut first_error = None;
-    while let Some(finished) = tasks.join_next().await {
-        let result = finished.map_err(anyhow::Error::from).and_then(|r| r);
+    let mut note = |name: &'static str, result: anyhow::Result<()>, stopped: &mut HashSet<&'static str>| {
+        stopped.insert(name);
         if let Err(e) = result {
-            tracing::error!(error = %e, "a part of the platform stopped; stopping the rest");
+            tracing::error!(error = %format!("{e:#}"), "a part of the platform failed");
             first_error.get_or_insert(e);
-            shutdown.cancel();
-        } else if !shutdown.is_cancelled() {
-            tracing::error!("a part of the platform stopped unexpectedly; stopping the rest");
-            shutdown.cancel();
+        }
+    };
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        Some((name, result)) = finished.recv() => {
+            if result.is_ok() {
+                tracing::error!(part = name, "a part of the platform stopped unexpectedly; stopping the rest");
+            }
+            note(name, result, &mut stopped);
+        }
+    }
+    let stages: [(&CancellationToken, &[&str]); 3] =
+        [(&front, &["gateway", "families"]), (&middle, &["identity", "keys", "usage", "advisors"]), (&back, &["orgs"])];
+    for (token, parts) in stages {
+        token.cancel();
+        let deadline = tokio::time::sleep(STAGE_TIMEOUT);
+        tokio::pin!(deadline);
+        while !parts.iter().all(|p| stopped.contains(p)) {
+            tokio::select! {
+                () = &mut deadline => {
+                    tracing::warn!(?parts, "shutdown stage timed out");
+                    break;
+                }
+                next = finished.recv() => match next {
+                    Some((name, result)) => note(name, result, &mut stopped),
+                    None => break,
+                },
+            }
         }
     }
     first_error.map_or(Ok(()), Err)
-}
-
-async fn named(name: &'static str, task: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
-    task.await.map_err(|e| e.context(format!("{name} failed")))
 }

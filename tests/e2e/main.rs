@@ -1,1 +1,12 @@
+//! The end-to-end suite: one test binary, the whole platform per test, REST and gRPC.
 
+mod conformance;
+mod dataplane;
+mod grpc;
+mod identity;
+mod keys;
+mod oidc;
+mod orgs;
+mod revocation;
+mod rotation;
+mod smoke;

@@ -1,1 +1,28 @@
+//! The end-to-end kit: the whole platform started through the code of `keyplane up` on a
+//! throwaway PostgreSQL database and Redis prefix, and a client that talks to it like a
+//! user does (REST, and gRPC for internal callers).
 
+pub mod api;
+pub mod oidc;
+pub mod platform;
+
+pub use api::{Api, Reply, User};
+pub use platform::Platform;
+
+/// Polls `check` every 20 ms until it holds or `timeout` passes; answers whether it held.
+pub async fn eventually<F, Fut>(timeout: std::time::Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

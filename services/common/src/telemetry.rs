@@ -28,6 +28,11 @@ impl Drop for Telemetry {
 /// Spans always get OpenTelemetry ids, so that trace context flows through every service
 /// even when nothing is exported.
 pub fn init(service_name: &str) -> anyhow::Result<Telemetry> {
+    init_with(service_name, "info")
+}
+
+/// Like [`init`], with another level when `RUST_LOG` is unset.
+pub fn init_with(service_name: &str, default_filter: &str) -> anyhow::Result<Telemetry> {
     global::set_text_map_propagator(TraceContextPropagator::new());
     let mut provider = SdkTracerProvider::builder()
         .with_resource(Resource::builder().with_service_name(service_name.to_owned()).build());
@@ -39,7 +44,7 @@ pub fn init(service_name: &str) -> anyhow::Result<Telemetry> {
     let tracer = provider.tracer("keyplane");
     global::set_tracer_provider(provider.clone());
 
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let json = std::env::var("KEYPLANE_LOG_FORMAT").is_ok_and(|v| v == "json");
     let fmt = if json {
         tracing_subscriber::fmt::layer().json().with_current_span(true).boxed()

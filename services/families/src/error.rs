@@ -9,12 +9,12 @@ use keyplane_common::{error::FieldViolation, rest::ErrorBody};
 
 pub struct ApiError {
     status: StatusCode,
-    body: ErrorBody,
+    body: Box<ErrorBody>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
-        Self { status, body: ErrorBody::new(status, code, message) }
+        Self { status, body: Box::new(ErrorBody::new(status, code, message)) }
     }
 
     pub fn invalid(violation: FieldViolation) -> Self {
@@ -49,6 +49,6 @@ impl From<sea_orm::DbErr> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body)).into_response()
+        (self.status, Json(*self.body)).into_response()
     }
 }

@@ -48,8 +48,10 @@ impl Caller {
     }
 }
 
+/// The gateway's request id, or a new one for a caller that came some other way.
 fn request_id(headers: &HeaderMap) -> Option<String> {
-    headers.get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    let given = headers.get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    Some(given.unwrap_or_else(|| Uuid::now_v7().to_string()))
 }
 
 /// Admits a request only with an identity the gateway signed over this very request.
@@ -83,7 +85,11 @@ pub async fn verified_identity(State(state): State<Arc<AppState>>, request: Requ
     };
     let mut request = Request::from_parts(parts, Body::from(body));
     request.extensions_mut().insert(caller);
-    next.run(request).await
+    let mut response = next.run(request).await;
+    if let Some(value) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
 }
 
 #[derive(serde::Serialize)]

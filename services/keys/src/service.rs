@@ -73,39 +73,43 @@ fn changes_for(row: &Model, hashes: impl IntoIterator<Item = String>) -> Vec<Cha
         .collect()
 }
 
-impl Service {
-    fn new_row(
-        &self,
-        org_id: Uuid,
-        kind: &str,
-        creator: Option<Uuid>,
-        name: String,
-        environment: &str,
-        secret: &Secret,
-        grant: &Grant,
-        expires_at: Option<DateTime<Utc>>,
-    ) -> Model {
+/// A credential about to be stored, with its freshly generated secret.
+struct Minted<'a> {
+    org_id: Uuid,
+    kind: &'static str,
+    creator: Option<Uuid>,
+    name: String,
+    environment: &'static str,
+    secret: &'a Secret,
+    grant: Grant,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+impl Minted<'_> {
+    fn row(self) -> Model {
         Model {
             id: Uuid::now_v7(),
-            kind: kind.to_owned(),
-            org_id,
-            created_by: creator,
-            name,
-            environment: environment.to_owned(),
-            prefix: secret.display_prefix().to_owned(),
-            hash: secret.hash().to_hex(),
+            kind: self.kind.to_owned(),
+            org_id: self.org_id,
+            created_by: self.creator,
+            name: self.name,
+            environment: self.environment.to_owned(),
+            prefix: self.secret.display_prefix().to_owned(),
+            hash: self.secret.hash().to_hex(),
             previous_hash: None,
             previous_expires_at: None,
-            scopes: records::scopes_json(&grant.scopes),
-            resource_ids: serde_json::Value::from(grant.resource_ids.clone()),
+            scopes: records::scopes_json(&self.grant.scopes),
+            resource_ids: serde_json::Value::from(self.grant.resource_ids),
             bootstrap: false,
             created_at: time::now(),
             last_used_at: None,
-            expires_at,
+            expires_at: self.expires_at,
             revoked_at: None,
         }
     }
+}
 
+impl Service {
     pub async fn create_key(&self, caller: &Caller, new: NewKey) -> Result<(Model, Secret), Error> {
         let principal = caller.principal()?;
         let org_id = org_id(&new.org_id)?;
@@ -122,8 +126,17 @@ impl Service {
         };
         let grant = grant::grant(principal, new.scopes.as_deref(), &new.resource_ids)?;
         let secret = self.format.generate(CredentialType::ApiKey(environment));
-        let row =
-            self.new_row(org_id, API_KEY, principal.user_id(), name, environment.as_str(), &secret, &grant, expires_at);
+        let row = Minted {
+            org_id,
+            kind: API_KEY,
+            creator: principal.user_id(),
+            name,
+            environment: environment.as_str(),
+            secret: &secret,
+            grant,
+            expires_at,
+        }
+        .row();
         let row = self.store.insert(row.clone(), &[audit(caller, principal, &row, "api_key.created")]).await?;
         self.relay.notify_one();
         tracing::info!(key_id = %row.id, org_id = %org_id, key_prefix = %row.prefix, "api key created");
@@ -201,16 +214,17 @@ impl Service {
         self.authz.require(principal, org_id, Action::KeysWrite).await?;
         let secret = self.format.generate(CredentialType::ApiKey(Environment::Test));
         let grant = Grant { scopes: Scopes::Full, resource_ids: Vec::new() };
-        let mut row = self.new_row(
+        let mut row = Minted {
             org_id,
-            API_KEY,
-            principal.user_id(),
-            BOOTSTRAP_KEY_NAME.to_owned(),
-            "test",
-            &secret,
-            &grant,
-            None,
-        );
+            kind: API_KEY,
+            creator: principal.user_id(),
+            name: BOOTSTRAP_KEY_NAME.to_owned(),
+            environment: "test",
+            secret: &secret,
+            grant,
+            expires_at: None,
+        }
+        .row();
         row.bootstrap = true;
         let event = audit(caller, principal, &row, "api_key.created");
         let created = self.store.ensure_bootstrap(row, &[event]).await?;
@@ -302,7 +316,17 @@ impl Service {
         };
         let grant = grant::grant(principal, new.scopes.as_deref(), &[])?;
         let secret = self.format.generate(CredentialType::McpToken);
-        let row = self.new_row(org_id, MCP_TOKEN, Some(user.user_id), name, "", &secret, &grant, expires_at);
+        let row = Minted {
+            org_id,
+            kind: MCP_TOKEN,
+            creator: Some(user.user_id),
+            name,
+            environment: "",
+            secret: &secret,
+            grant,
+            expires_at,
+        }
+        .row();
         let row = self.store.insert(row.clone(), &[audit(caller, principal, &row, "mcp_token.created")]).await?;
         self.relay.notify_one();
         Ok((row, secret))

@@ -1,0 +1,158 @@
+//! The data plane: the seed's "verify the key works", scopes, pinning, environments, and
+//! what the gateway sends upstream.
+
+use keyplane_common::config::Target;
+use keyplane_e2e::{Api, Platform};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_key_closes_the_credential_loop() {
+    let p = Platform::start().await;
+    let user = p.api.signup().await;
+    let (_, key) = p.api.dev_org(&user, true).await;
+    let families = p.api.get("/api/v1/developer/families", Some(&key.unwrap())).await;
+    assert_eq!((families.status, families.body.clone()), (200, json!([])));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn families_honour_scopes_pins_and_environments() {
+    let p = Platform::start().await;
+    let user = p.api.signup().await;
+    let (org, _) = p.api.dev_org(&user, false).await;
+    let (_, test_writer) = p
+        .api
+        .key(
+            &user.token,
+            &org,
+            json!({"name": "tw", "environment": "test", "scopes": ["read:families", "write:families"]}),
+        )
+        .await;
+    let (_, live_writer) = p
+        .api
+        .key(
+            &user.token,
+            &org,
+            json!({"name": "lw", "environment": "live", "scopes": ["read:families", "write:families"]}),
+        )
+        .await;
+    let (_, reader) =
+        p.api.key(&user.token, &org, json!({"name": "r", "environment": "test", "scopes": ["read:families"]})).await;
+
+    let created = p.api.post("/api/v1/developer/families", Some(&test_writer), json!({"name": "Smith"})).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let family = created.str("id");
+    assert_eq!(created.str("environment"), "test");
+    let other = p.api.post("/api/v1/developer/families", Some(&test_writer), json!({"name": "Jones"})).await.str("id");
+
+    let denied = p.api.post("/api/v1/developer/families", Some(&reader), json!({"name": "Nope"})).await;
+    assert_eq!((denied.status, denied.error_code()), (403, "insufficient_scope"));
+    let one = p.api.get(&format!("/api/v1/developer/families/{family}"), Some(&reader)).await;
+    assert_eq!((one.status, one.str("name")), (200, "Smith".to_owned()));
+
+    // Test data is invisible to live keys, and the other way round.
+    let live_list = p.api.get("/api/v1/developer/families", Some(&live_writer)).await;
+    assert_eq!(live_list.body, json!([]));
+    assert_eq!(p.api.get(&format!("/api/v1/developer/families/{family}"), Some(&live_writer)).await.status, 404);
+    p.api.post("/api/v1/developer/families", Some(&live_writer), json!({"name": "Live"})).await;
+    assert_eq!(p.api.get("/api/v1/developer/families", Some(&test_writer)).await.body.as_array().unwrap().len(), 2);
+
+    // A pinned key reaches only its resources.
+    let (_, pinned) = p
+        .api
+        .key(
+            &user.token,
+            &org,
+            json!({"name": "p", "environment": "test", "scopes": ["read:families"], "resource_ids": [family]}),
+        )
+        .await;
+    assert_eq!(p.api.get(&format!("/api/v1/developer/families/{family}"), Some(&pinned)).await.status, 200);
+    let elsewhere = p.api.get(&format!("/api/v1/developer/families/{other}"), Some(&pinned)).await;
+    assert_eq!((elsewhere.status, elsewhere.error_code()), (403, "resource_not_allowed"));
+    let listed = p.api.get("/api/v1/developer/families", Some(&pinned)).await;
+    assert_eq!(listed.body.as_array().unwrap().len(), 1, "lists show only pinned resources");
+
+    // Another tenant's key sees none of it.
+    let eve = p.api.signup().await;
+    let (_, eve_key) = p.api.dev_org(&eve, true).await;
+    let eve_key = eve_key.unwrap();
+    assert_eq!(p.api.get("/api/v1/developer/families", Some(&eve_key)).await.body, json!([]));
+    assert_eq!(p.api.get(&format!("/api/v1/developer/families/{family}"), Some(&eve_key)).await.status, 404);
+
+    assert_eq!(
+        p.api.get("/api/v1/developer/policies", Some(&test_writer)).await.status,
+        404,
+        "no backend for that prefix"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backends_trust_only_what_the_gateway_signed() {
+    let p = Platform::start().await;
+    let backend = Api::new(format!("http://{}", p.addr(Target::Families)));
+    let forged = backend
+        .send(
+            backend
+                .http
+                .get(backend.url("/api/v1/developer/families"))
+                .header("x-keyplane-org-id", uuid::Uuid::now_v7().to_string())
+                .header("x-keyplane-key-id", uuid::Uuid::now_v7().to_string())
+                .header("x-keyplane-environment", "live")
+                .header("x-keyplane-scopes", "read:families")
+                .header("x-keyplane-timestamp", chrono::Utc::now().timestamp().to_string())
+                .header("x-keyplane-signature", "v1=00"),
+        )
+        .await;
+    assert_eq!((forged.status, forged.error_code()), (401, "unauthenticated"));
+
+    // Identity headers a client sends through the gateway are replaced, not trusted.
+    let user = p.api.signup().await;
+    let (_, key) = p.api.dev_org(&user, true).await;
+    let spoof = p
+        .api
+        .send(
+            p.api
+                .http
+                .get(p.api.url("/api/v1/developer/families"))
+                .bearer_auth(key.unwrap())
+                .header("x-keyplane-org-id", "someone-else"),
+        )
+        .await;
+    assert_eq!((spoof.status, spoof.body.clone()), (200, json!([])));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_key_is_refused_without_a_network_call() {
+    let p = Platform::start().await;
+    let user = p.api.signup().await;
+    let (_, key) = p.api.dev_org(&user, true).await;
+    let key = key.unwrap();
+    // A gateway whose identity service is unreachable: anything that needs a lookup
+    // fails with 503, so a 401 can only come from the shape check.
+    let mut config = p.config.gateway.clone();
+    let closed = keyplane_common::testsuite::listener().await;
+    config.identity_addr = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let listener = keyplane_common::testsuite::listener().await;
+    let addr = listener.local_addr().unwrap();
+    let shared = keyplane_common::runtime::Shared::new(p.config.common.clone()).unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(keyplane_gateway::serve(config, shared, listener, stop.clone()));
+    let isolated = Api::new(format!("http://{addr}"));
+    keyplane_e2e::eventually(std::time::Duration::from_secs(5), || async {
+        isolated.http.get(isolated.url("/health")).send().await.is_ok()
+    })
+    .await;
+
+    let mut changed = key.clone().into_bytes();
+    changed[20] = if changed[20] == b'a' { b'b' } else { b'a' };
+    for bad in
+        [String::from_utf8(changed).unwrap(), key.to_uppercase(), format!("{key}0"), key.replace("_test_", "_prod_")]
+    {
+        let reply = isolated.get("/api/v1/developer/families", Some(&bad)).await;
+        assert_eq!((reply.status, reply.error_code()), (401, "invalid_api_key"), "{bad}");
+    }
+    let needs_lookup = isolated.get("/api/v1/developer/families", Some(&key)).await;
+    assert_eq!((needs_lookup.status, needs_lookup.error_code()), (503, "service_unavailable"));
+    assert!(!needs_lookup.text.contains("127.0.0.1"), "no internal address leaks: {}", needs_lookup.text);
+    stop.cancel();
+}

@@ -1,0 +1,141 @@
+//! A REST client that sees what a user sees: status, headers, JSON body.
+
+use reqwest::{Method, header::HeaderMap};
+use serde_json::{Value, json};
+
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    /// The stable error code of an error body.
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or_default()
+    }
+
+    /// Checks the contract's error shape and answers the code.
+    pub fn error_code(&self) -> &str {
+        for field in ["error", "code", "message", "request_id"] {
+            assert!(self.body[field].is_string(), "error body without {field}: {}", self.text);
+        }
+        assert!(!self.text.contains("panicked") && !self.text.contains("SELECT "), "leaky error body: {}", self.text);
+        self.code()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn str(&self, field: &str) -> String {
+        self.body[field].as_str().unwrap_or_else(|| panic!("no string {field} in {}", self.text)).to_owned()
+    }
+}
+
+/// A signed-up user and their session.
+#[derive(Clone, Debug)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub password: String,
+    pub token: String,
+    pub refresh_token: String,
+}
+
+impl Api {
+    pub fn new(base: String) -> Self {
+        let http = reqwest::Client::builder().pool_max_idle_per_host(4).build().expect("http client");
+        Self { base, http }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        let response = request.send().await.expect("the gateway answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("a body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply { status, headers, body, text }
+    }
+
+    pub async fn call(&self, method: Method, path: &str, bearer: Option<&str>, body: Option<Value>) -> Reply {
+        let mut request = self.http.request(method, self.url(path));
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        self.send(request).await
+    }
+
+    pub async fn get(&self, path: &str, bearer: Option<&str>) -> Reply {
+        self.call(Method::GET, path, bearer, None).await
+    }
+
+    pub async fn post(&self, path: &str, bearer: Option<&str>, body: Value) -> Reply {
+        self.call(Method::POST, path, bearer, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, bearer: Option<&str>, body: Value) -> Reply {
+        self.call(Method::PUT, path, bearer, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, bearer: Option<&str>) -> Reply {
+        self.call(Method::DELETE, path, bearer, None).await
+    }
+
+    /// A new account with a fresh email.
+    pub async fn signup(&self) -> User {
+        let email = format!("dev-{}@example.com", uuid::Uuid::new_v4().simple());
+        let password = "correct horse battery staple".to_owned();
+        let reply =
+            self.post("/api/v1/auth/signup", None, json!({"email": email, "password": password, "name": "Dev"})).await;
+        assert_eq!(reply.status, 201, "signup: {}", reply.text);
+        User {
+            id: reply.body["user"]["id"].as_str().expect("user id").to_owned(),
+            email,
+            password,
+            token: reply.str("access_token"),
+            refresh_token: reply.str("refresh_token"),
+        }
+    }
+
+    /// The user's developer org id, and its bootstrap key when one was minted.
+    pub async fn dev_org(&self, user: &User, bootstrap_key: bool) -> (String, Option<String>) {
+        let reply = self
+            .post(
+                "/api/ensure-dev-org",
+                Some(&user.token),
+                json!({"name": "Acme Corp", "bootstrap_key": bootstrap_key}),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "ensure-dev-org: {}", reply.text);
+        let key = reply.body["first_key"]["key"].as_str().map(str::to_owned);
+        (reply.str("id"), key)
+    }
+
+    /// Creates a key in `org` and answers the whole reply.
+    pub async fn create_key(&self, bearer: &str, org: &str, body: Value) -> Reply {
+        self.post(&format!("/api/v1/developers/orgs/{org}/keys"), Some(bearer), body).await
+    }
+
+    /// A new test key with the given fields; answers (id, secret).
+    pub async fn key(&self, bearer: &str, org: &str, body: Value) -> (String, String) {
+        let reply = self.create_key(bearer, org, body).await;
+        assert_eq!(reply.status, 201, "create key: {}", reply.text);
+        (reply.str("id"), reply.str("key"))
+    }
+}

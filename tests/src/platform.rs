@@ -1,0 +1,148 @@
+//! The platform under test, started by the same code as `keyplane up`, on PostgreSQL
+//! and Redis.
+
+use std::{net::SocketAddr, sync::OnceLock, time::Duration};
+
+use keyplane_cli::platform::{Listeners, PlatformConfig, run};
+use keyplane_common::{
+    config::{CommonConfig, Env, Mode, Target},
+    internal_auth::InternalAuth,
+    runtime::Shared,
+    testsuite::{TestEnv, listener},
+};
+use sea_orm::DatabaseConnection;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::Api;
+
+static TELEMETRY: OnceLock<()> = OnceLock::new();
+
+fn random_hex() -> String {
+    use rand::{TryRng, rngs::SysRng};
+    let mut bytes = [0u8; 32];
+    SysRng.try_fill_bytes(&mut bytes).expect("random");
+    hex::encode(bytes)
+}
+
+pub struct Platform {
+    pub api: Api,
+    pub env: TestEnv,
+    pub config: PlatformConfig,
+    pub internal_secret: String,
+    addrs: Vec<(Target, SocketAddr)>,
+    vars: Env,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Platform {
+    pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts with extra settings (`KEYPLANE_…` variables).
+    pub async fn start_with(extra: &[(&str, String)]) -> Self {
+        // One subscriber for the whole test binary (RUST_LOG picks the level).
+        TELEMETRY.get_or_init(|| std::mem::forget(keyplane_common::telemetry::init_with("keyplane-e2e", "warn")));
+        let env = TestEnv::new().await;
+        let internal_secret = random_hex();
+        let mut vars = Env::from_pairs([
+            ("KEYPLANE_DATABASE_URL", env.database_url.clone()),
+            ("KEYPLANE_REDIS_URL", env.redis_url.clone()),
+            ("KEYPLANE_REDIS_PREFIX", env.redis_prefix.clone()),
+            ("KEYPLANE_INTERNAL_SECRET", internal_secret.clone()),
+            ("KEYPLANE_DATAPLANE_SECRET", random_hex()),
+            // The template database is migrated already.
+            ("KEYPLANE_MIGRATE_ON_START", "false".to_owned()),
+        ]);
+        for (name, value) in extra {
+            vars.set(name, value.clone());
+        }
+        let listeners = Listeners::bind(|_| SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("bind");
+        let addrs = Target::ALL.iter().map(|t| (*t, listeners.addr(*t))).collect::<Vec<_>>();
+        let config = PlatformConfig::from_env(vars.clone(), |t| listeners.addr(t)).expect("a valid test configuration");
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run(config.clone(), listeners, shutdown.clone()));
+        let gateway = addrs.iter().find(|(t, _)| *t == Target::Gateway).map(|(_, a)| *a).expect("gateway");
+        let api = Api::new(format!("http://{gateway}"));
+        let platform = Self { api, env, config, internal_secret, addrs, vars, shutdown, task: Some(task) };
+        platform.wait_ready().await;
+        platform
+    }
+
+    async fn wait_ready(&self) {
+        let ready = crate::eventually(Duration::from_secs(20), || async {
+            self.api.http.get(self.api.url("/ready")).send().await.is_ok_and(|r| r.status().as_u16() == 200)
+        })
+        .await;
+        assert!(ready, "the platform did not become ready");
+    }
+
+    pub fn addr(&self, target: Target) -> SocketAddr {
+        self.addrs.iter().find(|(t, _)| *t == target).map(|(_, a)| *a).expect("every target has an address")
+    }
+
+    /// Signs internal calls as `service` would.
+    pub fn internal_auth(&self, service: &str) -> InternalAuth {
+        InternalAuth::new(service, &[self.internal_secret.clone().into_bytes()])
+    }
+
+    pub fn channel(&self, target: Target) -> tonic::transport::Channel {
+        keyplane_common::grpc::channel(&format!("http://{}", self.addr(target)), Duration::from_secs(5))
+            .expect("channel")
+    }
+
+    /// A service's own database (its PostgreSQL schema), for tests that need to look
+    /// behind the API (stored hashes, signing keys).
+    pub async fn database(&self, service: &str) -> DatabaseConnection {
+        keyplane_common::db::connect(&self.env.database_url, service, 2).await.expect("connect")
+    }
+
+    /// Another gateway replica with its own Redis connections, as in a deployment.
+    pub async fn gateway_replica(&self) -> (Api, CancellationToken) {
+        let mut vars = self.vars.clone();
+        let common = CommonConfig::from_env(&mut vars, Mode::AllInOne);
+        let shared = Shared::new(common).expect("cache");
+        let listener = listener().await;
+        let addr = listener.local_addr().expect("addr");
+        let stop = self.shutdown.child_token();
+        tokio::spawn(keyplane_gateway::serve(self.config.gateway.clone(), shared, listener, stop.clone()));
+        let api = Api::new(format!("http://{addr}"));
+        let ready = crate::eventually(Duration::from_secs(10), || async {
+            api.http.get(api.url("/health")).send().await.is_ok()
+        })
+        .await;
+        assert!(ready, "the replica did not start");
+        (api, stop)
+    }
+
+    /// Deletes this test's keys from Redis, as a flush or restart would.
+    pub async fn flush_redis(&self) {
+        let client = redis::Client::open(self.env.redis_url.as_str()).expect("redis url");
+        let mut connection = client.get_multiplexed_async_connection().await.expect("redis");
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", self.env.redis_prefix))
+            .query_async(&mut connection)
+            .await
+            .expect("keys");
+        if !keys.is_empty() {
+            redis::cmd("DEL").arg(&keys).query_async::<()>(&mut connection).await.expect("del");
+        }
+    }
+
+    /// Stops the platform gracefully and answers how it ended.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        match self.task.take() {
+            Some(task) => task.await?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
