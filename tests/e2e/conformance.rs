@@ -126,3 +126,87 @@ async fn malformed_authorization_is_refused() {
     let huge = p.api.get("/api/v1/auth/me", Some(&"a".repeat(9 * 1024))).await;
     assert_eq!(huge.status, 431, "{}", huge.text);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_names_the_service_that_is_down() {
+    let p = Platform::start().await;
+    let closed = Platform::closed_address().await;
+    let (gateway, _stop) = p.gateway_replica_with(|config| config.keys_addr = closed).await;
+    let ready = gateway.get("/ready", None).await;
+    assert_eq!((ready.status, ready.error_code()), (503, "not_ready"));
+    assert_eq!(ready.body["details"], json!([{"field": "keys", "problem": "not serving"}]));
+    assert_eq!(ready.header("retry-after"), Some("1"));
+    assert_eq!(gateway.get("/health", None).await.status, 200, "the gateway itself still serves");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_backend_times_out_with_504() {
+    use axum::{Router, routing::get};
+    let slow = Router::new().route(
+        "/api/v1/developer/slow",
+        get(|| async {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            "late"
+        }),
+    );
+    let listener = keyplane_common::testsuite::listener().await;
+    let upstream = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, slow).await });
+
+    let p = Platform::start().await;
+    let route = keyplane_gateway::dataplane::DataRoute {
+        prefix: "/api/v1/developer/slow".into(),
+        upstream,
+        read_scope: "read:families".into(),
+        write_scope: "write:families".into(),
+    };
+    let (gateway, _stop) = p
+        .gateway_replica_with(|config| {
+            config.routes = vec![route];
+            config.request_timeout = std::time::Duration::from_secs(1);
+        })
+        .await;
+    let user = p.api.signup().await;
+    let (_, key) = p.api.dev_org(&user, true).await;
+    let started = std::time::Instant::now();
+    let reply = gateway.get("/api/v1/developer/slow", Some(&key.unwrap())).await;
+    assert_eq!((reply.status, reply.error_code()), (504, "timeout"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(4), "answered at the deadline, not after the backend");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_runs_through_the_gateway_and_every_grpc_hop() {
+    let p = Platform::start().await;
+    let user = p.api.signup().await;
+    let (org, _) = p.api.dev_org(&user, false).await;
+    let trace_id = format!("{:032x}", rand::random::<u128>() | 1);
+    let traceparent = format!("00-{trace_id}-{:016x}-01", rand::random::<u64>() | 1);
+    // gateway → keys.ListKeys → orgs.Authorize
+    let reply = p
+        .api
+        .send(
+            p.api
+                .http
+                .get(p.api.url(&format!("/api/v1/developers/orgs/{org}/keys")))
+                .bearer_auth(&user.token)
+                .header("traceparent", &traceparent),
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+
+    let observability = keyplane_e2e::otlp::observability();
+    let mut ours = Vec::new();
+    let found = keyplane_e2e::eventually(std::time::Duration::from_secs(10), || {
+        ours = observability.spans().into_iter().filter(|s| s.trace_id == trace_id).collect();
+        let rpcs: Vec<_> = ours.iter().filter_map(|s| s.attribute("rpc")).collect();
+        let complete = rpcs.contains(&"/keyplane.keys.v1.KeysService/ListKeys")
+            && rpcs.contains(&"/keyplane.orgs.v1.OrgsService/Authorize")
+            && rpcs.contains(&"/keyplane.identity.v1.IdentityService/Authenticate")
+            && ours.iter().any(|s| s.name == "http");
+        async move { complete }
+    })
+    .await;
+    let seen: Vec<_> =
+        ours.iter().map(|s| (s.name.clone(), s.attribute("rpc").unwrap_or_default().to_owned())).collect();
+    assert!(found, "the caller's trace should reach every hop; spans of trace {trace_id}: {seen:?}");
+}

@@ -128,20 +128,8 @@ async fn a_malformed_key_is_refused_without_a_network_call() {
     let key = key.unwrap();
     // A gateway whose identity service is unreachable: anything that needs a lookup
     // fails with 503, so a 401 can only come from the shape check.
-    let mut config = p.config.gateway.clone();
-    let closed = keyplane_common::testsuite::listener().await;
-    config.identity_addr = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
-    let listener = keyplane_common::testsuite::listener().await;
-    let addr = listener.local_addr().unwrap();
-    let shared = keyplane_common::runtime::Shared::new(p.config.common.clone()).unwrap();
-    let stop = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(keyplane_gateway::serve(config, shared, listener, stop.clone()));
-    let isolated = Api::new(format!("http://{addr}"));
-    keyplane_e2e::eventually(std::time::Duration::from_secs(5), || async {
-        isolated.http.get(isolated.url("/health")).send().await.is_ok()
-    })
-    .await;
+    let closed = Platform::closed_address().await;
+    let (isolated, _stop) = p.gateway_replica_with(|config| config.identity_addr = closed).await;
 
     let mut changed = key.clone().into_bytes();
     changed[20] = if changed[20] == b'a' { b'b' } else { b'a' };
@@ -154,5 +142,4 @@ async fn a_malformed_key_is_refused_without_a_network_call() {
     let needs_lookup = isolated.get("/api/v1/developer/families", Some(&key)).await;
     assert_eq!((needs_lookup.status, needs_lookup.error_code()), (503, "service_unavailable"));
     assert!(!needs_lookup.text.contains("127.0.0.1"), "no internal address leaks: {}", needs_lookup.text);
-    stop.cancel();
 }

@@ -7,6 +7,7 @@ mod identity;
 mod keys;
 mod oidc;
 mod orgs;
+mod resilience;
 mod revocation;
 mod rotation;
 mod smoke;

@@ -66,3 +66,37 @@ async fn keyplane_up_serves_the_credential_loop_on_sqlite() {
     assert!(status.success(), "keyplane up stopped with {status}");
     let _ = std::fs::remove_dir_all(&data);
 }
+
+#[test]
+fn every_bad_setting_is_named_at_start_up() {
+    let run = |target: &str, env: &[(&str, &str)]| {
+        let mut command = Command::new(keyplane_binary());
+        command.args(["serve", "--target", target]).env_clear();
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        command.output().expect("run keyplane")
+    };
+    let keys = run("keys", &[]);
+    assert_eq!(keys.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&keys.stderr);
+    assert!(said.contains("KEYPLANE_INTERNAL_SECRET") && said.contains("KEYPLANE_ORGS_ADDR"), "{said}");
+
+    let gateway = run("gateway", &[("KEYPLANE_KEY_PREFIX", "Not Valid"), ("KEYPLANE_IDENTITY_ADDR", "identity:50051")]);
+    assert_eq!(gateway.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&gateway.stderr);
+    for name in [
+        "KEYPLANE_INTERNAL_SECRET",
+        "KEYPLANE_DATAPLANE_SECRET",
+        "KEYPLANE_KEY_PREFIX",
+        "KEYPLANE_IDENTITY_ADDR",
+        "KEYPLANE_KEYS_ADDR",
+        "KEYPLANE_ORGS_ADDR",
+    ] {
+        assert!(said.contains(name), "{name} not named in: {said}");
+    }
+
+    let unknown = Command::new(keyplane_binary()).args(["serve", "--target", "billing"]).output().unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("choose one of identity, keys"));
+}

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod oidc;
+pub mod otlp;
 pub mod platform;
 
 pub use api::{Api, Reply, User};

@@ -1,7 +1,7 @@
 //! The platform under test, started by the same code as `keyplane up`, on PostgreSQL
 //! and Redis.
 
-use std::{net::SocketAddr, sync::OnceLock, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
 use keyplane_cli::platform::{Listeners, PlatformConfig, run};
 use keyplane_common::{
@@ -15,8 +15,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::Api;
-
-static TELEMETRY: OnceLock<()> = OnceLock::new();
 
 fn random_hex() -> String {
     use rand::{TryRng, rngs::SysRng};
@@ -44,7 +42,7 @@ impl Platform {
     /// Starts with extra settings (`KEYPLANE_…` variables).
     pub async fn start_with(extra: &[(&str, String)]) -> Self {
         // One subscriber for the whole test binary (RUST_LOG picks the level).
-        TELEMETRY.get_or_init(|| std::mem::forget(keyplane_common::telemetry::init_with("keyplane-e2e", "warn")));
+        crate::otlp::observability();
         let env = TestEnv::new().await;
         let internal_secret = random_hex();
         let mut vars = Env::from_pairs([
@@ -101,13 +99,23 @@ impl Platform {
 
     /// Another gateway replica with its own Redis connections, as in a deployment.
     pub async fn gateway_replica(&self) -> (Api, CancellationToken) {
+        self.gateway_replica_with(|_| {}).await
+    }
+
+    /// A gateway replica with changed settings (a peer that is down, another route table).
+    pub async fn gateway_replica_with(
+        &self,
+        change: impl FnOnce(&mut keyplane_gateway::Config),
+    ) -> (Api, CancellationToken) {
         let mut vars = self.vars.clone();
         let common = CommonConfig::from_env(&mut vars, Mode::AllInOne);
         let shared = Shared::new(common).expect("cache");
+        let mut config = self.config.gateway.clone();
+        change(&mut config);
         let listener = listener().await;
         let addr = listener.local_addr().expect("addr");
         let stop = self.shutdown.child_token();
-        tokio::spawn(keyplane_gateway::serve(self.config.gateway.clone(), shared, listener, stop.clone()));
+        tokio::spawn(keyplane_gateway::serve(config, shared, listener, stop.clone()));
         let api = Api::new(format!("http://{addr}"));
         let ready = crate::eventually(Duration::from_secs(10), || async {
             api.http.get(api.url("/health")).send().await.is_ok()
@@ -115,6 +123,14 @@ impl Platform {
         .await;
         assert!(ready, "the replica did not start");
         (api, stop)
+    }
+
+    /// An address where nothing listens.
+    pub async fn closed_address() -> String {
+        let closed = listener().await;
+        let addr = closed.local_addr().expect("addr");
+        drop(closed);
+        format!("http://{addr}")
     }
 
     /// Deletes this test's keys from Redis, as a flush or restart would.

@@ -170,4 +170,19 @@ mod tests {
         }
         shutdown.cancel();
     }
+
+    #[tokio::test]
+    async fn a_lost_feed_means_no_trust_until_it_is_back() {
+        let cache = LocalCredentialCache::<V>::new(100);
+        let hash = SecretHash::of("k");
+        cache.apply(BusEvent::Connected).await;
+        cache.get_or_fetch(hash, async { Ok::<_, ()>(V(1)) }).await.unwrap();
+        cache.apply(BusEvent::Lost).await;
+        assert!(!cache.is_trusted());
+        let fetched = cache.get_or_fetch(hash, async { Ok::<_, ()>(V(2)) }).await.unwrap();
+        assert_eq!(fetched.0, 2, "not served from a cache that may have missed a revocation");
+        cache.apply(BusEvent::Connected).await;
+        let after = cache.get_or_fetch(hash, async { Ok::<_, ()>(V(3)) }).await.unwrap();
+        assert_eq!(after.0, 3, "back in service with an empty cache");
+    }
 }

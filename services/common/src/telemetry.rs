@@ -9,7 +9,7 @@ use opentelemetry::{
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
+use tracing_subscriber::{EnvFilter, Layer, filter::LevelFilter, layer::SubscriberExt, util::SubscriberInitExt};
 
 /// Flushes and stops the trace exporter when dropped.
 pub struct Telemetry {
@@ -23,21 +23,25 @@ impl Drop for Telemetry {
 }
 
 /// Installs the global subscriber. Log format: `KEYPLANE_LOG_FORMAT=json` for production,
-/// human-readable otherwise; level from `RUST_LOG` (default `info`).
+/// human-readable otherwise; level from `RUST_LOG` (default `info`); traces exported to
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` when it is set. Call it inside a Tokio runtime (the OTLP
+/// exporter's gRPC client lives there).
+pub fn init(service_name: &str) -> anyhow::Result<Telemetry> {
+    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok().filter(|v| !v.is_empty());
+    init_with(service_name, "info", endpoint)
+}
+
+/// Like [`init`], with the level used when `RUST_LOG` is unset and the OTLP endpoint given.
 ///
 /// Spans always get OpenTelemetry ids, so that trace context flows through every service
 /// even when nothing is exported.
-pub fn init(service_name: &str) -> anyhow::Result<Telemetry> {
-    init_with(service_name, "info")
-}
-
-/// Like [`init`], with another level when `RUST_LOG` is unset.
-pub fn init_with(service_name: &str, default_filter: &str) -> anyhow::Result<Telemetry> {
+pub fn init_with(service_name: &str, default_filter: &str, otlp_endpoint: Option<String>) -> anyhow::Result<Telemetry> {
     global::set_text_map_propagator(TraceContextPropagator::new());
     let mut provider = SdkTracerProvider::builder()
         .with_resource(Resource::builder().with_service_name(service_name.to_owned()).build());
-    if std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").is_ok_and(|v| !v.is_empty()) {
-        let exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic().build()?;
+    if let Some(endpoint) = otlp_endpoint {
+        use opentelemetry_otlp::WithExportConfig;
+        let exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(endpoint).build()?;
         provider = provider.with_batch_exporter(exporter);
     }
     let provider = provider.build();
@@ -51,13 +55,19 @@ pub fn init_with(service_name: &str, default_filter: &str) -> anyhow::Result<Tel
     } else {
         tracing_subscriber::fmt::layer().compact().boxed()
     };
+    // The log level filters logs only: spans reach OpenTelemetry at `info` whatever it is,
+    // or trace context would stop flowing whenever logs are quiet.
+    let traces = tracing_opentelemetry::layer().with_tracer(tracer).with_filter(LevelFilter::INFO);
     // A second initialisation (tests start many platforms in one process) keeps the first.
-    let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt)
-        .with(tracing_opentelemetry::layer().with_tracer(tracer))
-        .try_init();
+    let _ = tracing_subscriber::registry().with(fmt.with_filter(filter)).with(traces).try_init();
     Ok(Telemetry { provider })
+}
+
+impl Telemetry {
+    /// Exports every finished span now.
+    pub fn flush(&self) {
+        let _ = self.provider.force_flush();
+    }
 }
 
 struct MetadataInjector<'a>(&'a mut MetadataMap);
