@@ -11,7 +11,8 @@ run: ## Start the whole platform at http://127.0.0.1:8080 (SQLite under ./data, 
 	$(CARGO) run --bin keyplane -- up
 
 test: ## Run every test on PostgreSQL and Redis (local servers, or throwaway ones)
-	$(CARGO) build --bin keyplane
+	@# --workspace: the same feature set as the test build, so nothing compiles twice.
+	$(CARGO) build --workspace --bins
 	tests/with-services.sh $(CARGO) test --workspace
 
 lint: ## Formatting and clippy, as strict as CI should be

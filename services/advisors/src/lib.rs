@@ -9,7 +9,6 @@ use keyplane_common::{
 use keyplane_proto::advisors::v1::advisors_service_server::{AdvisorsService, AdvisorsServiceServer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::{server::NamedService, service::Routes};
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -41,11 +40,12 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let _database = db::connect(&config.database_url, "advisors", config.db_max_connections).await?;
-    let server = AdvisorsServiceServer::with_interceptor(
-        AdvisorsGrpc,
-        kgrpc::internal_auth_interceptor(shared.internal_auth("advisors")),
-    );
-    let name = <AdvisorsServiceServer<AdvisorsGrpc> as NamedService>::NAME;
-    kgrpc::serve(name, Routes::new(server), listener, shutdown).await?;
+    kgrpc::serve_guarded(
+        AdvisorsServiceServer::new(AdvisorsGrpc),
+        shared.internal_auth("advisors"),
+        listener,
+        shutdown,
+    )
+    .await?;
     Ok(())
 }

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, SqlErr};
+pub use sea_orm::DbErr;
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, SqlErr};
 
 /// Connects to `url`. On PostgreSQL the service's tables live in `schema`, so services
 /// may share one database without seeing each other's tables.

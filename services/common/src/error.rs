@@ -3,7 +3,8 @@
 //! violations carried in `google.rpc.BadRequest`.
 
 use http::StatusCode;
-use tonic::{Code, Status};
+use tonic::Code;
+pub use tonic::Status;
 use tonic_types::{ErrorDetails, StatusExt};
 
 /// The error domain in `ErrorInfo`.
@@ -114,24 +115,59 @@ pub trait ServiceError: std::error::Error + Sized {
         Vec::new()
     }
 
-    /// A status from another service, to pass through unchanged.
-    fn into_upstream(self) -> Result<Status, Self> {
-        Err(self)
-    }
-
     fn into_status(self) -> Status {
-        let this = match self.into_upstream() {
-            Ok(status) => return status,
-            Err(this) => this,
-        };
-        let kind = this.kind();
+        let kind = self.kind();
         if kind == Kind::Internal {
             // The cause goes to the log; the caller learns only that it was ours.
-            tracing::error!(error = %this, source = ?std::error::Error::source(&this), "internal error");
-            return status(kind, this.code(), "internal error", &[]);
+            tracing::error!(error = %self, source = ?std::error::Error::source(&self), "internal error");
+            return status(kind, self.code(), "internal error", &[]);
         }
-        status(kind, this.code(), this.to_string(), &this.violations())
+        status(kind, self.code(), self.to_string(), &self.violations())
     }
+}
+
+/// Field problems as one sentence: `name is required; email must be an email address`.
+pub fn describe(violations: &[FieldViolation]) -> String {
+    violations.iter().map(|v| format!("{} {}", v.field, v.problem)).collect::<Vec<_>>().join("; ")
+}
+
+/// The conversions every service's error enum needs, given that it has the variants
+/// `Validation(Vec<FieldViolation>)`, `Unavailable(&'static str)`, `Upstream(Status)` and
+/// `Internal(String)`: to a `Status` (a peer's status passes through unchanged), and from
+/// a peer's `Status`, a `FieldViolation` and a database error.
+#[macro_export]
+macro_rules! service_error_conversions {
+    ($error:ident) => {
+        impl From<$error> for $crate::error::Status {
+            fn from(e: $error) -> Self {
+                match e {
+                    $error::Upstream(status) => status,
+                    other => $crate::error::ServiceError::into_status(other),
+                }
+            }
+        }
+
+        impl From<$crate::error::Status> for $error {
+            fn from(status: $crate::error::Status) -> Self {
+                Self::Upstream(status)
+            }
+        }
+
+        impl From<$crate::error::FieldViolation> for $error {
+            fn from(violation: $crate::error::FieldViolation) -> Self {
+                Self::Validation(vec![violation])
+            }
+        }
+
+        impl From<$crate::db::DbErr> for $error {
+            fn from(e: $crate::db::DbErr) -> Self {
+                match $crate::db::classify(&e) {
+                    $crate::db::DbFailure::Unavailable => Self::Unavailable("the database"),
+                    $crate::db::DbFailure::Internal(cause) => Self::Internal(cause),
+                }
+            }
+        }
+    };
 }
 
 /// A status with the stable code in `ErrorInfo` and field problems in `BadRequest`.

@@ -5,7 +5,7 @@ use tonic::Status;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{}", describe(.0))]
+    #[error("{}", keyplane_common::error::describe(.0))]
     Validation(Vec<FieldViolation>),
     #[error("an account with this email already exists")]
     EmailTaken,
@@ -42,10 +42,6 @@ pub enum Error {
     Upstream(Status),
     #[error("{0}")]
     Internal(String),
-}
-
-fn describe(violations: &[FieldViolation]) -> String {
-    violations.iter().map(|v| format!("{} {}", v.field, v.problem)).collect::<Vec<_>>().join("; ")
 }
 
 impl ServiceError for Error {
@@ -100,26 +96,6 @@ impl ServiceError for Error {
             _ => Vec::new(),
         }
     }
-
-    fn into_upstream(self) -> Result<Status, Self> {
-        match self {
-            Self::Upstream(s) => Ok(s),
-            other => Err(other),
-        }
-    }
 }
 
-impl From<Error> for Status {
-    fn from(e: Error) -> Self {
-        e.into_status()
-    }
-}
-
-impl From<sea_orm::DbErr> for Error {
-    fn from(e: sea_orm::DbErr) -> Self {
-        match keyplane_common::db::classify(&e) {
-            keyplane_common::db::DbFailure::Unavailable => Self::Unavailable("the database"),
-            keyplane_common::db::DbFailure::Internal(cause) => Self::Internal(cause),
-        }
-    }
-}
+keyplane_common::service_error_conversions!(Error);

@@ -19,7 +19,6 @@ use keyplane_proto::{
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::{server::NamedService, service::Routes};
 
 pub use config::Config;
 
@@ -73,11 +72,7 @@ pub async fn serve(
             .time_to_live(Duration::from_secs(600))
             .build(),
     });
-    let server = IdentityServiceServer::with_interceptor(
-        grpc::IdentityGrpc::new(service),
-        kgrpc::internal_auth_interceptor(shared.internal_auth("identity")),
-    );
-    let name = <IdentityServiceServer<grpc::IdentityGrpc> as NamedService>::NAME;
-    kgrpc::serve(name, Routes::new(server), listener, shutdown).await?;
+    let server = IdentityServiceServer::new(grpc::IdentityGrpc::new(service));
+    kgrpc::serve_guarded(server, shared.internal_auth("identity"), listener, shutdown).await?;
     Ok(())
 }

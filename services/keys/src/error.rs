@@ -1,14 +1,11 @@
 //! Everything the keys service can answer besides success.
 
-use keyplane_common::{
-    db::{DbFailure, classify},
-    error::{FieldViolation, Kind, ServiceError},
-};
+use keyplane_common::error::{FieldViolation, Kind, ServiceError};
 use tonic::Status;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{}", describe(.0))]
+    #[error("{}", keyplane_common::error::describe(.0))]
     Validation(Vec<FieldViolation>),
     #[error("{0}")]
     InvalidScope(String),
@@ -34,10 +31,6 @@ pub enum Error {
     Upstream(Status),
     #[error("{0}")]
     Internal(String),
-}
-
-fn describe(violations: &[FieldViolation]) -> String {
-    violations.iter().map(|v| format!("{} {}", v.field, v.problem)).collect::<Vec<_>>().join("; ")
 }
 
 impl ServiceError for Error {
@@ -80,38 +73,6 @@ impl ServiceError for Error {
             _ => Vec::new(),
         }
     }
-
-    fn into_upstream(self) -> Result<Status, Self> {
-        match self {
-            Self::Upstream(s) => Ok(s),
-            other => Err(other),
-        }
-    }
 }
 
-impl From<Error> for Status {
-    fn from(e: Error) -> Self {
-        e.into_status()
-    }
-}
-
-impl From<Status> for Error {
-    fn from(s: Status) -> Self {
-        Self::Upstream(s)
-    }
-}
-
-impl From<FieldViolation> for Error {
-    fn from(v: FieldViolation) -> Self {
-        Self::Validation(vec![v])
-    }
-}
-
-impl From<sea_orm::DbErr> for Error {
-    fn from(e: sea_orm::DbErr) -> Self {
-        match classify(&e) {
-            DbFailure::Unavailable => Self::Unavailable("the database"),
-            DbFailure::Internal(cause) => Self::Internal(cause),
-        }
-    }
-}
+keyplane_common::service_error_conversions!(Error);

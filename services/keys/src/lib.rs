@@ -18,7 +18,6 @@ use keyplane_proto::{
 };
 use tokio::{net::TcpListener, sync::Notify};
 use tokio_util::sync::CancellationToken;
-use tonic::{server::NamedService, service::Routes};
 
 pub use config::Config;
 
@@ -47,12 +46,8 @@ pub async fn serve(
         propagator: propagate::Propagator::start(shared.cache.clone(), shutdown.clone()),
         relay,
     });
-    let server = KeysServiceServer::with_interceptor(
-        grpc::KeysGrpc::new(service),
-        kgrpc::internal_auth_interceptor(shared.internal_auth("keys")),
-    );
-    let name = <KeysServiceServer<grpc::KeysGrpc> as NamedService>::NAME;
-    kgrpc::serve(name, Routes::new(server), listener, shutdown).await?;
+    let server = KeysServiceServer::new(grpc::KeysGrpc::new(service));
+    kgrpc::serve_guarded(server, shared.internal_auth("keys"), listener, shutdown).await?;
     let _ = relay_task.await;
     Ok(())
 }

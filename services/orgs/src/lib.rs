@@ -17,7 +17,6 @@ use keyplane_proto::{
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::{server::NamedService, service::Routes};
 
 pub use config::Config;
 
@@ -35,11 +34,7 @@ pub async fn serve(
         keys: KeysServiceClient::new(shared.channel(&config.keys_addr)?),
         outbound: shared.outbound("orgs"),
     });
-    let server = OrgsServiceServer::with_interceptor(
-        grpc::OrgsGrpc::new(service),
-        kgrpc::internal_auth_interceptor(shared.internal_auth("orgs")),
-    );
-    let name = <OrgsServiceServer<grpc::OrgsGrpc> as NamedService>::NAME;
-    kgrpc::serve(name, Routes::new(server), listener, shutdown).await?;
+    let server = OrgsServiceServer::new(grpc::OrgsGrpc::new(service));
+    kgrpc::serve_guarded(server, shared.internal_auth("orgs"), listener, shutdown).await?;
     Ok(())
 }

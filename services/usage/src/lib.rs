@@ -9,7 +9,6 @@ use keyplane_common::{
 use keyplane_proto::usage::v1::usage_service_server::{UsageService, UsageServiceServer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::{server::NamedService, service::Routes};
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -41,11 +40,6 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let _database = db::connect(&config.database_url, "usage", config.db_max_connections).await?;
-    let server = UsageServiceServer::with_interceptor(
-        UsageGrpc,
-        kgrpc::internal_auth_interceptor(shared.internal_auth("usage")),
-    );
-    let name = <UsageServiceServer<UsageGrpc> as NamedService>::NAME;
-    kgrpc::serve(name, Routes::new(server), listener, shutdown).await?;
+    kgrpc::serve_guarded(UsageServiceServer::new(UsageGrpc), shared.internal_auth("usage"), listener, shutdown).await?;
     Ok(())
 }

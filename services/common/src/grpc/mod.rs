@@ -5,4 +5,4 @@ mod client;
 mod server;
 
 pub use client::{Outbound, channel};
-pub use server::{internal_auth_interceptor, serve};
+pub use server::{internal_auth_interceptor, serve, serve_guarded};

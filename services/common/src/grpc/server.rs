@@ -4,7 +4,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{
     Request, Status,
-    service::Routes,
+    server::NamedService,
+    service::{Routes, interceptor::InterceptedService},
     transport::{Server, server::TcpIncoming},
 };
 use tonic_health::ServingStatus;
@@ -42,6 +43,30 @@ pub async fn serve(
         .add_routes(routes)
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), draining)
         .await
+}
+
+/// Serves one of our gRPC services behind the internal-auth guard, with health and
+/// reflection beside it.
+pub async fn serve_guarded<S>(
+    server: S,
+    auth: Arc<InternalAuth>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error>
+where
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let guarded = InterceptedService::new(server, internal_auth_interceptor(auth));
+    serve(S::NAME, Routes::new(guarded), listener, shutdown).await
 }
 
 /// Refuses callers that do not prove they are inside the system, and hands the verified
