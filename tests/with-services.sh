@@ -11,11 +11,14 @@ scratch=""
 pids=()
 
 cleanup() {
+  local status=$?
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   if [ -n "$scratch" ] && [ -d "$scratch/pg" ]; then
     as_pg "$(pg_bin pg_ctl)" -D "$scratch/pg" -m immediate stop >/dev/null 2>&1 || true
   fi
-  [ -n "$scratch" ] && rm -rf "$scratch"
+  if [ -n "$scratch" ]; then rm -rf "$scratch"; fi
+  # The command's status, not the cleanup's, is the script's.
+  exit "$status"
 }
 trap cleanup EXIT
 

@@ -161,9 +161,10 @@ pub async fn run(config: PlatformConfig, listeners: Listeners, shutdown: Cancell
         }
     };
     tokio::select! {
+        biased;
         () = shutdown.cancelled() => {}
         Some((name, result)) = finished.recv() => {
-            if result.is_ok() {
+            if result.is_ok() && !shutdown.is_cancelled() {
                 tracing::error!(part = name, "a part of the platform stopped unexpectedly; stopping the rest");
             }
             note(name, result, &mut stopped);

@@ -124,7 +124,10 @@ static CREATING: Mutex<()> = Mutex::const_new(());
 
 async fn create_test_database() -> String {
     let _guard = CREATING.lock().await;
-    let admin = Database::connect(admin_database_url()).await.unwrap_or_else(|e| {
+    // One connection: the advisory lock and its unlock must run on the same session.
+    let mut options = sea_orm::ConnectOptions::new(admin_database_url());
+    options.max_connections(1).sqlx_logging(false);
+    let admin = Database::connect(options).await.unwrap_or_else(|e| {
         panic!(
             "cannot reach the test PostgreSQL at {} ({e}); run the tests with `make test`, which starts one",
             crate::config::redact_url(&admin_database_url())
