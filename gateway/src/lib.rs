@@ -80,7 +80,13 @@ fn app(state: AppState) -> Router {
         .layer(from_fn_with_state(state.clone(), context::context))
         // One span per request, joined to the caller's W3C trace context.
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
-            let span = tracing::info_span!("http", method = %request.method(), path = %request.uri().path());
+            let request_id = request
+                .extensions()
+                .get::<context::RequestContext>()
+                .map(|c| c.request_id.as_str())
+                .unwrap_or_default();
+            let span =
+                tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id);
             keyplane_common::telemetry::set_parent_from(&span, request.headers());
             span
         }))

@@ -105,7 +105,7 @@ impl FieldViolation {
 }
 
 /// What every service's error enum knows about itself.
-pub trait ServiceError: std::error::Error + Sized {
+pub trait ServiceError: std::error::Error + std::fmt::Debug + Sized {
     fn kind(&self) -> Kind;
 
     /// Stable snake_case machine code, the same over gRPC and REST.
@@ -122,6 +122,8 @@ pub trait ServiceError: std::error::Error + Sized {
             tracing::error!(error = %self, source = ?std::error::Error::source(&self), "internal error");
             return status(kind, self.code(), "internal error", &[]);
         }
+        // The caller gets the code and a short message; the log keeps the cause.
+        tracing::debug!(code = self.code(), cause = ?self, "request refused");
         status(kind, self.code(), self.to_string(), &self.violations())
     }
 }

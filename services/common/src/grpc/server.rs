@@ -10,7 +10,10 @@ use tonic::{
 };
 use tonic_health::ServingStatus;
 
-use crate::{internal_auth::InternalAuth, telemetry};
+use crate::{
+    internal_auth::{InternalAuth, REQUEST_ID_KEY},
+    telemetry,
+};
 
 /// Serves one service's routes on an already-bound listener until `shutdown`, with the
 /// gRPC health protocol and reflection beside it (both open to all: probes and grpcurl).
@@ -36,7 +39,8 @@ pub async fn serve(
     tracing::info!(service = service_name, addr = ?listener.local_addr().ok(), "grpc server listening");
     Server::builder()
         .trace_fn(|request| {
-            let span = tracing::info_span!("grpc", rpc = %request.uri().path());
+            let request_id = request.headers().get(REQUEST_ID_KEY).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            let span = tracing::info_span!("grpc", rpc = %request.uri().path(), request_id);
             telemetry::set_parent_from(&span, request.headers());
             span
         })
