@@ -13,7 +13,7 @@ mod rest;
 mod state;
 mod upstream;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
     Router,
@@ -113,6 +113,3 @@ async fn timeout(State(state): State<AppState>, request: Request, next: Next) ->
             .into_response(),
     }
 }
-
-/// How long the gateway waits for in-flight requests at shutdown.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);

@@ -54,9 +54,4 @@ impl Authorizer {
         self.allowed.insert(key, role).await;
         Ok(role)
     }
-
-    /// Forgets cached answers for an org (its membership changed).
-    pub fn forget_org(&self, org_id: Uuid) {
-        let _ = self.allowed.invalidate_entries_if(move |(_, org, _), _| *org == org_id);
-    }
 }

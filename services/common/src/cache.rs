@@ -125,10 +125,6 @@ impl Cache {
         matches!(self.inner.backend, Backend::Redis(_))
     }
 
-    pub fn prefix(&self) -> &str {
-        &self.inner.prefix
-    }
-
     fn key(&self, key: &str) -> String {
         format!("{}{key}", self.inner.prefix)
     }

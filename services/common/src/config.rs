@@ -21,9 +21,6 @@ impl Target {
     pub const ALL: &'static [Target] =
         &[Self::Identity, Self::Keys, Self::Orgs, Self::Usage, Self::Advisors, Self::Families, Self::Gateway];
 
-    /// The gRPC services (every target but the HTTP ones).
-    pub const GRPC: &'static [Target] = &[Self::Identity, Self::Keys, Self::Orgs, Self::Usage, Self::Advisors];
-
     pub fn name(self) -> &'static str {
         match self {
             Self::Identity => "identity",

@@ -133,17 +133,63 @@ pub fn describe(violations: &[FieldViolation]) -> String {
     violations.iter().map(|v| format!("{} {}", v.field, v.problem)).collect::<Vec<_>>().join("; ")
 }
 
-/// The conversions every service's error enum needs, given that it has the variants
-/// `Validation(Vec<FieldViolation>)`, `Unavailable(&'static str)`, `Upstream(Status)` and
-/// `Internal(String)`: to a `Status` (a peer's status passes through unchanged), and from
-/// a peer's `Status`, a `FieldViolation` and a database error.
+/// What can go wrong in any service apart from its own rules: the database or a peer is
+/// away, a peer refused (its status passes through unchanged), or a bug of ours.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("{0} is unavailable")]
+    Unavailable(&'static str),
+    #[error(transparent)]
+    Upstream(Status),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Failure {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Self::Unavailable(_) => Kind::Unavailable,
+            Self::Upstream(status) => kind_of(status),
+            Self::Internal(_) => Kind::Internal,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unavailable(_) => "service_unavailable",
+            Self::Upstream(_) => "upstream",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+}
+
+impl From<crate::db::DbErr> for Failure {
+    fn from(e: crate::db::DbErr) -> Self {
+        match crate::db::classify(&e) {
+            crate::db::DbFailure::Unavailable => Self::Unavailable("the database"),
+            crate::db::DbFailure::Internal(cause) => Self::Internal(cause),
+        }
+    }
+}
+
+/// The conversions every service's error enum needs, given its variants
+/// `Validation(Vec<FieldViolation>)` and `Failure(Failure)`: to a `Status` (a peer's status
+/// passes through unchanged), and from a peer's `Status`, a `FieldViolation` and a
+/// database error; plus `Error::internal(cause)`.
 #[macro_export]
 macro_rules! service_error_conversions {
     ($error:ident) => {
+        impl $error {
+            /// A bug of ours: the cause is logged, the caller hears "internal error".
+            pub fn internal(cause: impl Into<String>) -> Self {
+                Self::Failure($crate::error::Failure::Internal(cause.into()))
+            }
+        }
+
         impl From<$error> for $crate::error::Status {
             fn from(e: $error) -> Self {
                 match e {
-                    $error::Upstream(status) => status,
+                    $error::Failure($crate::error::Failure::Upstream(status)) => status,
                     other => $crate::error::ServiceError::into_status(other),
                 }
             }
@@ -151,7 +197,7 @@ macro_rules! service_error_conversions {
 
         impl From<$crate::error::Status> for $error {
             fn from(status: $crate::error::Status) -> Self {
-                Self::Upstream(status)
+                Self::Failure($crate::error::Failure::Upstream(status))
             }
         }
 
@@ -163,10 +209,7 @@ macro_rules! service_error_conversions {
 
         impl From<$crate::db::DbErr> for $error {
             fn from(e: $crate::db::DbErr) -> Self {
-                match $crate::db::classify(&e) {
-                    $crate::db::DbFailure::Unavailable => Self::Unavailable("the database"),
-                    $crate::db::DbFailure::Internal(cause) => Self::Internal(cause),
-                }
+                Self::Failure(e.into())
             }
         }
     };
@@ -179,12 +222,6 @@ pub fn status(kind: Kind, code: &str, message: impl Into<String>, violations: &[
         details.add_bad_request_violation(v.field.clone(), v.problem.clone());
     }
     Status::with_error_details(kind.grpc_code(), message, details)
-}
-
-/// A status for invalid request fields.
-pub fn invalid(violations: Vec<FieldViolation>) -> Status {
-    let message = violations.iter().map(|v| format!("{} {}", v.field, v.problem)).collect::<Vec<_>>().join("; ");
-    status(Kind::InvalidArgument, "validation_failed", message, &violations)
 }
 
 /// The stable code and field violations a status carries, as the gateway reads them.

@@ -78,10 +78,6 @@ impl InternalAuth {
         }
     }
 
-    pub fn service(&self) -> &str {
-        &self.service
-    }
-
     pub fn sign(&self, principal: Option<&Principal>) -> String {
         let now = jsonwebtoken::get_current_timestamp();
         let claims = Claims {

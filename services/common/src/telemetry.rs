@@ -121,11 +121,3 @@ pub fn set_parent_from(span: &tracing::Span, headers: &http::HeaderMap) {
     let parent = global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)));
     let _ = span.set_parent(parent);
 }
-
-/// The W3C trace id of the current span, for responses and logs.
-pub fn current_trace_id() -> Option<String> {
-    use opentelemetry::trace::TraceContextExt;
-    let context = tracing::Span::current().context();
-    let span_context = context.span().span_context().clone();
-    span_context.is_valid().then(|| span_context.trace_id().to_string())
-}

@@ -59,7 +59,7 @@ impl KeyAuthenticator {
             .local
             .get_or_fetch(hash, self.fetch(hash))
             .await
-            .map_err(|status| Error::Upstream(clone_status(&status)))?;
+            .map_err(|status| Error::from(clone_status(&status)))?;
         evaluate(parsed.credential_type, record.0.as_deref(), keyplane_common::time::now())
     }
 

@@ -1,7 +1,6 @@
 //! Everything the identity service can answer besides success.
 
-use keyplane_common::error::{FieldViolation, Kind, ServiceError};
-use tonic::Status;
+use keyplane_common::error::{Failure, FieldViolation, Kind, ServiceError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -36,12 +35,8 @@ pub enum Error {
     UserNotFound,
     #[error("the identity provider's keys cannot be fetched")]
     IssuerUnavailable,
-    #[error("{0} is unavailable")]
-    Unavailable(&'static str),
     #[error(transparent)]
-    Upstream(Status),
-    #[error("{0}")]
-    Internal(String),
+    Failure(#[from] Failure),
 }
 
 impl ServiceError for Error {
@@ -61,9 +56,8 @@ impl ServiceError for Error {
             | Self::KeyExpired
             | Self::SessionRequired => Kind::Unauthenticated,
             Self::UserNotFound => Kind::NotFound,
-            Self::IssuerUnavailable | Self::Unavailable(_) => Kind::Unavailable,
-            Self::Upstream(s) => keyplane_common::error::kind_of(s),
-            Self::Internal(_) => Kind::Internal,
+            Self::IssuerUnavailable => Kind::Unavailable,
+            Self::Failure(f) => f.kind(),
         }
     }
 
@@ -84,9 +78,7 @@ impl ServiceError for Error {
             Self::SessionRequired => "session_required",
             Self::UserNotFound => "user_not_found",
             Self::IssuerUnavailable => "issuer_unavailable",
-            Self::Unavailable(_) => "service_unavailable",
-            Self::Upstream(_) => "upstream",
-            Self::Internal(_) => "internal_error",
+            Self::Failure(f) => f.code(),
         }
     }
 

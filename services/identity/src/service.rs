@@ -4,7 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use keyplane_common::{
     cache::Cache,
-    error::FieldViolation,
+    error::{Failure, FieldViolation},
     principal::{Principal, UserPrincipal},
     text,
 };
@@ -56,7 +56,7 @@ impl Service {
         let name = if name.is_empty() { email.as_str().split('@').next().unwrap_or_default().to_owned() } else { name };
         let hash = tokio::task::spawn_blocking(move || password.hash())
             .await
-            .map_err(|e| Error::Internal(format!("hashing task: {e}")))?;
+            .map_err(|e| Error::internal(format!("hashing task: {e}")))?;
         let user = self.store.insert_local_user(email.as_str(), &name, hash).await?;
         tracing::info!(user_id = %user.id, "user signed up");
         self.start_session(user).await
@@ -72,7 +72,7 @@ impl Service {
         let password = password.to_owned();
         let valid = tokio::task::spawn_blocking(move || password::verify(&password, stored.as_deref()))
             .await
-            .map_err(|e| Error::Internal(format!("verify task: {e}")))?;
+            .map_err(|e| Error::internal(format!("verify task: {e}")))?;
         match user {
             Some(user) if valid => self.start_session(user).await,
             _ => Err(Error::InvalidCredentials),
@@ -82,7 +82,7 @@ impl Service {
     async fn start_session(&self, user: users::Model) -> Result<IssuedSession, Error> {
         let refresh_token = RefreshToken::generate();
         let expires_at = keyplane_common::time::now()
-            + chrono::Duration::from_std(self.refresh_token_ttl).map_err(|e| Error::Internal(e.to_string()))?;
+            + chrono::Duration::from_std(self.refresh_token_ttl).map_err(|e| Error::internal(e.to_string()))?;
         let session = self
             .store
             .create_session(NewSession { user_id: user.id, expires_at, refresh_hash: refresh_token.hash() })
@@ -189,8 +189,8 @@ impl Service {
             })
             .await
             .map_err(|e| match e.as_ref() {
-                Error::Unavailable(what) => Error::Unavailable(what),
-                other => Error::Internal(other.to_string()),
+                Error::Failure(Failure::Unavailable(what)) => Error::Failure(Failure::Unavailable(what)),
+                other => Error::internal(other.to_string()),
             })
     }
 

@@ -1,7 +1,6 @@
 //! Everything the keys service can answer besides success.
 
-use keyplane_common::error::{FieldViolation, Kind, ServiceError};
-use tonic::Status;
+use keyplane_common::error::{Failure, FieldViolation, Kind, ServiceError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -25,12 +24,8 @@ pub enum Error {
     Conflict,
     #[error("this needs a signed-in user")]
     SessionRequired,
-    #[error("{0} is unavailable")]
-    Unavailable(&'static str),
     #[error(transparent)]
-    Upstream(Status),
-    #[error("{0}")]
-    Internal(String),
+    Failure(#[from] Failure),
 }
 
 impl ServiceError for Error {
@@ -42,9 +37,7 @@ impl ServiceError for Error {
             Self::KeyRevoked | Self::KeyExpired => Kind::FailedPrecondition,
             Self::Conflict => Kind::Conflict,
             Self::SessionRequired => Kind::Unauthenticated,
-            Self::Unavailable(_) => Kind::Unavailable,
-            Self::Upstream(s) => keyplane_common::error::kind_of(s),
-            Self::Internal(_) => Kind::Internal,
+            Self::Failure(f) => f.kind(),
         }
     }
 
@@ -60,9 +53,7 @@ impl ServiceError for Error {
             Self::KeyExpired => "key_expired",
             Self::Conflict => "conflict",
             Self::SessionRequired => "session_required",
-            Self::Unavailable(_) => "service_unavailable",
-            Self::Upstream(_) => "upstream",
-            Self::Internal(_) => "internal_error",
+            Self::Failure(f) => f.code(),
         }
     }
 

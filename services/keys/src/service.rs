@@ -187,8 +187,8 @@ impl Service {
             keyplane_proto::keys::v1::KeyStatus::Expired => return Err(Error::KeyExpired),
             _ => {}
         }
-        let environment = Environment::parse(&row.environment)
-            .ok_or_else(|| Error::Internal("stored key without environment".into()))?;
+        let environment =
+            Environment::parse(&row.environment).ok_or_else(|| Error::internal("stored key without environment"))?;
         let secret = self.format.generate(CredentialType::ApiKey(environment));
         let keep_previous_until = (grace > 0).then(|| now + chrono::Duration::seconds(grace));
         let event = audit(caller, principal, &row, "api_key.regenerated").with_metadata(

@@ -179,7 +179,11 @@ impl OrgsService for OrgsGrpc {
             .ok_or_else(|| {
                 Error::Validation(vec![keyplane_common::error::FieldViolation::new("principal", "is required")])
             })
-            .and_then(|p| Principal::try_from(p).map_err(|e| Error::Internal(e.to_string())))?;
+            .and_then(|p| {
+                Principal::try_from(p).map_err(|e| {
+                    Error::Validation(vec![keyplane_common::error::FieldViolation::new("principal", e.to_string())])
+                })
+            })?;
         let action = Action::parse(&r.action).ok_or_else(|| {
             Error::Validation(vec![keyplane_common::error::FieldViolation::new("action", "is not a known action")])
         })?;

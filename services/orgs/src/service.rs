@@ -231,7 +231,7 @@ impl Service {
             Err(status) => return Err(status.into()),
         };
         let user_id =
-            parse_uuid("user_id", &user.id).map_err(|_| Error::Internal("identity answered a bad user id".into()))?;
+            parse_uuid("user_id", &user.id).map_err(|_| Error::internal("identity answered a bad user id"))?;
         let event = audit(caller, principal, org_id, "member.added", ("user", user.id.clone()))
             .with_metadata(serde_json::json!({ "role": role.as_str() }));
         let member = self.store.add_member(org_id, user_id, role, event).await?;

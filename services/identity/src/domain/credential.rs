@@ -44,7 +44,7 @@ pub fn evaluate(
     if expires_at.is_some_and(|t| t <= now) {
         return Err(Error::KeyExpired);
     }
-    let id = |s: &str| Uuid::parse_str(s).map_err(|_| Error::Internal(format!("stored credential with bad id {s:?}")));
+    let id = |s: &str| Uuid::parse_str(s).map_err(|_| Error::internal(format!("stored credential with bad id {s:?}")));
     let scopes = Scopes::from_parts(record.full_access, &record.scopes);
     Ok(match presented {
         CredentialType::ApiKey(environment) => Principal::ApiKey(KeyPrincipal {

@@ -73,7 +73,7 @@ impl KeyRing {
         let mut state = State::default();
         for key in &keys {
             let decoding = DecodingKey::from_ed_components(&key.public_x)
-                .map_err(|e| Error::Internal(format!("signing key {}: {e}", key.kid)))?;
+                .map_err(|e| Error::internal(format!("signing key {}: {e}", key.kid)))?;
             state.verifiers.insert(key.kid.clone(), decoding);
             state.jwks.push(Jwk {
                 kty: "OKP".into(),
@@ -94,7 +94,7 @@ impl KeyRing {
 
     /// The signing key: (`kid`, key).
     pub fn signer(&self) -> Result<(String, EncodingKey), Error> {
-        self.state.read().expect("keyring lock").signer.clone().ok_or_else(|| Error::Internal("no signing key".into()))
+        self.state.read().expect("keyring lock").signer.clone().ok_or_else(|| Error::internal("no signing key"))
     }
 
     /// The key that verifies `kid`; an unknown kid reloads the ring, rate-limited.
@@ -124,7 +124,7 @@ impl KeyRing {
         let key = new_key()?;
         let kid = key.kid.clone();
         let unpublish_at = keyplane_common::time::now()
-            + chrono::Duration::from_std(self.retire_for).map_err(|e| Error::Internal(e.to_string()))?;
+            + chrono::Duration::from_std(self.retire_for).map_err(|e| Error::internal(e.to_string()))?;
         self.store.add_signing_key(key, unpublish_at).await?;
         self.reload().await?;
         Ok(kid)
@@ -133,11 +133,11 @@ impl KeyRing {
 
 fn new_key() -> Result<signing_keys::Model, Error> {
     let mut seed = [0u8; 32];
-    SysRng.try_fill_bytes(&mut seed).map_err(|e| Error::Internal(format!("random: {e}")))?;
+    SysRng.try_fill_bytes(&mut seed).map_err(|e| Error::internal(format!("random: {e}")))?;
     let signing = SigningKey::from_bytes(&seed);
-    let pkcs8 = signing.to_pkcs8_der().map_err(|e| Error::Internal(format!("pkcs8: {e}")))?;
+    let pkcs8 = signing.to_pkcs8_der().map_err(|e| Error::internal(format!("pkcs8: {e}")))?;
     let mut kid_bytes = [0u8; 12];
-    SysRng.try_fill_bytes(&mut kid_bytes).map_err(|e| Error::Internal(format!("random: {e}")))?;
+    SysRng.try_fill_bytes(&mut kid_bytes).map_err(|e| Error::internal(format!("random: {e}")))?;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     Ok(signing_keys::Model {
         kid: b64.encode(kid_bytes),

@@ -89,7 +89,7 @@ impl SessionTokens {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(kid);
         header.typ = Some(TOKEN_TYPE.to_owned());
-        jsonwebtoken::encode(&header, &claims, &key).map_err(|e| Error::Internal(format!("sign session: {e}")))
+        jsonwebtoken::encode(&header, &claims, &key).map_err(|e| Error::internal(format!("sign session: {e}")))
     }
 
     /// Verifies a bearer whose header names one of our keys.

@@ -121,7 +121,7 @@ impl Store {
             Ok(user) => Ok(user),
             // The same subject's first requests raced; the winner's row is the user.
             Err(e) if is_unique_violation(&e) => {
-                find().await?.ok_or_else(|| Error::Internal("provisioned user vanished".into()))
+                find().await?.ok_or_else(|| Error::internal("provisioned user vanished"))
             }
             Err(e) => Err(e.into()),
         }

@@ -90,7 +90,7 @@ impl Store {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(Error::Internal("could not allocate an org after several attempts".into()))
+        Err(Error::internal("could not allocate an org after several attempts"))
     }
 
     async fn dev_org(&self, user_id: Uuid) -> Result<Option<orgs::Model>, Error> {
@@ -117,7 +117,7 @@ impl Store {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(Error::Internal("could not allocate a slug after several attempts".into()))
+        Err(Error::internal("could not allocate a slug after several attempts"))
     }
 
     pub async fn org(&self, id: Uuid) -> Result<Option<orgs::Model>, Error> {
