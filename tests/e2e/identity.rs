@@ -149,6 +149,9 @@ async fn session_bearers_are_checked_strictly() {
         c
     };
     let now = chrono::Utc::now().timestamp();
+    // Where a forged token says its keys are: nothing may ever connect here.
+    let bait = keyplane_common::testsuite::listener().await;
+    let bait_addr = bait.local_addr().unwrap();
 
     // A token we sign the honest way works: the forgeries below differ in one thing each.
     assert_eq!(p.api.get("/api/v1/auth/me", Some(&sign(at_jwt(), &claims))).await.status, 200);
@@ -170,7 +173,14 @@ async fn session_bearers_are_checked_strictly() {
         (
             "jku",
             sign(
-                Header { jku: Some("http://127.0.0.1:1/jwks".into()), kid: Some("elsewhere".into()), ..at_jwt() },
+                Header { jku: Some(format!("http://{bait_addr}/jwks")), kid: Some("elsewhere".into()), ..at_jwt() },
+                &claims,
+            ),
+        ),
+        (
+            "x5u",
+            sign(
+                Header { x5u: Some(format!("http://{bait_addr}/cert")), kid: Some("elsewhere".into()), ..at_jwt() },
                 &claims,
             ),
         ),
@@ -199,13 +209,15 @@ async fn session_bearers_are_checked_strictly() {
             reply.text
         );
     }
+    let fetched = tokio::time::timeout(std::time::Duration::from_millis(300), bait.accept()).await;
+    assert!(fetched.is_err(), "a key URL named in a token header was fetched");
     // The leeway (30 s) is documented: just inside it still works.
     let inside = sign(at_jwt(), &with(json!({"exp": now - 10})));
     assert_eq!(p.api.get("/api/v1/auth/me", Some(&inside)).await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_retired_signing_key_verifies_until_unpublished() {
+async fn a_rotated_signing_key_keeps_verifying_its_tokens() {
     let p = Platform::start().await;
     let user = p.api.signup().await;
     let old_kid = header_of(&user.token)["kid"].clone();

@@ -203,7 +203,7 @@ async fn whoami_verify_and_authenticate_agree() {
         (json!({"key": key, "scope": "write:families"}), "insufficient_scope"),
         (json!({"key": key, "resource_id": "fam_2"}), "resource_not_allowed"),
         (json!({"key": "phosra_test_nope"}), "invalid_api_key"),
-        (json!({"key": format!("{}0", &key[..key.len() - 1])}), "invalid_api_key"),
+        (json!({"key": with_last_char_changed(&key)}), "invalid_api_key"),
     ] {
         let reply = p.api.post("/api/v1/keys/verify", None, body).await;
         assert_eq!(
@@ -275,12 +275,39 @@ async fn mcp_tokens_are_listed_created_and_revoked() {
     let id = created.str("id");
     assert_eq!(p.api.delete(&format!("/api/v1/mcp-tokens/{id}"), Some(&eve.token)).await.status, 404);
 
+    // The token is live until revoked, then refused: asked the way /mcp will ask.
+    let authenticate = |credential: String| {
+        let (channel, auth) = (p.channel(Target::Identity), p.internal_auth("mcp"));
+        async move {
+            let mut request = tonic::Request::new(AuthenticateRequest { credential });
+            auth.attach(request.metadata_mut(), None);
+            IdentityServiceClient::new(channel).authenticate(request).await
+        }
+    };
+    let live = authenticate(plain.clone()).await.unwrap().into_inner().principal.unwrap();
+    let keyplane_common::principal::Principal::McpToken(token) =
+        keyplane_common::principal::Principal::try_from(live).unwrap()
+    else {
+        panic!("an MCP token principal")
+    };
+    assert_eq!(
+        (token.token_id.to_string(), token.org_id.to_string(), token.user_id.to_string()),
+        (id.clone(), org.clone(), user.id.clone())
+    );
     let revoked = p.api.delete(&format!("/api/v1/mcp-tokens/{id}"), Some(&user.token)).await;
     assert_eq!(revoked.status, 200, "{}", revoked.text);
     assert!(revoked.body["revoked_at"].is_string());
+    let refused = authenticate(plain.clone()).await.unwrap_err();
+    assert_eq!(keyplane_common::error::code_of(&refused), "key_revoked");
     let bad_scope = p
         .api
         .post("/api/v1/mcp-tokens", Some(&user.token), json!({"name": "x", "org_id": org, "scopes": ["admin"]}))
         .await;
     assert_eq!(bad_scope.error_code(), "invalid_scope");
+}
+
+/// The key with its last character changed (so its checksum no longer matches).
+fn with_last_char_changed(key: &str) -> String {
+    let last = if key.ends_with('0') { '1' } else { '0' };
+    format!("{}{last}", &key[..key.len() - 1])
 }
