@@ -13,6 +13,19 @@ const PROTOS: &[&str] = &[
     "keyplane/advisors/v1/advisors.proto",
 ];
 
+/// Messages with a password, token, key or mail body in them.
+const REDACTED: &[&str] = &[
+    ".keyplane.identity.v1.SignupRequest",
+    ".keyplane.identity.v1.LoginRequest",
+    ".keyplane.identity.v1.RefreshRequest",
+    ".keyplane.identity.v1.SessionTokens",
+    ".keyplane.identity.v1.AuthenticateRequest",
+    ".keyplane.identity.v1.VerifyEmailRequest",
+    ".keyplane.identity.v1.Mail",
+    ".keyplane.keys.v1.KeyWithSecret",
+    ".keyplane.keys.v1.McpTokenWithSecret",
+];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     for proto in PROTOS {
         println!("cargo:rerun-if-changed={proto}");
@@ -24,6 +37,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         // RPCs that a later issue implements answer UNIMPLEMENTED until then.
         .generate_default_stubs(true)
+        // Messages that carry a secret get a hand-written Debug that never prints it
+        // (src/redacted.rs).
+        .skip_debug(REDACTED)
         .compile_fds(fds)?;
     Ok(())
 }

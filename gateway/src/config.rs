@@ -20,8 +20,45 @@ pub struct Config {
     pub dataplane_secret: Vec<u8>,
     /// Deadline of a whole request, forwarding included.
     pub request_timeout: Duration,
-    /// Believe `X-Forwarded-For` (only behind a proxy that sets it).
-    pub trust_forwarded_for: bool,
+    /// The proxies in front of the gateway, whose `X-Forwarded-For` entries are believed.
+    pub trusted_proxies: TrustedProxies,
+    /// Serve `GET /dev/mailbox` (the development mailbox of `keyplane up`).
+    pub dev_mailbox: bool,
+}
+
+/// Which hops of `X-Forwarded-For` are the deployment's own proxies. The client address
+/// is the entry the outermost trusted proxy saw: counted from the right, since every
+/// proxy appends and the client controls everything to the left.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum TrustedProxies {
+    /// `X-Forwarded-For` is ignored: the client is the TCP peer.
+    #[default]
+    None,
+    /// This many proxies, the TCP peer included, stand in front of the gateway.
+    Count(usize),
+    /// Proxies are the addresses in these networks (the TCP peer first of all).
+    Networks(Vec<ipnet::IpNet>),
+}
+
+impl TrustedProxies {
+    /// `KEYPLANE_TRUSTED_PROXIES`: a count (`1`) or networks (`10.0.0.0/8, 192.0.2.7`).
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let value = value.trim();
+        if let Ok(count) = value.parse::<usize>() {
+            return Ok(if count == 0 { Self::None } else { Self::Count(count) });
+        }
+        let networks = value
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<ipnet::IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| format!("{s:?} is neither a count of proxies nor an address or CIDR network"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::Networks(networks))
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -43,6 +80,19 @@ pub struct Peers {
     pub usage: Option<String>,
     pub advisors: Option<String>,
     pub families: Option<String>,
+}
+
+fn trusted_proxies(env: &mut Env) -> TrustedProxies {
+    match env.get("KEYPLANE_TRUSTED_PROXIES").map(TrustedProxies::parse) {
+        Some(Ok(trusted)) => trusted,
+        Some(Err(problem)) => {
+            env.problem("KEYPLANE_TRUSTED_PROXIES", problem);
+            TrustedProxies::None
+        }
+        // The older switch: one proxy in front.
+        None if env.bool_or("KEYPLANE_TRUST_FORWARDED_FOR", false) => TrustedProxies::Count(1),
+        None => TrustedProxies::None,
+    }
 }
 
 /// The data-plane secret shared by the gateway and the backends it forwards to.
@@ -102,7 +152,8 @@ impl Config {
             routes,
             dataplane_secret,
             request_timeout: env.seconds_or("KEYPLANE_GATEWAY_TIMEOUT_SECS", 30, 1, 600),
-            trust_forwarded_for: env.bool_or("KEYPLANE_TRUST_FORWARDED_FOR", false),
+            trusted_proxies: trusted_proxies(env),
+            dev_mailbox: common.dev_mailbox,
         }
     }
 }

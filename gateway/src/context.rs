@@ -1,18 +1,18 @@
 //! The outermost middleware: gives every request an id (the caller's, if sane), records
 //! where it came from, and writes every error response in the contract's JSON shape.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::{
     body::Body,
     extract::{ConnectInfo, Request, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     middleware::Next,
-    response::Response,
+    response::{IntoResponse, Response},
 };
 use keyplane_common::rest::{ErrorBody, REQUEST_ID_HEADER};
 
-use crate::{error::ApiError, state::AppState};
+use crate::{config::TrustedProxies, error::ApiError, state::AppState};
 
 /// Where a request came from, for audit records and per-source limits.
 #[derive(Clone, Debug)]
@@ -27,12 +27,66 @@ fn sane(id: &str) -> bool {
     (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
-fn client_ip(headers: &HeaderMap, peer: Option<SocketAddr>, trust_forwarded_for: bool) -> String {
-    let forwarded = trust_forwarded_for
-        .then(|| headers.get("x-forwarded-for")?.to_str().ok()?.split(',').next().map(|s| s.trim().to_owned()))
-        .flatten()
-        .filter(|ip| ip.parse::<std::net::IpAddr>().is_ok());
-    forwarded.or_else(|| peer.map(|p| p.ip().to_string())).unwrap_or_default()
+/// The client's address: the TCP peer, or behind trusted proxies the address the
+/// outermost of them saw. `X-Forwarded-For` is read from the right: each proxy appends
+/// the address it saw, and everything left of the trusted hops is the client's to forge.
+fn client_ip(headers: &HeaderMap, peer: Option<SocketAddr>, trusted: &TrustedProxies) -> String {
+    let Some(peer) = peer.map(|p| p.ip()) else { return String::new() };
+    let forwarded = || -> Vec<Option<IpAddr>> {
+        headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|hop| hop.trim().parse::<IpAddr>().ok())
+            .collect()
+    };
+    let client = match trusted {
+        TrustedProxies::None => Some(peer),
+        TrustedProxies::Count(proxies) => {
+            // The chain of hops, the peer last; the last `proxies` of them are ours.
+            let mut chain = forwarded();
+            chain.push(Some(peer));
+            let index = chain.len().saturating_sub(proxies + 1);
+            chain[index]
+        }
+        TrustedProxies::Networks(networks) => {
+            let ours = |ip: &IpAddr| networks.iter().any(|n| n.contains(ip));
+            if ours(&peer) {
+                // The first hop from the right that is not one of ours; a hop that is not
+                // an address at all ends the walk (we cannot tell who added it).
+                let hops = forwarded();
+                let mut client = Some(peer);
+                for hop in hops.into_iter().rev() {
+                    client = hop;
+                    if !hop.as_ref().is_some_and(ours) {
+                        break;
+                    }
+                }
+                client
+            } else {
+                Some(peer)
+            }
+        }
+    };
+    client.unwrap_or(peer).to_string()
+}
+
+/// Refuses paths that could read differently here and at a backend: empty segments
+/// (`//`), dot segments (`.`, `..`), encoded slashes, backslashes and encoded dots. Checked
+/// before routing, so that a pin on `/families/{id}` cannot be stepped around with
+/// `/families//{id}` or `/families/%2F..`.
+pub fn is_canonical_path(path: &str) -> bool {
+    if path == "/" {
+        return true;
+    }
+    let Some(rest) = path.strip_prefix('/') else { return false };
+    let lowered = rest.to_ascii_lowercase();
+    if lowered.contains("%2f") || lowered.contains("%5c") || lowered.contains("%2e") || rest.contains('\\') {
+        return false;
+    }
+    // A trailing slash is one empty segment too.
+    rest.split('/').all(|segment| !segment.is_empty() && segment != "." && segment != "..")
 }
 
 pub async fn context(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
@@ -44,7 +98,7 @@ pub async fn context(State(state): State<AppState>, mut request: Request, next: 
         .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
     let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
     let context = RequestContext {
-        client_ip: client_ip(request.headers(), peer, state.trust_forwarded_for),
+        client_ip: client_ip(request.headers(), peer, &state.trusted_proxies),
         user_agent: request
             .headers()
             .get(header::USER_AGENT)
@@ -54,7 +108,16 @@ pub async fn context(State(state): State<AppState>, mut request: Request, next: 
         request_id: request_id.clone(),
     };
     request.extensions_mut().insert(context);
-    let mut response = render_error(next.run(request).await, &request_id);
+    let response = if is_canonical_path(request.uri().path()) {
+        next.run(request).await
+    } else {
+        ApiError::bad_request(
+            "invalid_path",
+            "the path has an empty segment, a dot segment, or an encoded slash or dot",
+        )
+        .into_response()
+    };
+    let mut response = render_error(response, &request_id);
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
@@ -112,11 +175,39 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_for_is_believed_only_when_trusted() {
+    fn forwarded_for_is_read_from_the_right() {
         let mut headers = HeaderMap::new();
-        headers.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.7, 10.0.0.1"));
+        // The client forged the first entry; the trusted proxy appended the real one.
+        headers.insert("x-forwarded-for", HeaderValue::from_static("198.51.100.66, 203.0.113.7"));
         let peer = Some(SocketAddr::from(([10, 0, 0, 2], 1234)));
-        assert_eq!(client_ip(&headers, peer, true), "203.0.113.7");
-        assert_eq!(client_ip(&headers, peer, false), "10.0.0.2");
+        assert_eq!(client_ip(&headers, peer, &TrustedProxies::None), "10.0.0.2");
+        assert_eq!(client_ip(&headers, peer, &TrustedProxies::Count(1)), "203.0.113.7");
+        assert_eq!(client_ip(&headers, peer, &TrustedProxies::Count(2)), "198.51.100.66");
+        assert_eq!(client_ip(&HeaderMap::new(), peer, &TrustedProxies::Count(3)), "10.0.0.2");
+        let ours = TrustedProxies::parse("10.0.0.0/8").unwrap();
+        assert_eq!(client_ip(&headers, peer, &ours), "203.0.113.7");
+        let outside = Some(SocketAddr::from(([192, 0, 2, 1], 1234)));
+        assert_eq!(client_ip(&headers, outside, &ours), "192.0.2.1", "an untrusted peer's header is ignored");
+        let mut chained = HeaderMap::new();
+        chained.insert("x-forwarded-for", HeaderValue::from_static("198.51.100.66, 203.0.113.7, 10.1.2.3"));
+        assert_eq!(client_ip(&chained, peer, &ours), "203.0.113.7", "trusted hops are skipped");
+    }
+
+    #[test]
+    fn only_canonical_paths_are_routed() {
+        for good in ["/", "/health", "/api/v1/developer/families/fam_1", "/api/v1/x.y"] {
+            assert!(is_canonical_path(good), "{good}");
+        }
+        for bad in [
+            "/api/v1/developer/families//fam_1",
+            "/api/v1/developer/families/./fam_1",
+            "/api/v1/developer/families/../keys",
+            "/api/v1/developer/families/a%2Fb",
+            "/api/v1/developer/families/%2e%2e",
+            "/api/v1/developer/families/",
+            "/api/v1/developer\\families",
+        ] {
+            assert!(!is_canonical_path(bad), "{bad}");
+        }
     }
 }

@@ -174,7 +174,8 @@ pub async fn forward(State(state): State<AppState>, Ctx(caller): Ctx, request: R
                         "the backend did not answer in time",
                     )
                 } else {
-                    tracing::warn!(error = %e, prefix = %route.prefix, "data-plane backend unreachable");
+                    // Without the URL: its query may carry what the caller meant for the backend only.
+                    tracing::warn!(error = %e.without_url(), prefix = %route.prefix, "data-plane backend unreachable");
                     ApiError::new(axum::http::StatusCode::BAD_GATEWAY, "bad_gateway", "the backend is unavailable")
                 }
             },

@@ -46,6 +46,10 @@ impl ApiError {
         Self { details: violations, ..Self::bad_request("validation_failed", message) }
     }
 
+    pub fn unavailable() -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "a backing service is unavailable")
+    }
+
     pub fn internal() -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error")
     }
@@ -64,6 +68,12 @@ impl ApiError {
 impl From<Status> for ApiError {
     fn from(status: Status) -> Self {
         let (kind, code, details) = decode(&status);
+        if code == "internal_auth_required" {
+            // Our services refused each other: a misconfigured secret, never the caller's
+            // fault, and never to be mistaken for a verdict on the caller's credential.
+            tracing::error!(message = status.message(), "a service refused the gateway's internal credentials");
+            return Self::unavailable();
+        }
         let ours = !status.details().is_empty();
         let message = match kind {
             Kind::Internal => {

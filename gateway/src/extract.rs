@@ -31,7 +31,13 @@ async fn body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiE
     })
 }
 
+/// A body that is not JSON at all is `invalid_json` (naming line and column), whatever
+/// field problems it also has: the syntax is checked on its own first, since serde stops
+/// at the first problem it meets, an unknown field before a syntax error say.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+        return Err(ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}")));
+    }
     serde_json::from_slice(bytes).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => {
             let problem = e.to_string();
@@ -90,6 +96,12 @@ mod tests {
         let err = parse::<Body>(b"{\n  \"name\": }").unwrap_err();
         assert_eq!(err.code, "invalid_json");
         assert!(err.message.contains("line 2 column"), "{}", err.message);
+    }
+
+    #[test]
+    fn bad_json_wins_over_an_unknown_field_before_it() {
+        let err = parse::<Body>(b"{\"colour\": \"red\", \"name\": }").unwrap_err();
+        assert_eq!(err.code, "invalid_json");
     }
 
     #[test]

@@ -60,8 +60,9 @@ pub async fn serve(
         ),
         cache: shared.cache.clone(),
         key_format: shared.config.key_format.clone(),
-        trust_forwarded_for: config.trust_forwarded_for,
+        trusted_proxies: config.trusted_proxies.clone(),
         request_timeout: config.request_timeout,
+        dev_mailbox: config.dev_mailbox,
     }));
     tracing::info!(addr = ?listener.local_addr().ok(), "gateway listening");
     axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())

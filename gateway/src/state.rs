@@ -13,8 +13,9 @@ pub struct Inner {
     pub dataplane: Dataplane,
     pub cache: Cache,
     pub key_format: KeyFormat,
-    pub trust_forwarded_for: bool,
+    pub trusted_proxies: crate::config::TrustedProxies,
     pub request_timeout: Duration,
+    pub dev_mailbox: bool,
 }
 
 #[derive(Clone)]

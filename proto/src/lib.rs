@@ -40,3 +40,5 @@ pub mod advisors {
         tonic::include_proto!("keyplane.advisors.v1");
     }
 }
+
+mod redacted;

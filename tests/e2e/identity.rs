@@ -107,7 +107,8 @@ async fn signing_key(p: &Platform) -> (String, EncodingKey) {
         .unwrap()
         .expect("a signing key");
     let kid: String = row.try_get("", "kid").unwrap();
-    let der: Vec<u8> = row.try_get("", "private_pkcs8").unwrap();
+    let sealed: Vec<u8> = row.try_get("", "private_pkcs8").unwrap();
+    let der = p.sealer().open(&sealed, &format!("signing_key:{kid}")).expect("sealed with the operator key");
     (kid, EncodingKey::from_ed_der(&der))
 }
 

@@ -115,9 +115,10 @@ async fn scopes_pins_and_expiry_are_validated() {
     let wider =
         p.api.create_key(&writer, &org, json!({"name": "x", "environment": "test", "scopes": ["write:orgs"]})).await;
     assert_eq!((wider.status, wider.error_code()), (403, "insufficient_scope"));
-    let inherited = p.api.create_key(&writer, &org, json!({"name": "y", "environment": "test"})).await;
-    assert_eq!(inherited.status, 201, "{}", inherited.text);
-    assert_eq!(inherited.body["scopes"], json!(["read:keys", "write:keys"]), "never broader than the caller");
+    let narrower =
+        p.api.create_key(&writer, &org, json!({"name": "y", "environment": "test", "scopes": ["read:keys"]})).await;
+    assert_eq!(narrower.status, 201, "{}", narrower.text);
+    assert_eq!(narrower.body["scopes"], json!(["read:keys"]), "never broader than the caller");
 
     let (_, expiring) = p
         .api
@@ -213,7 +214,7 @@ async fn whoami_verify_and_authenticate_agree() {
     }
 
     // identity.Authenticate over gRPC answers the principal the gateway used.
-    let mut request = tonic::Request::new(AuthenticateRequest { credential: key.clone() });
+    let mut request = tonic::Request::new(AuthenticateRequest { credential: key.clone(), ..Default::default() });
     p.internal_auth("billing-backend").attach(request.metadata_mut(), None);
     let answer =
         IdentityServiceClient::new(p.channel(Target::Identity)).authenticate(request).await.unwrap().into_inner();
@@ -279,7 +280,7 @@ async fn mcp_tokens_are_listed_created_and_revoked() {
     let authenticate = |credential: String| {
         let (channel, auth) = (p.channel(Target::Identity), p.internal_auth("mcp"));
         async move {
-            let mut request = tonic::Request::new(AuthenticateRequest { credential });
+            let mut request = tonic::Request::new(AuthenticateRequest { credential, ..Default::default() });
             auth.attach(request.metadata_mut(), None);
             IdentityServiceClient::new(channel).authenticate(request).await
         }

@@ -75,39 +75,99 @@ async fn another_tenants_org_does_not_exist() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn members_and_roles() {
+async fn members_see_members_and_their_roles() {
     let p = Platform::start().await;
-    let (owner, member) = (p.api.signup().await, p.api.signup().await);
+    let (owner, member) = (p.api.signup().await, p.api.verified_signup().await);
     let (org, _) = p.api.dev_org(&owner, false).await;
+    p.api.join(&owner.token, &org, &member, "member").await;
     let members = format!("/api/v1/developers/orgs/{org}/members");
-
-    let added = p.api.post(&members, Some(&owner.token), json!({"email": member.email, "role": "member"})).await;
-    assert_eq!(added.status, 201, "{}", added.text);
-    assert_eq!((added.str("role"), added.str("email")), ("member".to_owned(), member.email.clone()));
-    let twice = p.api.post(&members, Some(&owner.token), json!({"email": member.email, "role": "admin"})).await;
-    assert_eq!((twice.status, twice.error_code()), (409, "already_member"));
-    let nobody =
-        p.api.post(&members, Some(&owner.token), json!({"email": "ghost@example.com", "role": "member"})).await;
-    assert_eq!((nobody.status, nobody.error_code()), (404, "user_not_found"));
-
     let listed = p.api.get(&members, Some(&member.token)).await;
     assert_eq!(listed.status, 200, "members can see members");
-    let roles: Vec<_> =
+    let mut roles: Vec<_> =
         listed.body["data"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(roles.len(), 2);
-    assert!(roles.contains(&"owner".to_owned()) && roles.contains(&"member".to_owned()));
+    roles.sort();
+    assert_eq!(roles, ["member", "owner"]);
+    let again = p.api.post(&members, Some(&owner.token), json!({"email": member.email, "role": "admin"})).await;
+    assert_eq!((again.status, again.error_code()), (409, "already_member"));
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_cannot_do_what_an_admin_does() {
+    let p = Platform::start().await;
+    let (owner, member) = (p.api.signup().await, p.api.verified_signup().await);
+    let (org, _) = p.api.dev_org(&owner, false).await;
+    p.api.join(&owner.token, &org, &member, "member").await;
     let update =
         p.api.put(&format!("/api/v1/developers/orgs/{org}"), Some(&member.token), json!({"name": "Mine"})).await;
     assert_eq!((update.status, update.error_code()), (403, "insufficient_role"));
     let key = p.api.create_key(&member.token, &org, json!({"name": "k", "environment": "test"})).await;
     assert_eq!((key.status, key.error_code()), (403, "insufficient_role"));
+    let invite = p
+        .api
+        .post(
+            &format!("/api/v1/developers/orgs/{org}/invitations"),
+            Some(&member.token),
+            json!({"email": "friend@example.com", "role": "member"}),
+        )
+        .await;
+    assert_eq!((invite.status, invite.error_code()), (403, "insufficient_role"));
+}
 
-    let last_owner = p.api.delete(&format!("{members}/{}", owner.id), Some(&owner.token)).await;
-    assert_eq!((last_owner.status, last_owner.error_code()), (409, "last_owner"));
-    let removed = p.api.delete(&format!("{members}/{}", member.id), Some(&owner.token)).await;
-    assert_eq!(removed.status, 204, "{}", removed.text);
-    assert_eq!(p.api.get(&members, Some(&member.token)).await.status, 404, "a former member sees nothing");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_owner_can_be_neither_removed_nor_demoted() {
+    let p = Platform::start().await;
+    let owner = p.api.signup().await;
+    let (org, _) = p.api.dev_org(&owner, false).await;
+    let me = format!("/api/v1/developers/orgs/{org}/members/{}", owner.id);
+    let removed = p.api.delete(&me, Some(&owner.token)).await;
+    assert_eq!((removed.status, removed.error_code()), (409, "last_owner"));
+    let demoted = p.api.put(&me, Some(&owner.token), json!({"role": "admin"})).await;
+    assert_eq!((demoted.status, demoted.error_code()), (409, "last_owner"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_member_sees_nothing_and_a_member_may_leave() {
+    let p = Platform::start().await;
+    let (owner, removed, leaving) =
+        (p.api.signup().await, p.api.verified_signup().await, p.api.verified_signup().await);
+    let (org, _) = p.api.dev_org(&owner, false).await;
+    p.api.join(&owner.token, &org, &removed, "member").await;
+    p.api.join(&owner.token, &org, &leaving, "member").await;
+    let members = format!("/api/v1/developers/orgs/{org}/members");
+    let out = p.api.delete(&format!("{members}/{}", removed.id), Some(&owner.token)).await;
+    assert_eq!(out.status, 204, "{}", out.text);
+    assert_eq!(p.api.get(&members, Some(&removed.token)).await.status, 404, "a former member sees nothing");
+    let left = p.api.delete(&format!("{members}/{}", leaving.id), Some(&leaving.token)).await;
+    assert_eq!(left.status, 204, "{}", left.text);
+    assert_eq!(p.api.get(&members, Some(&leaving.token)).await.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_change_and_only_an_owner_session_touches_owners() {
+    let p = Platform::start().await;
+    let (owner, admin) = (p.api.signup().await, p.api.verified_signup().await);
+    let (org, _) = p.api.dev_org(&owner, false).await;
+    p.api.join(&owner.token, &org, &admin, "member").await;
+    let admin_path = format!("/api/v1/developers/orgs/{org}/members/{}", admin.id);
+    let promoted = p.api.put(&admin_path, Some(&owner.token), json!({"role": "admin"})).await;
+    assert_eq!((promoted.status, promoted.str("role")), (200, "admin".to_owned()), "{}", promoted.text);
+
+    // An admin can neither make itself an owner nor touch the owner.
+    let own = p.api.put(&admin_path, Some(&admin.token), json!({"role": "owner"})).await;
+    assert_eq!((own.status, own.error_code()), (403, "owner_session_required"));
+    let owner_path = format!("/api/v1/developers/orgs/{org}/members/{}", owner.id);
+    let demote = p.api.put(&owner_path, Some(&admin.token), json!({"role": "member"})).await;
+    assert_eq!((demote.status, demote.error_code()), (403, "owner_session_required"));
+    let kick = p.api.delete(&owner_path, Some(&admin.token)).await;
+    assert_eq!((kick.status, kick.error_code()), (403, "owner_session_required"));
+    let bad = p.api.put(&admin_path, Some(&owner.token), json!({"role": "emperor"})).await;
+    assert_eq!((bad.status, bad.error_code()), (400, "validation_failed"));
+
+    // The owner makes a second owner, who may then step the first one down.
+    let second = p.api.put(&admin_path, Some(&owner.token), json!({"role": "owner"})).await;
+    assert_eq!(second.status, 200, "{}", second.text);
+    let stepped_down = p.api.put(&owner_path, Some(&admin.token), json!({"role": "admin"})).await;
+    assert_eq!((stepped_down.status, stepped_down.str("role")), (200, "admin".to_owned()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -58,6 +58,8 @@ async fn keyplane_up_serves_the_credential_loop_on_sqlite() {
     let families = api.get("/api/v1/developer/families", Some(&key.unwrap())).await;
     assert_eq!((families.status, families.body), (200, json!([])));
     assert!(data.join("identity.db").exists() && data.join("keys.db").exists(), "SQLite files under the data dir");
+    let operator_key = std::fs::metadata(data.join("encryption.key")).expect("an operator key under the data dir");
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&operator_key.permissions()) & 0o777, 0o600);
 
     // SIGTERM: a graceful stop, exit status 0.
     let pid = child.id().to_string();

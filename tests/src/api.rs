@@ -113,6 +113,55 @@ impl Api {
         }
     }
 
+    /// The mails of `kind` the development mailbox holds for `email`, newest first, waiting
+    /// (up to 10 s) for the first one: mail leaves through an outbox.
+    pub async fn mailbox(&self, email: &str, kind: &str) -> Vec<Value> {
+        let path = format!("/dev/mailbox?to={}", email.replace('+', "%2B"));
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let reply = self.get(&path, None).await;
+            assert_eq!(reply.status, 200, "mailbox: {}", reply.text);
+            let found: Vec<Value> =
+                reply.body.as_array().cloned().unwrap_or_default().into_iter().filter(|m| m["kind"] == kind).collect();
+            if !found.is_empty() || tokio::time::Instant::now() >= deadline {
+                return found;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Verifies the user's address with the token the development mailbox received.
+    pub async fn verify_email(&self, user: &User) {
+        let mails = self.mailbox(&user.email, "verify_email").await;
+        let token = mails.first().and_then(|m| m["token"].as_str()).expect("a verification mail with a token");
+        let reply = self.post("/api/v1/auth/verify-email", None, json!({"token": token})).await;
+        assert_eq!(reply.status, 200, "verify: {}", reply.text);
+        assert_eq!(reply.body["user"]["email_verified"], true);
+    }
+
+    /// A new account whose address is verified.
+    pub async fn verified_signup(&self) -> User {
+        let user = self.signup().await;
+        self.verify_email(&user).await;
+        user
+    }
+
+    /// Makes `user` (verified) a member of `org` with `role`: invited with `admin`'s
+    /// credential, accepted by `user`.
+    pub async fn join(&self, admin: &str, org: &str, user: &User, role: &str) {
+        let invited = self
+            .post(
+                &format!("/api/v1/developers/orgs/{org}/invitations"),
+                Some(admin),
+                json!({"email": user.email, "role": role}),
+            )
+            .await;
+        assert_eq!(invited.status, 201, "invite: {}", invited.text);
+        let accepted =
+            self.post(&format!("/api/v1/invitations/{}/accept", invited.str("id")), Some(&user.token), json!({})).await;
+        assert_eq!(accepted.status, 200, "accept: {}", accepted.text);
+    }
+
     /// The user's developer org id, and its bootstrap key when one was minted.
     pub async fn dev_org(&self, user: &User, bootstrap_key: bool) -> (String, Option<String>) {
         let reply = self

@@ -3,9 +3,12 @@
 //! user does (REST, and gRPC for internal callers).
 
 pub mod api;
+pub mod logs;
 pub mod oidc;
 pub mod otlp;
 pub mod platform;
+pub mod proxy;
+pub mod smtp;
 
 pub use api::{Api, Reply, User};
 pub use platform::Platform;

@@ -64,16 +64,34 @@ impl FakeIssuer {
 
     /// The `KEYPLANE_OIDC_ISSUERS` setting naming this issuer.
     pub fn setting(&self) -> (&'static str, String) {
-        let config = json!([{"issuer": self.issuer, "jwks_url": self.jwks_url, "audience": self.audience}]);
-        ("KEYPLANE_OIDC_ISSUERS", config.to_string())
+        ("KEYPLANE_OIDC_ISSUERS", json!([self.config()]).to_string())
     }
 
-    /// An access token with these claims merged over sane defaults.
+    /// This issuer's entry in `KEYPLANE_OIDC_ISSUERS`.
+    pub fn config(&self) -> Value {
+        json!({"issuer": self.issuer, "jwks_url": self.jwks_url, "audience": self.audience})
+    }
+
+    /// An access token (RFC 9068's `typ: at+jwt`) with these claims merged over sane defaults.
     pub fn token(&self, claims: Value) -> String {
         self.token_with_kid(claims, &self.kid)
     }
 
     pub fn token_with_kid(&self, claims: Value, kid: &str) -> String {
+        self.sign(claims, kid, Some("at+jwt"))
+    }
+
+    /// An ID token for the same client: `typ: JWT` and a `nonce`, as OpenID Connect has it.
+    pub fn id_token(&self, claims: Value) -> String {
+        let mut claims = claims;
+        if let Some(c) = claims.as_object_mut() {
+            c.entry("nonce").or_insert(json!("n-0S6_WzA2Mj"));
+        }
+        self.sign(claims, &self.kid, Some("JWT"))
+    }
+
+    /// A token with the header type `typ` (None: no `typ` at all).
+    pub fn sign(&self, claims: Value, kid: &str, typ: Option<&str>) -> String {
         let now = chrono::Utc::now().timestamp();
         let mut all = json!({"iss": self.issuer, "aud": self.audience, "sub": "user_01", "exp": now + 300, "iat": now, "email": "ext@example.com", "first_name": "Ext", "last_name": "User"});
         if let (Some(base), Some(extra)) = (all.as_object_mut(), claims.as_object()) {
@@ -83,6 +101,7 @@ impl FakeIssuer {
         }
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(kid.to_owned());
+        header.typ = typ.map(str::to_owned);
         jsonwebtoken::encode(&header, &all, &self.key).expect("sign")
     }
 }

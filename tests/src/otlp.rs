@@ -89,8 +89,13 @@ pub fn observability() -> &'static Observability {
                     .add_service(TraceServiceServer::new(collector.clone()))
                     .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener));
                 tokio::spawn(server);
-                let telemetry =
-                    keyplane_common::telemetry::init_with("keyplane-e2e", "warn", Some(endpoint)).expect("telemetry");
+                let telemetry = keyplane_common::telemetry::init_with(
+                    "keyplane-e2e",
+                    "warn",
+                    Some(endpoint),
+                    Some(crate::logs::capture_layer()),
+                )
+                .expect("telemetry");
                 let _ = tx.send(Observability { collector, telemetry });
                 std::future::pending::<()>().await;
             });

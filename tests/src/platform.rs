@@ -51,6 +51,7 @@ impl Platform {
             ("KEYPLANE_REDIS_PREFIX", env.redis_prefix.clone()),
             ("KEYPLANE_INTERNAL_SECRET", internal_secret.clone()),
             ("KEYPLANE_DATAPLANE_SECRET", random_hex()),
+            ("KEYPLANE_ENCRYPTION_KEY", random_hex()),
             // The template database is migrated already.
             ("KEYPLANE_MIGRATE_ON_START", "false".to_owned()),
         ]);
@@ -81,6 +82,17 @@ impl Platform {
         self.addrs.iter().find(|(t, _)| *t == target).map(|(_, a)| *a).expect("every target has an address")
     }
 
+    /// A setting the platform was started with.
+    pub fn setting(&self, name: &str) -> String {
+        self.vars.get(name).unwrap_or_default().to_owned()
+    }
+
+    /// The operator's keys this platform seals secrets with.
+    pub fn sealer(&self) -> keyplane_common::crypto::Sealer {
+        keyplane_common::crypto::Sealer::parse(self.vars.get("KEYPLANE_ENCRYPTION_KEY").expect("a key"))
+            .expect("a valid key")
+    }
+
     /// Signs internal calls as `service` would.
     pub fn internal_auth(&self, service: &str) -> InternalAuth {
         InternalAuth::new(service, &[self.internal_secret.clone().into_bytes()])
@@ -97,6 +109,18 @@ impl Platform {
         keyplane_common::db::connect(&self.env.database_url, service, 2).await.expect("connect")
     }
 
+    /// What every process shares, with some settings changed (another Redis prefix or URL,
+    /// another internal secret, another operator key), as a replica of a deployment has.
+    pub fn shared_with(&self, settings: &[(&str, String)]) -> Shared {
+        let mut vars = self.vars.clone();
+        for (name, value) in settings {
+            vars.set(name, value.clone());
+        }
+        let common = CommonConfig::from_env(&mut vars, Mode::AllInOne);
+        vars.finish().expect("valid replica settings");
+        Shared::new(common).expect("cache")
+    }
+
     /// Another gateway replica with its own Redis connections, as in a deployment.
     pub async fn gateway_replica(&self) -> (Api, CancellationToken) {
         self.gateway_replica_with(|_| {}).await
@@ -107,9 +131,16 @@ impl Platform {
         &self,
         change: impl FnOnce(&mut keyplane_gateway::Config),
     ) -> (Api, CancellationToken) {
-        let mut vars = self.vars.clone();
-        let common = CommonConfig::from_env(&mut vars, Mode::AllInOne);
-        let shared = Shared::new(common).expect("cache");
+        self.gateway_replica_custom(&[], change).await
+    }
+
+    /// A gateway replica with changed shared settings and configuration.
+    pub async fn gateway_replica_custom(
+        &self,
+        settings: &[(&str, String)],
+        change: impl FnOnce(&mut keyplane_gateway::Config),
+    ) -> (Api, CancellationToken) {
+        let shared = self.shared_with(settings);
         let mut config = self.config.gateway.clone();
         change(&mut config);
         let listener = listener().await;
@@ -123,6 +154,40 @@ impl Platform {
         .await;
         assert!(ready, "the replica did not start");
         (api, stop)
+    }
+
+    /// Another identity replica on the same database, with changed shared settings; answers
+    /// its gRPC address.
+    pub async fn identity_replica(&self, settings: &[(&str, String)]) -> (String, CancellationToken) {
+        let shared = self.shared_with(settings);
+        let listener = listener().await;
+        let addr = format!("http://{}", listener.local_addr().expect("addr"));
+        let stop = self.shutdown.child_token();
+        tokio::spawn(keyplane_identity::serve(self.config.identity.clone(), shared, listener, stop.clone()));
+        self.wait_serving(&addr).await;
+        (addr, stop)
+    }
+
+    /// Another keys replica on the same database, with changed shared settings.
+    pub async fn keys_replica(&self, settings: &[(&str, String)]) -> (String, CancellationToken) {
+        let shared = self.shared_with(settings);
+        let listener = listener().await;
+        let addr = format!("http://{}", listener.local_addr().expect("addr"));
+        let stop = self.shutdown.child_token();
+        tokio::spawn(keyplane_keys::serve(self.config.keys.clone(), shared, listener, stop.clone()));
+        self.wait_serving(&addr).await;
+        (addr, stop)
+    }
+
+    async fn wait_serving(&self, addr: &str) {
+        use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+        let serving = crate::eventually(Duration::from_secs(10), || async {
+            let channel = keyplane_common::grpc::channel(addr, Duration::from_secs(1)).expect("channel");
+            let answer = HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await;
+            answer.is_ok_and(|a| a.into_inner().status() == ServingStatus::Serving)
+        })
+        .await;
+        assert!(serving, "the replica at {addr} did not start");
     }
 
     /// An address where nothing listens.

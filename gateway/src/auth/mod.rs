@@ -29,9 +29,14 @@ pub const MAX_CREDENTIAL_LEN: usize = 8 * 1024;
 pub enum Policy {
     /// A session bearer (self-issued or external OIDC).
     Session,
-    /// A session, or an API key of the org (scope-checked by the services).
-    SessionOrKey,
-    /// An API key: the data plane.
+    /// Management: a session, or an API key of the org (scope-checked by the services).
+    /// A regenerated key's previous secret is refused here: it exists so stragglers keep
+    /// working, and must never manage the key that replaced it.
+    Management,
+    /// Who am I: a session or any API key, a previous secret in its grace period included
+    /// (the answer says `in_grace`).
+    Identify,
+    /// An API key, a previous secret in its grace period included: the data plane.
     Key,
     /// RFC 9421 signatures only: any bearer is refused.
     Signature,
@@ -136,12 +141,19 @@ async fn authenticate(
             let is_key = matches!(parsed.credential_type, CredentialType::ApiKey(_));
             match policy {
                 Policy::Session => return Err(session_required()),
-                Policy::Key | Policy::SessionOrKey if !is_key => return Err(use_api_key()),
+                Policy::Key | Policy::Management | Policy::Identify if !is_key => return Err(use_api_key()),
                 _ => {}
             }
             let principal = state.verifier.verify_secret(&parsed.secret, &origin).await?;
             if let Principal::ApiKey(key) = principal.as_ref() {
+                // Every use of a previous secret is audited, a refused one too.
                 state.meter.record(key, &origin);
+                if policy == Policy::Management && key.grace_ends_at.is_some() {
+                    return Err(ApiError::unauthorized(
+                        "key_in_grace",
+                        "the previous secret of a regenerated key works on the data plane only; use the new secret",
+                    ));
+                }
             }
             Ok(principal)
         }
@@ -163,8 +175,12 @@ pub async fn session(State(state): State<AppState>, request: Request, next: Next
     require(state, Policy::Session, request, next).await
 }
 
-pub async fn session_or_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    require(state, Policy::SessionOrKey, request, next).await
+pub async fn management(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    require(state, Policy::Management, request, next).await
+}
+
+pub async fn identify(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    require(state, Policy::Identify, request, next).await
 }
 
 pub async fn key(State(state): State<AppState>, request: Request, next: Next) -> Response {

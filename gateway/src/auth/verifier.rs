@@ -1,12 +1,18 @@
 //! The gateway's side of the hot path: the shape check (no I/O), then the small local
 //! cache of verdicts, then `identity.Authenticate`.
+//!
+//! Only real verdicts on a credential are cached (unknown, revoked, expired): anything
+//! else identity answers (an outage, an internal-auth refusal between services) says
+//! nothing about the customer's key and is a 503, never kept. A grant carries its
+//! record's revision and is never kept below the floor the revocation feed announced
+//! (see `keyplane_common::credential_cache`).
 
 use std::{sync::Arc, time::Duration};
 
 use axum::http::StatusCode;
 use keyplane_common::{
     credential::Secret,
-    credential_cache::{Expiring, LocalCredentialCache},
+    credential_cache::{Expiring, LocalCredentialCache, LookupError},
     internal_auth::Caller,
     principal::Principal,
 };
@@ -17,16 +23,27 @@ use crate::{error::ApiError, upstream::Upstream};
 /// How long a verdict is kept without hearing of a change to its key.
 const VERDICT_TTL: Duration = Duration::from_secs(30);
 
-/// What identity answered for a secret: who it is, or why not.
+/// Identity's refusals that are verdicts on the credential itself, and final.
+const VERDICTS: &[&str] = &["invalid_api_key", "invalid_mcp_token", "key_revoked", "key_expired"];
+
+/// What identity answered for a secret: who it is (at which revision of its record), or
+/// why not.
 #[derive(Clone)]
 pub enum Verdict {
-    Valid(Arc<Principal>),
+    Valid { principal: Arc<Principal>, revision: u64 },
     Refused(Arc<ApiError>),
 }
 
 impl Expiring for Verdict {
     fn ttl(&self) -> Duration {
         VERDICT_TTL
+    }
+
+    fn grants_at(&self) -> Option<u64> {
+        match self {
+            Self::Valid { revision, .. } => Some(*revision),
+            Self::Refused(_) => None,
+        }
     }
 }
 
@@ -44,37 +61,52 @@ impl Verifier {
     pub async fn verify_secret(&self, secret: &Secret, origin: &Caller) -> Result<Arc<Principal>, ApiError> {
         let verdict = self
             .local
-            .get_or_fetch(secret.hash(), self.fetch(secret.expose(), origin))
+            .get_or_fetch(secret.hash(), 0, |floor| self.fetch(secret.expose(), floor, origin))
             .await
-            .map_err(|e| (*e).clone())?;
+            .map_err(|e| match e {
+                LookupError::Failed(error) => (*error).clone(),
+                LookupError::Stale => ApiError::unavailable(),
+            })?;
         match verdict {
-            Verdict::Valid(principal) => still_valid(principal),
+            Verdict::Valid { principal, .. } => still_valid(principal),
             Verdict::Refused(error) => Err((*error).clone()),
         }
     }
 
-    async fn fetch(&self, credential: &str, origin: &Caller) -> Result<Verdict, ApiError> {
-        match self.authenticate(credential, origin).await {
-            Ok(principal) => Ok(Verdict::Valid(Arc::new(principal))),
-            // A refusal is an answer worth keeping; an outage is not.
-            Err(e) if e.status == StatusCode::UNAUTHORIZED => Ok(Verdict::Refused(Arc::new(e))),
+    /// Asks identity, telling it the newest revision this replica has heard of.
+    async fn fetch(&self, credential: &str, floor: u64, origin: &Caller) -> Result<Verdict, ApiError> {
+        match self.authenticate(credential, floor, origin).await {
+            Ok((principal, revision)) => Ok(Verdict::Valid { principal: Arc::new(principal), revision }),
+            Err(e) if e.status == StatusCode::UNAUTHORIZED && VERDICTS.contains(&e.code.as_str()) => {
+                Ok(Verdict::Refused(Arc::new(e)))
+            }
+            Err(e) if e.status == StatusCode::UNAUTHORIZED => {
+                tracing::warn!(code = %e.code, "identity refused without a verdict on the credential");
+                Err(ApiError::unavailable())
+            }
             Err(e) => Err(e),
         }
     }
 
     /// A session bearer: not cached here (identity caches session liveness).
     pub async fn verify_session(&self, token: &str, origin: &Caller) -> Result<Arc<Principal>, ApiError> {
-        self.authenticate(token, origin).await.map(Arc::new)
+        self.authenticate(token, 0, origin).await.map(|(principal, _)| Arc::new(principal))
     }
 
-    async fn authenticate(&self, credential: &str, origin: &Caller) -> Result<Principal, ApiError> {
-        let answer =
-            self.upstream.authenticate(origin, AuthenticateRequest { credential: credential.to_owned() }).await?;
+    async fn authenticate(
+        &self,
+        credential: &str,
+        min_revision: u64,
+        origin: &Caller,
+    ) -> Result<(Principal, u64), ApiError> {
+        let request = AuthenticateRequest { credential: credential.to_owned(), min_revision };
+        let answer = self.upstream.authenticate(origin, request).await?;
         let principal = answer.principal.ok_or_else(ApiError::internal)?;
-        Principal::try_from(principal).map_err(|e| {
+        let principal = Principal::try_from(principal).map_err(|e| {
             tracing::error!(error = %e, "identity answered a malformed principal");
             ApiError::internal()
-        })
+        })?;
+        Ok((principal, answer.revision))
     }
 }
 

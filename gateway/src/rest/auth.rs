@@ -4,14 +4,20 @@ use axum::{Json, extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
 use keyplane_common::principal::Principal;
 use keyplane_proto::{
-    identity::v1::{GetUserRequest, LoginRequest, LogoutRequest, RefreshRequest, SignupRequest},
+    identity::v1::{
+        GetUserRequest, LoginRequest, LogoutRequest, RefreshRequest, ResendVerificationRequest, SignupRequest,
+        VerifyEmailRequest,
+    },
     orgs::v1::{GetOrgRequest, ListOrgsRequest},
     types::v1::PageRequest,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::dto::{Org, Session, User};
+use super::{
+    NoStore,
+    dto::{Org, Session, User},
+};
 use crate::{auth::Ctx, error::ApiError, extract::ApiJson, state::AppState};
 
 #[derive(Deserialize)]
@@ -40,26 +46,49 @@ pub async fn signup(
     State(state): State<AppState>,
     Ctx(caller): Ctx,
     ApiJson(body): ApiJson<SignupBody>,
-) -> Result<(StatusCode, Json<Session>), ApiError> {
+) -> Result<NoStore<(StatusCode, Json<Session>)>, ApiError> {
     let request = SignupRequest { email: body.email, password: body.password, name: body.name };
-    Ok((StatusCode::CREATED, Json(state.upstream.signup(&caller, request).await?.into())))
+    Ok(NoStore((StatusCode::CREATED, Json(state.upstream.signup(&caller, request).await?.into()))))
 }
 
 pub async fn login(
     State(state): State<AppState>,
     Ctx(caller): Ctx,
     ApiJson(body): ApiJson<LoginBody>,
-) -> Result<Json<Session>, ApiError> {
+) -> Result<NoStore<Json<Session>>, ApiError> {
     let request = LoginRequest { email: body.email, password: body.password };
-    Ok(Json(state.upstream.login(&caller, request).await?.into()))
+    Ok(NoStore(Json(state.upstream.login(&caller, request).await?.into())))
 }
 
 pub async fn refresh(
     State(state): State<AppState>,
     Ctx(caller): Ctx,
     ApiJson(body): ApiJson<RefreshBody>,
-) -> Result<Json<Session>, ApiError> {
-    Ok(Json(state.upstream.refresh(&caller, RefreshRequest { refresh_token: body.refresh_token }).await?.into()))
+) -> Result<NoStore<Json<Session>>, ApiError> {
+    let request = RefreshRequest { refresh_token: body.refresh_token };
+    Ok(NoStore(Json(state.upstream.refresh(&caller, request).await?.into())))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyEmailBody {
+    token: String,
+}
+
+/// `POST /api/v1/auth/verify-email`: spends the token a verification mail carried.
+pub async fn verify_email(
+    State(state): State<AppState>,
+    Ctx(caller): Ctx,
+    ApiJson(body): ApiJson<VerifyEmailBody>,
+) -> Result<Json<Value>, ApiError> {
+    let user = state.upstream.verify_email(&caller, VerifyEmailRequest { token: body.token }).await?;
+    Ok(Json(json!({ "user": User::from(user) })))
+}
+
+/// `POST /api/v1/auth/verify-email/resend`: another verification mail for the caller.
+pub async fn resend_verification(State(state): State<AppState>, Ctx(caller): Ctx) -> Result<StatusCode, ApiError> {
+    state.upstream.resend_verification(&caller, ResendVerificationRequest {}).await?;
+    Ok(StatusCode::ACCEPTED)
 }
 
 pub async fn logout(State(state): State<AppState>, Ctx(caller): Ctx) -> Result<StatusCode, ApiError> {

@@ -31,12 +31,19 @@ pub struct User {
     pub id: String,
     pub email: String,
     pub name: String,
+    pub email_verified: bool,
     pub created_at: Option<DateTime<Utc>>,
 }
 
 impl From<identity::User> for User {
     fn from(u: identity::User) -> Self {
-        Self { created_at: at(u.created_at.as_ref()), id: u.id, email: u.email, name: u.name }
+        Self {
+            created_at: at(u.created_at.as_ref()),
+            email_verified: u.email_verified,
+            id: u.id,
+            email: u.email,
+            name: u.name,
+        }
     }
 }
 
@@ -112,6 +119,37 @@ impl From<orgs::Member> for Member {
             user_id: m.user_id,
             email: m.email,
             name: m.name,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct Invitation {
+    pub id: String,
+    pub org_id: String,
+    pub org_name: String,
+    pub email: String,
+    pub role: &'static str,
+    pub status: String,
+    pub invited_by: String,
+    pub created_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub responded_at: Option<DateTime<Utc>>,
+}
+
+impl From<orgs::Invitation> for Invitation {
+    fn from(i: orgs::Invitation) -> Self {
+        Self {
+            role: role(i.role),
+            created_at: at(i.created_at.as_ref()),
+            expires_at: at(i.expires_at.as_ref()),
+            responded_at: at(i.responded_at.as_ref()),
+            id: i.id,
+            org_id: i.org_id,
+            org_name: i.org_name,
+            email: i.email,
+            status: i.status,
+            invited_by: i.invited_by,
         }
     }
 }

@@ -18,7 +18,7 @@ use keyplane_proto::{
 use serde::Deserialize;
 
 use super::{
-    PageQuery,
+    NoStore, PageQuery,
     dto::{ApiKey, CreatedKey, CreatedMcpToken, McpToken, Paged},
 };
 use crate::{
@@ -36,8 +36,10 @@ pub async fn list(
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Response, ApiError> {
     let limit = page.limit;
-    let listed =
-        state.upstream.list_keys(&caller, ListKeysRequest { org_id: org_id.clone(), page: Some(page.into()) }).await?;
+    let listed = state
+        .upstream
+        .list_keys(&caller, ListKeysRequest { org_id: org_id.clone(), page: Some(page.request()?) })
+        .await?;
     let keys: Vec<ApiKey> = listed.keys.into_iter().map(ApiKey::from).collect();
     let mut response = Json(keys).into_response();
     if let Some(next) = listed.page.map(|p| p.next_cursor).filter(|c| !c.is_empty()) {
@@ -69,7 +71,7 @@ pub async fn create(
     Ctx(caller): Ctx,
     Path(org_id): Path<String>,
     ApiJson(body): ApiJson<CreateKeyBody>,
-) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
+) -> Result<NoStore<(StatusCode, Json<CreatedKey>)>, ApiError> {
     let environment = Environment::parse(&body.environment).map_or(PbEnvironment::Unspecified, environment_to_proto);
     let request = CreateKeyRequest {
         org_id,
@@ -79,7 +81,7 @@ pub async fn create(
         resource_ids: body.resource_ids,
         expires_at: body.expires_at.map(keyplane_common::time::to_proto),
     };
-    Ok((StatusCode::CREATED, Json(state.upstream.create_key(&caller, request).await?.into())))
+    Ok(NoStore((StatusCode::CREATED, Json(state.upstream.create_key(&caller, request).await?.into()))))
 }
 
 pub async fn get(
@@ -109,9 +111,9 @@ pub async fn regenerate(
     Ctx(caller): Ctx,
     Path((org_id, key_id)): Path<(String, String)>,
     OptionalJson(body): OptionalJson<RegenerateBody>,
-) -> Result<Json<CreatedKey>, ApiError> {
+) -> Result<NoStore<Json<CreatedKey>>, ApiError> {
     let request = RegenerateKeyRequest { org_id, key_id, grace_period_seconds: body.grace_period_seconds };
-    Ok(Json(state.upstream.regenerate_key(&caller, request).await?.into()))
+    Ok(NoStore(Json(state.upstream.regenerate_key(&caller, request).await?.into())))
 }
 
 pub async fn list_mcp_tokens(
@@ -119,7 +121,7 @@ pub async fn list_mcp_tokens(
     Ctx(caller): Ctx,
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<Paged<McpToken>>, ApiError> {
-    let listed = state.upstream.list_mcp_tokens(&caller, ListMcpTokensRequest { page: Some(page.into()) }).await?;
+    let listed = state.upstream.list_mcp_tokens(&caller, ListMcpTokensRequest { page: Some(page.request()?) }).await?;
     Ok(Json(Paged::new(listed.tokens.into_iter().map(McpToken::from).collect(), listed.page)))
 }
 
@@ -136,14 +138,14 @@ pub async fn create_mcp_token(
     State(state): State<AppState>,
     Ctx(caller): Ctx,
     ApiJson(body): ApiJson<CreateMcpTokenBody>,
-) -> Result<(StatusCode, Json<CreatedMcpToken>), ApiError> {
+) -> Result<NoStore<(StatusCode, Json<CreatedMcpToken>)>, ApiError> {
     let request = CreateMcpTokenRequest {
         org_id: body.org_id,
         name: body.name,
         scopes: body.scopes.map(|scopes| ScopeList { scopes }),
         expires_at: body.expires_at.map(keyplane_common::time::to_proto),
     };
-    Ok((StatusCode::CREATED, Json(state.upstream.create_mcp_token(&caller, request).await?.into())))
+    Ok(NoStore((StatusCode::CREATED, Json(state.upstream.create_mcp_token(&caller, request).await?.into()))))
 }
 
 pub async fn revoke_mcp_token(

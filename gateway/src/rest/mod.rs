@@ -2,15 +2,19 @@
 
 pub mod auth;
 pub mod dto;
+pub mod invitations;
 pub mod keys;
 pub mod orgs;
 pub mod platform;
 
 use axum::{
     Router,
+    http::{HeaderValue, header},
     middleware::from_fn_with_state,
+    response::{IntoResponse, Response},
     routing::{any, delete, get, post},
 };
+use keyplane_common::error::FieldViolation;
 use keyplane_proto::types::v1::PageRequest;
 use serde::Deserialize;
 
@@ -24,40 +28,71 @@ pub struct PageQuery {
     pub cursor: Option<String>,
 }
 
-impl From<PageQuery> for PageRequest {
-    fn from(q: PageQuery) -> Self {
-        Self { limit: q.limit.unwrap_or(0), cursor: q.cursor.unwrap_or_default() }
+impl PageQuery {
+    /// The page request; a `limit` given must be 1 to 100 (omitted: 50).
+    pub fn request(self) -> Result<PageRequest, ApiError> {
+        if self.limit.is_some_and(|l| !(1..=100).contains(&l)) {
+            return Err(ApiError::invalid(vec![FieldViolation::new("limit", "must be between 1 and 100")]));
+        }
+        Ok(PageRequest { limit: self.limit.unwrap_or(0), cursor: self.cursor.unwrap_or_default() })
+    }
+}
+
+/// A response that carries a secret: no cache, shared or private, may keep it.
+pub struct NoStore<T>(pub T);
+
+impl<T: IntoResponse> IntoResponse for NoStore<T> {
+    fn into_response(self) -> Response {
+        let mut response = self.0.into_response();
+        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
     }
 }
 
 pub fn router(state: &AppState) -> Router<AppState> {
-    let public = Router::new()
+    let mut public = Router::new()
         .route("/health", get(platform::health))
         .route("/ready", get(platform::ready))
         .route("/.well-known/jwks.json", get(platform::jwks))
         .route("/api/v1/auth/signup", post(auth::signup))
         .route("/api/v1/auth/login", post(auth::login))
         .route("/api/v1/auth/refresh", post(auth::refresh))
+        .route("/api/v1/auth/verify-email", post(auth::verify_email))
         .route("/api/v1/keys/verify", post(auth::verify));
+    if state.dev_mailbox {
+        public = public.route("/dev/mailbox", get(platform::dev_mailbox));
+    }
 
     let session = Router::new()
         .route("/api/ensure-dev-org", post(orgs::ensure_dev_org))
         .route("/api/v1/auth/logout", post(auth::logout))
+        .route("/api/v1/auth/verify-email/resend", post(auth::resend_verification))
+        .route("/api/v1/invitations", get(invitations::mine))
+        .route("/api/v1/invitations/{id}/accept", post(invitations::accept))
+        .route("/api/v1/invitations/{id}/decline", post(invitations::decline))
         .route("/api/v1/mcp-tokens", get(keys::list_mcp_tokens).post(keys::create_mcp_token))
         .route("/api/v1/mcp-tokens/{id}", delete(keys::revoke_mcp_token))
         .route_layer(from_fn_with_state(state.clone(), guard::session));
 
-    let session_or_key = Router::new()
+    let identify = Router::new()
         .route("/api/v1/auth/me", get(auth::me))
+        .route_layer(from_fn_with_state(state.clone(), guard::identify));
+
+    let management = Router::new()
         .route("/api/v1/developers/orgs", get(orgs::list).post(orgs::create))
         .route("/api/v1/developers/orgs/{org_id}", get(orgs::get).put(orgs::update).delete(orgs::delete))
-        .route("/api/v1/developers/orgs/{org_id}/members", get(orgs::members).post(orgs::add_member))
-        .route("/api/v1/developers/orgs/{org_id}/members/{user_id}", delete(orgs::remove_member))
+        .route("/api/v1/developers/orgs/{org_id}/members", get(orgs::members).post(invitations::invite_member))
+        .route(
+            "/api/v1/developers/orgs/{org_id}/members/{user_id}",
+            axum::routing::put(orgs::update_member_role).delete(orgs::remove_member),
+        )
+        .route("/api/v1/developers/orgs/{org_id}/invitations", get(invitations::list).post(invitations::create))
+        .route("/api/v1/developers/orgs/{org_id}/invitations/{id}", delete(invitations::revoke))
         .route("/api/v1/developers/orgs/{org_id}/audit-log", get(orgs::audit_log))
         .route("/api/v1/developers/orgs/{org_id}/keys", get(keys::list).post(keys::create))
         .route("/api/v1/developers/orgs/{org_id}/keys/{key_id}", get(keys::get).delete(keys::revoke))
         .route("/api/v1/developers/orgs/{org_id}/keys/{key_id}/regenerate", post(keys::regenerate))
-        .route_layer(from_fn_with_state(state.clone(), guard::session_or_key));
+        .route_layer(from_fn_with_state(state.clone(), guard::management));
 
     let data_plane = Router::new()
         .route("/api/v1/developer/{*path}", any(dataplane::forward))
@@ -69,7 +104,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
 
     public
         .merge(session)
-        .merge(session_or_key)
+        .merge(identify)
+        .merge(management)
         .merge(data_plane)
         .merge(census)
         .fallback(not_found)

@@ -9,14 +9,14 @@ use chrono::{DateTime, Utc};
 use keyplane_proto::{
     keys::v1::EnsureBootstrapKeyRequest,
     orgs::v1::{
-        AddMemberRequest, CreateOrgRequest, DeleteOrgRequest, EnsureDevOrgRequest, GetOrgRequest,
-        ListAuditEventsRequest, ListMembersRequest, ListOrgsRequest, RemoveMemberRequest, Role, UpdateOrgRequest,
+        CreateOrgRequest, DeleteOrgRequest, EnsureDevOrgRequest, GetOrgRequest, ListAuditEventsRequest,
+        ListMembersRequest, ListOrgsRequest, RemoveMemberRequest, Role, UpdateMemberRoleRequest, UpdateOrgRequest,
     },
 };
 use serde::{Deserialize, Serialize};
 
 use super::{
-    PageQuery,
+    NoStore, PageQuery,
     dto::{AuditEvent, Member, Org, Paged},
 };
 use crate::{
@@ -57,7 +57,7 @@ pub async fn ensure_dev_org(
     State(state): State<AppState>,
     Ctx(caller): Ctx,
     OptionalJson(body): OptionalJson<EnsureDevOrgBody>,
-) -> Result<Json<DevOrg>, ApiError> {
+) -> Result<NoStore<Json<DevOrg>>, ApiError> {
     let ensured = state.upstream.ensure_dev_org(&caller, EnsureDevOrgRequest { name: body.name }).await?;
     let org = ensured.org.ok_or_else(ApiError::internal)?;
     let mut first_key = None;
@@ -69,7 +69,7 @@ pub async fn ensure_dev_org(
             Some(FirstKey { id: key.id, name: key.name, environment: "test", key: k.secret })
         });
     }
-    Ok(Json(DevOrg { org: org.into(), first_key }))
+    Ok(NoStore(Json(DevOrg { org: org.into(), first_key })))
 }
 
 pub async fn list(
@@ -77,7 +77,7 @@ pub async fn list(
     Ctx(caller): Ctx,
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<Paged<Org>>, ApiError> {
-    let listed = state.upstream.list_orgs(&caller, ListOrgsRequest { page: Some(page.into()) }).await?;
+    let listed = state.upstream.list_orgs(&caller, ListOrgsRequest { page: Some(page.request()?) }).await?;
     Ok(Json(Paged::new(listed.orgs.into_iter().map(Org::from).collect(), listed.page)))
 }
 
@@ -142,31 +142,35 @@ pub async fn members(
     Path(org_id): Path<String>,
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<Paged<Member>>, ApiError> {
-    let listed = state.upstream.list_members(&caller, ListMembersRequest { org_id, page: Some(page.into()) }).await?;
+    let listed =
+        state.upstream.list_members(&caller, ListMembersRequest { org_id, page: Some(page.request()?) }).await?;
     Ok(Json(Paged::new(listed.members.into_iter().map(Member::from).collect(), listed.page)))
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AddMemberBody {
-    email: String,
+pub struct RoleBody {
     role: String,
 }
 
-pub async fn add_member(
+pub async fn update_member_role(
     State(state): State<AppState>,
     Ctx(caller): Ctx,
-    Path(org_id): Path<String>,
-    ApiJson(body): ApiJson<AddMemberBody>,
-) -> Result<(StatusCode, Json<Member>), ApiError> {
-    let role = match body.role.as_str() {
+    Path((org_id, user_id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<RoleBody>,
+) -> Result<Json<Member>, ApiError> {
+    let request = UpdateMemberRoleRequest { org_id, user_id, role: role_of(&body.role).into() };
+    Ok(Json(state.upstream.update_member_role(&caller, request).await?.into()))
+}
+
+/// A role as the contract spells it; anything else is for the service to refuse.
+pub fn role_of(name: &str) -> Role {
+    match name {
         "owner" => Role::Owner,
         "admin" => Role::Admin,
         "member" => Role::Member,
         _ => Role::Unspecified,
-    };
-    let request = AddMemberRequest { org_id, email: body.email, role: role.into() };
-    Ok((StatusCode::CREATED, Json(state.upstream.add_member(&caller, request).await?.into())))
+    }
 }
 
 pub async fn remove_member(
@@ -200,7 +204,7 @@ pub async fn audit_log(
         from: query.from.map(keyplane_common::time::to_proto),
         to: query.to.map(keyplane_common::time::to_proto),
         action: query.action.unwrap_or_default(),
-        page: Some(page.into()),
+        page: Some(page.request()?),
     };
     let listed = state.upstream.list_audit_events(&caller, request).await?;
     Ok(Json(Paged::new(listed.events.into_iter().map(AuditEvent::from).collect(), listed.page)))

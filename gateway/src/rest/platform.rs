@@ -71,3 +71,39 @@ pub async fn jwks(State(state): State<AppState>, Ctx(caller): Ctx) -> Result<Res
         .insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("public, max-age=300"));
     Ok(response)
 }
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailboxQuery {
+    to: String,
+}
+
+/// `GET /dev/mailbox?to=`: what the development mailer "sent" to an address, newest first.
+pub async fn dev_mailbox(
+    State(state): State<AppState>,
+    Ctx(caller): Ctx,
+    crate::extract::ApiQuery(query): crate::extract::ApiQuery<MailboxQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let listed = state
+        .upstream
+        .list_dev_mailbox(&caller, keyplane_proto::identity::v1::ListDevMailboxRequest { to: query.to })
+        .await?;
+    let mails: Vec<Value> = listed
+        .mails
+        .into_iter()
+        .filter_map(|m| {
+            let sent_at = m.sent_at.as_ref().and_then(keyplane_common::time::from_proto);
+            let mail = m.mail?;
+            Some(json!({
+                "to": mail.to,
+                "subject": mail.subject,
+                "body": mail.body,
+                "kind": mail.kind,
+                "token": Some(mail.token).filter(|t| !t.is_empty()),
+                "invitation_id": Some(mail.invitation_id).filter(|i| !i.is_empty()),
+                "sent_at": sent_at,
+            }))
+        })
+        .collect();
+    Ok(Json(Value::Array(mails)))
+}

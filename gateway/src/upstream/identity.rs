@@ -8,4 +8,7 @@ super::rpcs!(identity {
     authenticate(AuthenticateRequest) -> AuthenticateResponse;
     get_jwks(GetJwksRequest) -> GetJwksResponse;
     get_user(GetUserRequest) -> User;
+    verify_email(VerifyEmailRequest) -> User;
+    resend_verification(ResendVerificationRequest) -> ResendVerificationResponse;
+    list_dev_mailbox(ListDevMailboxRequest) -> ListDevMailboxResponse;
 });

@@ -8,7 +8,13 @@ super::rpcs!(orgs {
     update_org(UpdateOrgRequest) -> Org;
     delete_org(DeleteOrgRequest) -> DeleteOrgResponse;
     list_members(ListMembersRequest) -> ListMembersResponse;
-    add_member(AddMemberRequest) -> Member;
+    update_member_role(UpdateMemberRoleRequest) -> Member;
+    create_invitation(CreateInvitationRequest) -> Invitation;
+    list_invitations(ListInvitationsRequest) -> ListInvitationsResponse;
+    revoke_invitation(RevokeInvitationRequest) -> Invitation;
+    list_my_invitations(ListMyInvitationsRequest) -> ListInvitationsResponse;
+    accept_invitation(RespondToInvitationRequest) -> Member;
+    decline_invitation(RespondToInvitationRequest) -> Invitation;
     remove_member(RemoveMemberRequest) -> RemoveMemberResponse;
     list_audit_events(ListAuditEventsRequest) -> ListAuditEventsResponse;
 });

@@ -128,6 +128,20 @@ impl Action {
     }
 }
 
+/// The least role whose member may hold `scope` on a key or token: the least role of any
+/// action the scope opens. Data-plane scopes open no management action: any member.
+pub fn scope_min_role(scope: &str) -> Role {
+    Action::ALL.iter().filter(|a| a.key_scope() == Some(scope)).map(|a| a.min_role()).min().unwrap_or(Role::Member)
+}
+
+impl Role {
+    /// Whether a member of this role may hold every scope in `scopes` (full permission
+    /// includes every scope of the catalogue).
+    pub fn may_hold(self, scopes: &crate::scope::Scopes) -> bool {
+        scopes.effective().iter().all(|s| scope_min_role(s) <= self)
+    }
+}
+
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -144,6 +158,18 @@ mod tests {
             assert_eq!(Action::parse(a.as_str()), Some(*a));
         }
         assert_eq!(Action::parse("keys.delete_everything"), None);
+    }
+
+    #[test]
+    fn scopes_need_the_role_of_what_they_open() {
+        use crate::scope::Scopes;
+        assert_eq!(scope_min_role("read:keys"), Role::Member);
+        assert_eq!(scope_min_role("write:keys"), Role::Admin);
+        assert_eq!(scope_min_role("write:orgs"), Role::Admin);
+        assert_eq!(scope_min_role("read:families"), Role::Member);
+        assert!(!Role::Member.may_hold(&Scopes::Full));
+        assert!(Role::Member.may_hold(&Scopes::parse(&["read:keys", "read:usage"]).unwrap()));
+        assert!(Role::Admin.may_hold(&Scopes::Full));
     }
 
     #[test]

@@ -174,6 +174,46 @@ impl Cache {
         }
     }
 
+    /// A value written by [`set_unless_newer`](Self::set_unless_newer), with its revision.
+    pub async fn get_versioned(&self, key: &str) -> Result<Option<(u64, Vec<u8>)>, CacheError> {
+        Ok(self.get(key).await?.and_then(|stored| split_revision(&stored).map(|(r, v)| (r, v.to_vec()))))
+    }
+
+    /// Writes `value` at `revision` unless the stored value has a newer revision: a write
+    /// that arrives late (a retry, or a read-through that raced a change) never replaces
+    /// what a newer change wrote. Answers whether it wrote.
+    pub async fn set_unless_newer(
+        &self,
+        key: &str,
+        revision: u64,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, CacheError> {
+        let key = self.key(key);
+        let mut stored = format!("{revision}:").into_bytes();
+        stored.extend_from_slice(value);
+        match &self.inner.backend {
+            Backend::Memory(m) => {
+                let result = m.store.entry(key).and_compute_with(|current| match current {
+                    Some(entry) if split_revision(&entry.value().value).is_some_and(|(r, _)| r > revision) => {
+                        moka::ops::compute::Op::Nop
+                    }
+                    _ => moka::ops::compute::Op::Put(MemoryEntry { value: stored.into(), ttl }),
+                });
+                Ok(!matches!(result, moka::ops::compute::CompResult::Unchanged(_)))
+            }
+            Backend::Redis(r) => {
+                let ttl = ttl.as_secs().max(1);
+                r.run(|mut c| async move {
+                    let written: i32 =
+                        SET_UNLESS_NEWER.key(key).arg(revision).arg(stored).arg(ttl).invoke_async(&mut c).await?;
+                    Ok(written == 1)
+                })
+                .await
+            }
+        }
+    }
+
     pub async fn delete(&self, key: &str) -> Result<(), CacheError> {
         let key = self.key(key);
         match &self.inner.backend {
@@ -278,6 +318,28 @@ impl Cache {
             }
         }
     }
+}
+
+/// Compare-and-set by revision, atomically in Redis. Values are `<revision>:<bytes>`.
+static SET_UNLESS_NEWER: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+        local current = redis.call('GET', KEYS[1])
+        if current then
+            local revision = tonumber(string.match(current, '^(%d+):'))
+            if revision and revision > tonumber(ARGV[1]) then return 0 end
+        end
+        redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+        return 1
+        ",
+    )
+});
+
+/// `<revision>:<bytes>` split in two.
+fn split_revision(stored: &[u8]) -> Option<(u64, &[u8])> {
+    let colon = stored.iter().position(|b| *b == b':')?;
+    let revision = std::str::from_utf8(&stored[..colon]).ok()?.parse().ok()?;
+    Some((revision, &stored[colon + 1..]))
 }
 
 impl MemoryBackend {

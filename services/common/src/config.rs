@@ -1,9 +1,9 @@
 //! Configuration from environment variables, checked at start-up: every bad or missing
 //! variable is collected and reported at once, then the process exits with status 2.
 
-use std::{collections::BTreeMap, fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+use std::{collections::BTreeMap, fmt, net::SocketAddr, path::PathBuf, str::FromStr, sync::Arc, time::Duration};
 
-use crate::credential::KeyFormat;
+use crate::{credential::KeyFormat, crypto::Sealer};
 
 /// The processes of the platform, as `keyplane serve --target` names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -214,6 +214,12 @@ pub struct CommonConfig {
     pub data_dir: PathBuf,
     /// The database every service uses unless given its own.
     pub database_url: Option<String>,
+    /// The operator's keys for secrets at rest; None: `keyplane up` keeps one under the
+    /// data directory (see [`CommonConfig::sealer`]).
+    pub encryption_keys: Option<Arc<Sealer>>,
+    pub mode: Mode,
+    /// The development mailbox (`GET /dev/mailbox`): on by default in `keyplane up` only.
+    pub dev_mailbox: bool,
 }
 
 impl fmt::Debug for CommonConfig {
@@ -225,6 +231,7 @@ impl fmt::Debug for CommonConfig {
             .field("key_format", &self.key_format)
             .field("rpc_timeout", &self.rpc_timeout)
             .field("data_dir", &self.data_dir)
+            .field("encryption_keys", &self.encryption_keys)
             .finish_non_exhaustive()
     }
 }
@@ -282,7 +289,14 @@ impl CommonConfig {
         if let Some(url) = &database_url {
             check_database_url(env, "KEYPLANE_DATABASE_URL", url);
         }
+        let encryption_keys = env
+            .get(ENCRYPTION_KEY)
+            .map(Sealer::parse)
+            .and_then(|parsed| parsed.map(Arc::new).map_err(|e| env.problem(ENCRYPTION_KEY, e)).ok());
         Self {
+            encryption_keys,
+            mode,
+            dev_mailbox: env.bool_or("KEYPLANE_DEV_MAILBOX", mode == Mode::AllInOne),
             internal_secrets,
             redis_url,
             redis_prefix: env.string_or("KEYPLANE_REDIS_PREFIX", "keyplane:"),
@@ -291,6 +305,39 @@ impl CommonConfig {
             data_dir: PathBuf::from(env.string_or("KEYPLANE_DATA_DIR", "./data")),
             database_url,
         }
+    }
+
+    /// Asks for the operator key where a process seals secrets: a deployment must set it.
+    pub fn require_encryption_key(&self, env: &mut Env) {
+        if self.mode == Mode::Single && env.get(ENCRYPTION_KEY).is_none() {
+            env.problem(
+                ENCRYPTION_KEY,
+                "is required (seals secrets at rest; 64 hex characters, e.g. `openssl rand -hex 32`; \
+                 comma-separate several to rotate: the first seals, all open)",
+            );
+        }
+    }
+
+    /// The operator's keys: the configured ones, else (in `keyplane up`) a key kept in
+    /// `<data dir>/encryption.key`, made on first use and readable by its owner only.
+    pub fn sealer(&self) -> anyhow::Result<Arc<Sealer>> {
+        if let Some(keys) = &self.encryption_keys {
+            return Ok(Arc::clone(keys));
+        }
+        anyhow::ensure!(self.mode == Mode::AllInOne, "{ENCRYPTION_KEY} is not set");
+        let path = self.data_dir.join("encryption.key");
+        let key = match std::fs::read_to_string(&path) {
+            Ok(key) => key,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&self.data_dir)?;
+                let key = Sealer::generate_key();
+                write_private(&path, &key)?;
+                tracing::info!(path = %path.display(), "made an operator encryption key");
+                key
+            }
+            Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
+        };
+        Sealer::parse(key.trim()).map(Arc::new).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
     }
 
     /// A service's database: its own variable, else the shared one, else a SQLite file.
@@ -320,6 +367,18 @@ fn check_database_url(env: &mut Env, name: &str, url: &str) {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:")) {
         env.problem(name, "must be a postgres:// or sqlite: URL");
     }
+}
+
+const ENCRYPTION_KEY: &str = "KEYPLANE_ENCRYPTION_KEY";
+
+/// Writes a file only its owner can read.
+fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(contents.as_bytes())
 }
 
 /// A random internal secret for a process that talks only to itself.

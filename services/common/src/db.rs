@@ -62,10 +62,21 @@ pub fn is_unavailable(err: &DbErr) -> bool {
     use sea_orm::RuntimeErr;
     match err {
         DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
-        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => matches!(
-            e.as_ref(),
-            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_)
-        ),
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => is_outage(e),
+        _ => false,
+    }
+}
+
+/// Errors that say the server is away or going, not that the query was wrong: a lost
+/// connection, and the SQLSTATEs of a server that shuts down, restarts or is full.
+fn is_outage(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // 08: connection exception; 57P01-03: admin shutdown, crash shutdown, cannot
+            // connect now; 53300: too many connections.
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
+        }),
         _ => false,
     }
 }
@@ -82,5 +93,59 @@ pub fn classify(err: &DbErr) -> DbFailure {
         DbFailure::Unavailable
     } else {
         DbFailure::Internal(format!("database: {err}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+
+    /// A database error with a SQLSTATE, as the server sends it.
+    #[derive(Debug)]
+    struct ServerError(&'static str);
+
+    impl std::fmt::Display for ServerError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "server error {}", self.0)
+        }
+    }
+
+    impl std::error::Error for ServerError {}
+
+    impl sqlx::error::DatabaseError for ServerError {
+        fn message(&self) -> &str {
+            "terminating connection due to administrator command"
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.0))
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn query_error(code: &'static str) -> DbErr {
+        DbErr::Query(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(sqlx::Error::Database(Box::new(ServerError(
+            code,
+        ))))))
+    }
+
+    #[test]
+    fn a_server_shutting_down_is_an_outage_not_a_bug() {
+        for code in ["57P01", "57P02", "57P03", "08006", "53300"] {
+            assert!(is_unavailable(&query_error(code)), "{code}");
+        }
+        assert!(!is_unavailable(&query_error("42P01")), "an undefined table is our bug");
     }
 }

@@ -40,20 +40,38 @@ pub mod entity {
 
 /// Writes audit events into the outbox, inside the caller's transaction.
 pub async fn enqueue_audit<C: ConnectionTrait>(db: &C, records: &[AuditRecord]) -> Result<(), DbErr> {
-    if records.is_empty() {
+    let items: Vec<(Uuid, serde_json::Value)> =
+        records.iter().map(|r| (r.id, serde_json::to_value(r).expect("audit records serialize"))).collect();
+    enqueue(db, AUDIT_TOPIC, &items).await
+}
+
+/// Writes events of `topic` into the outbox, inside the caller's transaction. An id
+/// already queued is queued once.
+pub async fn enqueue<C: ConnectionTrait>(
+    db: &C,
+    topic: &str,
+    items: &[(Uuid, serde_json::Value)],
+) -> Result<(), DbErr> {
+    if items.is_empty() {
         return Ok(());
     }
     let now = Utc::now();
-    let rows = records.iter().map(|r| entity::ActiveModel {
-        id: sea_orm::Set(r.id),
-        topic: sea_orm::Set(AUDIT_TOPIC.to_owned()),
-        payload: sea_orm::Set(serde_json::to_value(r).expect("audit records serialize")),
+    let rows = items.iter().map(|(id, payload)| entity::ActiveModel {
+        id: sea_orm::Set(*id),
+        topic: sea_orm::Set(topic.to_owned()),
+        payload: sea_orm::Set(payload.clone()),
         created_at: sea_orm::Set(now),
         attempts: sea_orm::Set(0),
         next_attempt_at: sea_orm::Set(now),
     });
-    entity::Entity::insert_many(rows).exec_without_returning(db).await?;
-    Ok(())
+    let inserted = entity::Entity::insert_many(rows)
+        .on_conflict(sea_orm::sea_query::OnConflict::column(entity::Column::Id).do_nothing().to_owned())
+        .exec_without_returning(db)
+        .await;
+    match inserted {
+        Ok(_) | Err(DbErr::RecordNotInserted) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Delivers one batch of payloads; an error means "try again later".

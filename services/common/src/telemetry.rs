@@ -28,14 +28,22 @@ impl Drop for Telemetry {
 /// exporter's gRPC client lives there).
 pub fn init(service_name: &str) -> anyhow::Result<Telemetry> {
     let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok().filter(|v| !v.is_empty());
-    init_with(service_name, "info", endpoint)
+    init_with(service_name, "info", endpoint, None)
 }
+
+/// One more place logs go, beside the console (the test kit reads every line with it).
+pub type ExtraLayer = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>;
 
 /// Like [`init`], with the level used when `RUST_LOG` is unset and the OTLP endpoint given.
 ///
 /// Spans always get OpenTelemetry ids, so that trace context flows through every service
 /// even when nothing is exported.
-pub fn init_with(service_name: &str, default_filter: &str, otlp_endpoint: Option<String>) -> anyhow::Result<Telemetry> {
+pub fn init_with(
+    service_name: &str,
+    default_filter: &str,
+    otlp_endpoint: Option<String>,
+    extra: Option<ExtraLayer>,
+) -> anyhow::Result<Telemetry> {
     global::set_text_map_propagator(TraceContextPropagator::new());
     let mut provider = SdkTracerProvider::builder()
         .with_resource(Resource::builder().with_service_name(service_name.to_owned()).build());
@@ -59,7 +67,7 @@ pub fn init_with(service_name: &str, default_filter: &str, otlp_endpoint: Option
     // or trace context would stop flowing whenever logs are quiet.
     let traces = tracing_opentelemetry::layer().with_tracer(tracer).with_filter(LevelFilter::INFO);
     // A second initialisation (tests start many platforms in one process) keeps the first.
-    let _ = tracing_subscriber::registry().with(fmt.with_filter(filter)).with(traces).try_init();
+    let _ = tracing_subscriber::registry().with(extra).with(fmt.with_filter(filter)).with(traces).try_init();
     Ok(Telemetry { provider })
 }
 

@@ -32,6 +32,26 @@ pub fn optional_text(field: &str, value: &str, max: usize) -> Result<String, Fie
     Ok(value.to_owned())
 }
 
+/// An email address as accounts and invitations are keyed by it: trimmed, lower-cased,
+/// one `@`, a dotted domain, no spaces or control characters.
+pub fn email_address(field: &str, raw: &str) -> Result<String, FieldViolation> {
+    let email = raw.trim().to_lowercase();
+    let invalid = || FieldViolation::new(field, "must be an email address");
+    if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid());
+    }
+    let (local, domain) = email.rsplit_once('@').ok_or_else(invalid)?;
+    if local.is_empty()
+        || domain.is_empty()
+        || !domain.contains('.')
+        || domain.starts_with('.')
+        || domain.ends_with('.')
+    {
+        return Err(invalid());
+    }
+    Ok(email)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -44,5 +64,13 @@ mod tests {
             assert!(display_text("name", bad, 100).is_err(), "{bad:?} accepted");
         }
         assert!(display_text("name", "abcdefghijk", 10).is_err());
+    }
+
+    #[test]
+    fn emails_are_normalised_and_checked() {
+        assert_eq!(email_address("email", "  Ada@Example.COM ").unwrap(), "ada@example.com");
+        for bad in ["", "ada", "ada@", "@example.com", "ada@example", "a da@example.com", "ada@example.com\0"] {
+            assert!(email_address("email", bad).is_err(), "{bad:?} accepted");
+        }
     }
 }

@@ -4,6 +4,8 @@ use std::{net::SocketAddr, time::Duration};
 
 use keyplane_common::config::{CommonConfig, Env, Mode, Target};
 
+pub use crate::mailer::MailSettings;
+
 /// An external OIDC issuer (WorkOS AuthKit style) whose access tokens are sessions.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -11,6 +13,24 @@ pub struct ExternalIssuer {
     pub issuer: String,
     pub jwks_url: String,
     pub audience: String,
+    /// How the issuer marks its access tokens; ID tokens are never sessions.
+    #[serde(default)]
+    pub access_token: AccessTokenMark,
+}
+
+/// `{"typ": "at+jwt"}` (RFC 9068, the default) or `{"claim": {"name": "token_use",
+/// "value": "access"}}`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum AccessTokenMark {
+    Typ(String),
+    Claim { name: String, value: String },
+}
+
+impl Default for AccessTokenMark {
+    fn default() -> Self {
+        Self::Typ("at+jwt".to_owned())
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -29,6 +49,12 @@ pub struct Config {
     /// How long external JWKS are used without a successful refresh.
     pub jwks_max_age: Duration,
     pub db_max_connections: u32,
+    pub mail: MailSettings,
+    /// Where users reach the console, for links in mail.
+    pub public_url: Option<String>,
+    /// Argon2 hashes running at once, and how long a sign-in waits for a turn.
+    pub hash_concurrency: usize,
+    pub hash_wait: Duration,
 }
 
 impl Config {
@@ -54,6 +80,7 @@ impl Config {
                 );
             }
         }
+        common.require_encryption_key(env);
         Self {
             listen: common.listen_addr(env, Target::Identity, mode),
             database_url: common.database_url(env, Target::Identity),
@@ -66,6 +93,17 @@ impl Config {
             external_issuers,
             jwks_max_age: env.seconds_or("KEYPLANE_JWKS_MAX_AGE_SECS", 3_600, 60, 86_400),
             db_max_connections: env.parse_or("KEYPLANE_IDENTITY_DB_MAX_CONNECTIONS", 10),
+            mail: MailSettings {
+                smtp_url: env.get("KEYPLANE_SMTP_URL").map(str::to_owned),
+                from: env.string_or("KEYPLANE_MAIL_FROM", "Keyplane <no-reply@keyplane.localhost>"),
+                dev_mailbox: common.dev_mailbox,
+            },
+            public_url: env.get("KEYPLANE_PUBLIC_URL").map(str::to_owned),
+            hash_concurrency: env.parse_or(
+                "KEYPLANE_PASSWORD_HASH_CONCURRENCY",
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
+            hash_wait: Duration::from_millis(env.parse_or("KEYPLANE_PASSWORD_HASH_WAIT_MS", 1_000u64)),
         }
     }
 }

@@ -1,13 +1,19 @@
 //! Identity's side of the hot path for API keys and MCP tokens: the local cache, then
 //! Redis, then `keys.LookupByHash`, with the record written back to Redis.
+//!
+//! Every record carries its revision. A record older than the newest change this replica
+//! was told about (or than the caller says it was told about) is skipped wherever it sits,
+//! and the database is read instead: the order in which caches hear of a change does not
+//! matter. A failure to reach the keys service is an outage (503), never a verdict on the
+//! credential.
 
 use std::{sync::Arc, time::Duration};
 
 use keyplane_common::{
     cache::Cache,
     credential::{KeyFormat, SecretHash},
-    credential_cache::{Expiring, LocalCredentialCache, record_key},
-    error::clone_status,
+    credential_cache::{Expiring, LocalCredentialCache, LookupError, record_key},
+    error::Failure,
     grpc::Outbound,
     principal::Principal,
 };
@@ -27,12 +33,29 @@ const UNKNOWN_TTL: Duration = Duration::from_secs(60);
 /// How long this replica keeps a record without hearing of a change.
 const LOCAL_TTL: Duration = Duration::from_secs(30);
 
+/// The record behind a hash (None: no credential has it) and its revision.
 #[derive(Clone)]
-pub struct CachedRecord(Option<Arc<CredentialRecord>>);
+pub struct CachedRecord {
+    record: Option<Arc<CredentialRecord>>,
+    revision: u64,
+}
+
+impl CachedRecord {
+    fn from_lookup(found: LookupByHashResponse) -> Self {
+        let revision = found.record.as_ref().map_or(0, |r| r.revision);
+        Self { record: found.record.map(Arc::new), revision }
+    }
+}
 
 impl Expiring for CachedRecord {
     fn ttl(&self) -> Duration {
         LOCAL_TTL
+    }
+
+    /// An unknown or revoked credential never becomes valid again: only a live record
+    /// can be stale.
+    fn grants_at(&self) -> Option<u64> {
+        self.record.as_ref().filter(|r| r.revoked_at.is_none()).map(|_| self.revision)
     }
 }
 
@@ -45,7 +68,8 @@ pub struct KeyAuthenticator {
 }
 
 impl KeyAuthenticator {
-    pub async fn authenticate(&self, raw: &str) -> Result<Principal, Error> {
+    /// The principal of a key or token, and the revision of the record it was decided on.
+    pub async fn authenticate(&self, raw: &str, min_revision: u64) -> Result<(Principal, u64), Error> {
         let parsed = self.format.parse(raw).map_err(|_| {
             // The shape check needs no lookup; tell keys and tokens apart by their tag.
             if raw.starts_with(&format!("{}_mcp_", self.format.prefix())) {
@@ -55,20 +79,29 @@ impl KeyAuthenticator {
             }
         })?;
         let hash = parsed.secret.hash();
-        let record = self
-            .local
-            .get_or_fetch(hash, self.fetch(hash))
-            .await
-            .map_err(|status| Error::from(clone_status(&status)))?;
-        evaluate(parsed.credential_type, record.0.as_deref(), keyplane_common::time::now())
+        let record = self.local.get_or_fetch(hash, min_revision, |floor| self.fetch(hash, floor)).await.map_err(
+            |e| match e {
+                LookupError::Failed(status) => keys_unavailable(&status),
+                LookupError::Stale => {
+                    tracing::warn!("credential record still older than an announced change after re-reading");
+                    Error::Failure(Failure::Unavailable("an up-to-date credential record"))
+                }
+            },
+        )?;
+        let principal = evaluate(parsed.credential_type, record.record.as_deref(), keyplane_common::time::now())?;
+        Ok((principal, record.revision))
     }
 
-    async fn fetch(&self, hash: SecretHash) -> Result<CachedRecord, Status> {
+    /// Redis, unless what it holds is older than `floor`; then the keys service.
+    async fn fetch(&self, hash: SecretHash, floor: u64) -> Result<CachedRecord, Status> {
         let key = record_key(&hash);
-        match self.cache.get(&key).await {
-            Ok(Some(bytes)) => {
+        match self.cache.get_versioned(&key).await {
+            Ok(Some((_, bytes))) => {
                 if let Ok(found) = LookupByHashResponse::decode(bytes.as_slice()) {
-                    return Ok(CachedRecord(found.record.map(Arc::new)));
+                    let cached = CachedRecord::from_lookup(found);
+                    if cached.grants_at().is_none_or(|revision| revision >= floor) {
+                        return Ok(cached);
+                    }
                 }
             }
             Ok(None) => {}
@@ -78,15 +111,23 @@ impl KeyAuthenticator {
         let request = self.outbound.request(LookupByHashRequest { hash: hash.as_bytes().to_vec() }, None);
         let found = self.keys.clone().lookup_by_hash(request).await?.into_inner();
         let ttl = if found.record.is_some() { FOUND_TTL } else { UNKNOWN_TTL };
-        // Only if absent: a change written meanwhile by the keys service wins.
-        if let Err(e) = self.cache.set_if_absent(&key, &found.encode_to_vec(), ttl).await {
+        let revision = found.record.as_ref().map_or(0, |r| r.revision);
+        // Never over a newer record: a change written meanwhile by the keys service wins.
+        if let Err(e) = self.cache.set_unless_newer(&key, revision, &found.encode_to_vec(), ttl).await {
             tracing::debug!(error = %e, "credential cache write failed");
         }
-        Ok(CachedRecord(found.record.map(Arc::new)))
+        Ok(CachedRecord::from_lookup(found))
     }
 
     /// Whether a bearer claims to be one of our keys or tokens.
     pub fn claims(&self, raw: &str) -> bool {
         self.format.claims(raw)
     }
+}
+
+/// The keys service did not answer usefully: an outage, whatever status it sent (an
+/// internal-auth refusal is a misconfiguration, not a verdict on the customer's key).
+fn keys_unavailable(status: &Status) -> Error {
+    tracing::warn!(grpc_code = ?status.code(), message = status.message(), "credential lookup failed");
+    Error::Failure(Failure::Unavailable("the keys service"))
 }

@@ -35,6 +35,16 @@ pub enum Error {
     UserNotFound,
     #[error("the identity provider's keys cannot be fetched")]
     IssuerUnavailable,
+    #[error("too many sign-ins at once; retry in a moment")]
+    Busy,
+    #[error("the verification token is not valid, was used already, or has expired")]
+    InvalidVerificationToken,
+    #[error("the email address is verified already")]
+    AlreadyVerified,
+    #[error("the development mailbox is off")]
+    DevMailboxOff,
+    #[error("this account's address is verified by its identity provider, not by mail")]
+    VerifiedByIssuer,
     #[error(transparent)]
     Failure(#[from] Failure),
 }
@@ -55,8 +65,10 @@ impl ServiceError for Error {
             | Self::KeyRevoked
             | Self::KeyExpired
             | Self::SessionRequired => Kind::Unauthenticated,
-            Self::UserNotFound => Kind::NotFound,
-            Self::IssuerUnavailable => Kind::Unavailable,
+            Self::UserNotFound | Self::DevMailboxOff => Kind::NotFound,
+            Self::IssuerUnavailable | Self::Busy => Kind::Unavailable,
+            Self::InvalidVerificationToken => Kind::InvalidArgument,
+            Self::AlreadyVerified | Self::VerifiedByIssuer => Kind::Conflict,
             Self::Failure(f) => f.kind(),
         }
     }
@@ -78,6 +90,11 @@ impl ServiceError for Error {
             Self::SessionRequired => "session_required",
             Self::UserNotFound => "user_not_found",
             Self::IssuerUnavailable => "issuer_unavailable",
+            Self::Busy => "overloaded",
+            Self::InvalidVerificationToken => "invalid_verification_token",
+            Self::AlreadyVerified => "already_verified",
+            Self::VerifiedByIssuer => "verified_by_issuer",
+            Self::DevMailboxOff => "not_found",
             Self::Failure(f) => f.code(),
         }
     }

@@ -2,13 +2,14 @@
 
 use std::sync::Arc;
 
-use keyplane_common::{internal_auth::caller, time};
+use keyplane_common::{error::FieldViolation, internal_auth::caller, mail::OutgoingMail, time};
 use keyplane_proto::identity::v1::{self as pb, identity_service_server::IdentityService};
 use tonic::{Request, Response, Status};
 
 use crate::{
+    error::Error,
     service::{IssuedSession, Service},
-    store::users,
+    store::{dev_mailbox, users},
 };
 
 pub struct IdentityGrpc {
@@ -27,6 +28,22 @@ fn user(u: &users::Model) -> pb::User {
         email: u.email.clone(),
         name: u.name.clone(),
         created_at: Some(time::to_proto(u.created_at)),
+        email_verified: u.email_verified_at.is_some(),
+    }
+}
+
+fn dev_mail(m: &dev_mailbox::Model) -> pb::DevMail {
+    pb::DevMail {
+        mail: Some(pb::Mail {
+            id: m.id.to_string(),
+            to: m.to_address.clone(),
+            subject: m.subject.clone(),
+            body: m.body.clone(),
+            kind: m.kind.clone(),
+            token: m.token.clone().unwrap_or_default(),
+            invitation_id: m.invitation_id.map(|i| i.to_string()).unwrap_or_default(),
+        }),
+        sent_at: Some(time::to_proto(m.sent_at)),
     }
 }
 
@@ -66,8 +83,9 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<pb::AuthenticateRequest>,
     ) -> Result<Response<pb::AuthenticateResponse>, Status> {
-        let principal = self.service.authenticate(&request.into_inner().credential).await?;
-        Ok(Response::new(pb::AuthenticateResponse { principal: Some((&principal).into()) }))
+        let r = request.into_inner();
+        let (principal, revision) = self.service.authenticate(&r.credential, r.min_revision).await?;
+        Ok(Response::new(pb::AuthenticateResponse { principal: Some((&principal).into()), revision }))
     }
 
     async fn get_jwks(&self, _: Request<pb::GetJwksRequest>) -> Result<Response<pb::GetJwksResponse>, Status> {
@@ -100,5 +118,33 @@ impl IdentityService for IdentityGrpc {
         let kid = self.service.bearer.ring.rotate().await?;
         tracing::info!(kid = %kid, "session signing key rotated");
         Ok(Response::new(pb::RotateSigningKeyResponse { kid }))
+    }
+
+    async fn verify_email(&self, request: Request<pb::VerifyEmailRequest>) -> Result<Response<pb::User>, Status> {
+        Ok(Response::new(user(&self.service.verify_email(&request.into_inner().token).await?)))
+    }
+
+    async fn resend_verification(
+        &self,
+        request: Request<pb::ResendVerificationRequest>,
+    ) -> Result<Response<pb::ResendVerificationResponse>, Status> {
+        self.service.resend_verification(caller(&request)?.principal()?).await?;
+        Ok(Response::new(pb::ResendVerificationResponse {}))
+    }
+
+    async fn send_mail(&self, request: Request<pb::SendMailRequest>) -> Result<Response<pb::SendMailResponse>, Status> {
+        let mail = request.into_inner().mail.and_then(OutgoingMail::from_proto).ok_or_else(|| {
+            Error::Validation(vec![FieldViolation::new("mail", "needs an id, an address and a kind")])
+        })?;
+        self.service.send_mail(mail).await?;
+        Ok(Response::new(pb::SendMailResponse {}))
+    }
+
+    async fn list_dev_mailbox(
+        &self,
+        request: Request<pb::ListDevMailboxRequest>,
+    ) -> Result<Response<pb::ListDevMailboxResponse>, Status> {
+        let mails = self.service.dev_mailbox(&request.into_inner().to).await?;
+        Ok(Response::new(pb::ListDevMailboxResponse { mails: mails.iter().map(dev_mail).collect() }))
     }
 }

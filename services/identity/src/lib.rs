@@ -7,17 +7,21 @@ mod credentials;
 mod domain;
 mod error;
 mod grpc;
+mod hashing;
 mod jwt;
+mod mailer;
 mod service;
 mod store;
 
 use std::{sync::Arc, time::Duration};
 
-use keyplane_common::{credential_cache::LocalCredentialCache, db, grpc as kgrpc, runtime::Shared};
+use keyplane_common::{
+    credential_cache::LocalCredentialCache, db, grpc as kgrpc, mail::MAIL_TOPIC, outbox, runtime::Shared,
+};
 use keyplane_proto::{
     identity::v1::identity_service_server::IdentityServiceServer, keys::v1::keys_service_client::KeysServiceClient,
 };
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::Notify};
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
@@ -30,10 +34,14 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let database = db::connect(&config.database_url, "identity", config.db_max_connections).await?;
-    let store = store::Store::new(database);
+    let store = store::Store::new(database.clone());
     // A retired key verifies until every token it signed has expired.
     let retire_for = config.access_token_ttl + config.jwt_leeway + Duration::from_secs(60);
-    let ring = jwt::keyring::KeyRing::load(store.clone(), retire_for).await?;
+    let ring = jwt::keyring::KeyRing::load(store.clone(), retire_for, shared.config.sealer()?).await?;
+    let mailer = Arc::new(mailer::Mailer::new(&config.mail, store.clone())?);
+    let mail_relay = Arc::new(Notify::new());
+    let relay_task =
+        outbox::spawn_relay(database, MAIL_TOPIC, mailer.deliver_fn(), Arc::clone(&mail_relay), shutdown.clone());
     ring.refresh_periodically(shutdown.clone());
     tokio::task::spawn_blocking(domain::password::warm_up);
 
@@ -61,6 +69,8 @@ pub async fn serve(
             config.jwt_leeway,
         ),
     };
+    // A revoked session stays marked longer than any of its access tokens lives.
+    let revoked_for = config.access_token_ttl + Duration::from_secs(300);
     let service = Arc::new(service::Service {
         store,
         bearer,
@@ -71,8 +81,14 @@ pub async fn serve(
             .max_capacity(100_000)
             .time_to_live(Duration::from_secs(600))
             .build(),
+        hashing: hashing::HashingPool::new(config.hash_concurrency, config.hash_wait),
+        mail_relay,
+        public_url: config.public_url.clone(),
+        dev_mailbox: config.mail.dev_mailbox,
+        revocations: service::SessionRevocations::start(shared.cache.clone(), revoked_for, shutdown.clone()),
     });
     let server = IdentityServiceServer::new(grpc::IdentityGrpc::new(service));
     kgrpc::serve_guarded(server, shared.internal_auth("identity"), listener, shutdown).await?;
+    let _ = relay_task.await;
     Ok(())
 }

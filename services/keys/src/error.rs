@@ -12,6 +12,16 @@ pub enum Error {
     InsufficientScope,
     #[error("the key cannot grant access to resources it is not pinned to")]
     ResourceNotAllowed,
+    #[error("a key creating a credential must list its scopes (omitted means full permission)")]
+    ScopesRequired,
+    #[error("a {0} key can only create {0} keys")]
+    EnvironmentNotAllowed(keyplane_common::credential::Environment),
+    #[error("the new credential must expire no later than its creator, at {0}")]
+    ExpiryNotAllowed(chrono::DateTime<chrono::Utc>),
+    #[error("a {0} cannot hold a credential with these scopes: {1}")]
+    RoleTooLow(keyplane_common::authz::Role, String),
+    #[error("no such organization")]
+    OrgNotFound,
     #[error("no such API key")]
     KeyNotFound,
     #[error("no such MCP token")]
@@ -32,8 +42,13 @@ impl ServiceError for Error {
     fn kind(&self) -> Kind {
         match self {
             Self::Validation(_) | Self::InvalidScope(_) => Kind::InvalidArgument,
-            Self::InsufficientScope | Self::ResourceNotAllowed => Kind::PermissionDenied,
-            Self::KeyNotFound | Self::TokenNotFound => Kind::NotFound,
+            Self::InsufficientScope
+            | Self::ResourceNotAllowed
+            | Self::ScopesRequired
+            | Self::EnvironmentNotAllowed(_)
+            | Self::ExpiryNotAllowed(_)
+            | Self::RoleTooLow(..) => Kind::PermissionDenied,
+            Self::KeyNotFound | Self::TokenNotFound | Self::OrgNotFound => Kind::NotFound,
             Self::KeyRevoked | Self::KeyExpired => Kind::FailedPrecondition,
             Self::Conflict => Kind::Conflict,
             Self::SessionRequired => Kind::Unauthenticated,
@@ -47,6 +62,11 @@ impl ServiceError for Error {
             Self::InvalidScope(_) => "invalid_scope",
             Self::InsufficientScope => "insufficient_scope",
             Self::ResourceNotAllowed => "resource_not_allowed",
+            Self::ScopesRequired => "insufficient_scope",
+            Self::EnvironmentNotAllowed(_) => "environment_not_allowed",
+            Self::ExpiryNotAllowed(_) => "expiry_not_allowed",
+            Self::RoleTooLow(..) => "insufficient_role",
+            Self::OrgNotFound => "org_not_found",
             Self::KeyNotFound => "key_not_found",
             Self::TokenNotFound => "mcp_token_not_found",
             Self::KeyRevoked => "key_revoked",

@@ -106,12 +106,23 @@ impl KeysService for KeysGrpc {
         Ok(Response::new(pb::LookupByHashResponse { record }))
     }
 
+    async fn revoke_member_credentials(
+        &self,
+        request: Request<pb::RevokeMemberCredentialsRequest>,
+    ) -> Result<Response<pb::RevokeOrgCredentialsResponse>, Status> {
+        let caller = caller(&request)?.clone();
+        let r = request.into_inner();
+        let revoked = self.service.revoke_member_credentials(&caller, &r.org_id, &r.user_id).await?;
+        Ok(Response::new(pb::RevokeOrgCredentialsResponse { revoked: u32::try_from(revoked).unwrap_or(u32::MAX) }))
+    }
+
     async fn record_use(
         &self,
         request: Request<pb::RecordUseRequest>,
     ) -> Result<Response<pb::RecordUseResponse>, Status> {
-        let uses = request
-            .into_inner()
+        let r = request.into_inner();
+        let batch_id = keyplane_common::ids::parse_uuid("batch_id", &r.batch_id).map_err(Error::from)?;
+        let uses = r
             .uses
             .into_iter()
             .filter_map(|u| {
@@ -120,7 +131,7 @@ impl KeysService for KeysGrpc {
                 Some((id, at, u.rotated_uses))
             })
             .collect();
-        self.service.record_use(uses).await?;
+        self.service.record_use(batch_id, uses).await?;
         Ok(Response::new(pb::RecordUseResponse {}))
     }
 

@@ -39,11 +39,12 @@ pub async fn serve(
         Arc::clone(&relay),
         shutdown.clone(),
     );
+    let store = store::Store::new(database);
     let service = Arc::new(service::Service {
-        store: store::Store::new(database),
+        propagator: propagate::Propagator::start(shared.cache.clone(), store.clone(), shutdown.clone()),
+        store,
         authz: Authorizer::new(orgs, outbound),
         format: shared.config.key_format.clone(),
-        propagator: propagate::Propagator::start(shared.cache.clone(), shutdown.clone()),
         relay,
     });
     let server = KeysServiceServer::new(grpc::KeysGrpc::new(service));

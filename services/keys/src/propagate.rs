@@ -1,73 +1,108 @@
-//! Telling every replica that a secret changed: the new record overwrites the cached one
-//! in Redis (read-through writers only fill empty slots, so they cannot undo this), and
-//! the hash is published so local caches drop it. What Redis refuses is retried until
-//! it is back; PostgreSQL holds the truth meanwhile.
+//! Telling every replica that a secret changed. The changed record, with its new revision,
+//! goes to Redis unless Redis already holds a newer one (a compare-and-set), and the hash
+//! and revision are published so local caches drop the entry and refuse any older grant.
+//!
+//! What Redis refuses is retried until it is back. A retry writes the credential's state
+//! *at the time of the retry*, read again from the database, never the snapshot that
+//! failed: a revocation that succeeded in between can't be undone by an old write.
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashSet, time::Duration};
 
 use keyplane_common::{
     cache::Cache,
     credential::SecretHash,
-    credential_cache::{publish_revocation, record_key},
+    credential_cache::{Change, publish_change, record_key},
 };
-use keyplane_proto::keys::v1::{CredentialRecord, LookupByHashResponse};
+use keyplane_proto::keys::v1::LookupByHashResponse;
 use prost::Message;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::{
+    records,
+    store::{Store, credentials::Model},
+};
 
 /// How long a written record lives in Redis (as the read-through path's).
 const RECORD_TTL: Duration = Duration::from_secs(300);
+const RETRY_EVERY: Duration = Duration::from_secs(1);
 
-pub struct Change {
-    pub hash: SecretHash,
-    pub record: Option<CredentialRecord>,
+/// A secret whose change has not reached Redis yet.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Unsent {
+    credential: Uuid,
+    hash: [u8; 32],
 }
 
 #[derive(Clone)]
 pub struct Propagator {
     cache: Cache,
-    retry: mpsc::UnboundedSender<Change>,
+    retry: mpsc::UnboundedSender<Unsent>,
 }
 
 impl Propagator {
-    pub fn start(cache: Cache, shutdown: CancellationToken) -> Self {
+    pub fn start(cache: Cache, store: Store, shutdown: CancellationToken) -> Self {
         let (retry, queue) = mpsc::unbounded_channel();
-        tokio::spawn(retry_until_written(cache.clone(), queue, shutdown));
+        tokio::spawn(retry_until_written(cache.clone(), store, queue, shutdown));
         Self { cache, retry }
     }
 
-    pub async fn publish(&self, changes: Vec<Change>) {
-        for change in changes {
-            if let Err(e) = write(&self.cache, &change).await {
+    /// Publishes the state of `row` for each secret it holds or held (hex hashes).
+    pub async fn publish(&self, row: &Model, hashes: impl IntoIterator<Item = String>) {
+        for hex in hashes {
+            let Some(hash) = SecretHash::from_hex(&hex) else { continue };
+            if let Err(e) = write(&self.cache, row, hash).await {
                 tracing::warn!(error = %e, "credential change not yet in the cache; retrying");
-                let _ = self.retry.send(change);
+                let _ = self.retry.send(Unsent { credential: row.id, hash: *hash.as_bytes() });
             }
         }
     }
 }
 
-async fn write(cache: &Cache, change: &Change) -> Result<(), keyplane_common::cache::CacheError> {
-    let value = LookupByHashResponse { record: change.record.clone() }.encode_to_vec();
-    cache.set(&record_key(&change.hash), &value, RECORD_TTL).await?;
-    publish_revocation(cache, &change.hash).await
+/// Writes the record `row` now gives `hash`, then announces the change. The announcement
+/// goes out even when the write failed: replicas then skip the stale Redis record by its
+/// revision and read the database.
+async fn write(cache: &Cache, row: &Model, hash: SecretHash) -> Result<(), keyplane_common::cache::CacheError> {
+    let revision = records::revision(row);
+    let value = LookupByHashResponse { record: records::lookup(row, &hash.to_hex()) }.encode_to_vec();
+    let written = cache.set_unless_newer(&record_key(&hash), revision, &value, RECORD_TTL).await;
+    let announced = publish_change(cache, Change { hash, revision }).await;
+    written.and(announced)
 }
 
-async fn retry_until_written(cache: Cache, mut queue: mpsc::UnboundedReceiver<Change>, shutdown: CancellationToken) {
-    let mut pending: HashMap<[u8; 32], Change> = HashMap::new();
+async fn retry_until_written(
+    cache: Cache,
+    store: Store,
+    mut queue: mpsc::UnboundedReceiver<Unsent>,
+    shutdown: CancellationToken,
+) {
+    let mut pending: HashSet<Unsent> = HashSet::new();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
-            change = queue.recv() => match change {
-                // The newest change of a hash is the one that matters.
-                Some(change) => { pending.insert(*change.hash.as_bytes(), change); continue; }
+            unsent = queue.recv() => match unsent {
+                Some(unsent) => { pending.insert(unsent); continue; }
                 None => return,
             },
-            () = tokio::time::sleep(Duration::from_secs(1)), if !pending.is_empty() => {}
+            () = tokio::time::sleep(RETRY_EVERY), if !pending.is_empty() => {}
         }
-        let mut still = HashMap::new();
-        for (key, change) in pending.drain() {
-            if write(&cache, &change).await.is_err() {
-                still.insert(key, change);
+        let mut still = HashSet::new();
+        for unsent in pending.drain() {
+            // The state now, not the state that failed to arrive.
+            let delivered = match store.get(unsent.credential).await {
+                Ok(Some(row)) => {
+                    let hash = SecretHash::from_bytes(&unsent.hash).expect("32 bytes");
+                    write(&cache, &row, hash).await.is_ok()
+                }
+                Ok(None) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read a credential to retry its cache write");
+                    false
+                }
+            };
+            if !delivered {
+                still.insert(unsent);
             }
         }
         pending = still;

@@ -89,6 +89,10 @@ pub fn mcp_token(row: &Model) -> pb::McpToken {
     }
 }
 
+pub fn revision(row: &Model) -> u64 {
+    u64::try_from(row.revision).unwrap_or_default()
+}
+
 /// The record behind `hash` in `row`: the current secret, or the previous one (which
 /// carries the end of its grace period). None when `row` does not hold the hash.
 pub fn lookup(row: &Model, hash: &str) -> Option<pb::CredentialRecord> {
@@ -115,5 +119,6 @@ pub fn lookup(row: &Model, hash: &str) -> Option<pb::CredentialRecord> {
         grace_ends_at: if previous { row.previous_expires_at.map(time::to_proto) } else { None },
         previous_secret: previous,
         created_by: row.created_by.map(|u| u.to_string()).unwrap_or_default(),
+        revision: revision(row),
     })
 }

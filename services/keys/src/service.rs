@@ -23,7 +23,7 @@ use uuid::Uuid;
 use crate::{
     domain::grant::{self, BOOTSTRAP_KEY_NAME, Grant},
     error::Error,
-    propagate::{Change, Propagator},
+    propagate::Propagator,
     records,
     store::{API_KEY, MCP_TOKEN, Regeneration, Store, credentials::Model},
 };
@@ -55,8 +55,15 @@ pub struct NewToken {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
+/// A malformed org id names no org: the same answer as another tenant's.
 fn org_id(raw: &str) -> Result<Uuid, Error> {
-    keyplane_common::ids::parse_uuid("org_id", raw).map_err(Error::from)
+    Uuid::parse_str(raw).map_err(|_| Error::OrgNotFound)
+}
+
+/// The audit event of a credential revoked in bulk, and why.
+fn revocation(caller: &Caller, principal: &Principal, row: &Model, reason: &str) -> AuditRecord {
+    let action = if row.kind == MCP_TOKEN { "mcp_token.revoked" } else { "api_key.revoked" };
+    audit(caller, principal, row, action).with_metadata(serde_json::json!({ "reason": reason, "name": row.name }))
 }
 
 fn audit(caller: &Caller, principal: &Principal, row: &Model, action: &str) -> AuditRecord {
@@ -66,11 +73,9 @@ fn audit(caller: &Caller, principal: &Principal, row: &Model, action: &str) -> A
         .with_metadata(serde_json::json!({ "name": row.name, "prefix": row.prefix }))
 }
 
-fn changes_for(row: &Model, hashes: impl IntoIterator<Item = String>) -> Vec<Change> {
-    hashes
-        .into_iter()
-        .filter_map(|hex| SecretHash::from_hex(&hex).map(|hash| Change { hash, record: records::lookup(row, &hex) }))
-        .collect()
+/// Every secret a credential holds or held: its current hash and its previous one.
+fn hashes_of(row: &Model) -> Vec<String> {
+    row.previous_hash.clone().into_iter().chain([row.hash.clone()]).collect()
 }
 
 /// A credential about to be stored, with its freshly generated secret.
@@ -105,6 +110,7 @@ impl Minted<'_> {
             last_used_at: None,
             expires_at: self.expires_at,
             revoked_at: None,
+            revision: 1,
         }
     }
 }
@@ -124,7 +130,15 @@ impl Service {
         let (Some(name), Some(environment), Some(expires_at)) = (name, environment, expires_at) else {
             return Err(Error::Validation(violations));
         };
-        let grant = grant::grant(principal, new.scopes.as_deref(), &new.resource_ids)?;
+        let grant = grant::grant(
+            principal,
+            &grant::Request {
+                scopes: new.scopes.as_deref(),
+                resource_ids: &new.resource_ids,
+                environment: Some(environment),
+                expires_at,
+            },
+        )?;
         let secret = self.format.generate(CredentialType::ApiKey(environment));
         let row = Minted {
             org_id,
@@ -164,9 +178,7 @@ impl Service {
         let row = self.get_key(caller, org, key_id, Action::KeysWrite).await?;
         let revoked = self.store.revoke(row.id, &[audit(caller, principal, &row, "api_key.revoked")]).await?;
         self.relay.notify_one();
-        self.propagator
-            .publish(changes_for(&revoked, revoked.previous_hash.clone().into_iter().chain([revoked.hash.clone()])))
-            .await;
+        self.propagator.publish(&revoked, hashes_of(&revoked)).await;
         tracing::info!(key_id = %revoked.id, key_prefix = %revoked.prefix, "api key revoked");
         Ok(revoked)
     }
@@ -202,8 +214,7 @@ impl Service {
         let updated = self.store.regenerate(row.id, &row.hash, regeneration, &[event]).await?;
         self.relay.notify_one();
         // The secret before last stops now; the last one moves into its grace period.
-        let touched = row.previous_hash.clone().into_iter().chain([row.hash.clone()]);
-        self.propagator.publish(changes_for(&updated, touched)).await;
+        self.propagator.publish(&updated, hashes_of(&row)).await;
         tracing::info!(key_id = %updated.id, grace_period_seconds = grace, "api key regenerated");
         Ok((updated, secret))
     }
@@ -239,21 +250,35 @@ impl Service {
         let principal = caller.principal()?;
         let org_id = org_id(org)?;
         self.authz.require(principal, org_id, Action::OrgDelete).await?;
+        let revoked = self.store.revoke_org(org_id, |row| revocation(caller, principal, row, "org_deleted")).await?;
+        self.announce_revoked(&revoked).await;
+        Ok(revoked.len())
+    }
+
+    /// A member left or was removed: the keys and tokens it created stop at once, so
+    /// nobody keeps a credential of an org they no longer belong to. Only the orgs service
+    /// asks, after deciding the removal.
+    pub async fn revoke_member_credentials(&self, caller: &Caller, org: &str, user: &str) -> Result<usize, Error> {
+        let principal = caller.principal()?;
+        if !matches!(principal, Principal::Service { .. }) {
+            return Err(Error::SessionRequired);
+        }
+        let org_id = org_id(org)?;
+        let user_id = keyplane_common::ids::parse_uuid("user_id", user)?;
         let revoked = self
             .store
-            .revoke_org(org_id, |row| {
-                let action = if row.kind == MCP_TOKEN { "mcp_token.revoked" } else { "api_key.revoked" };
-                audit(caller, principal, row, action)
-                    .with_metadata(serde_json::json!({ "reason": "org_deleted", "name": row.name }))
-            })
+            .revoke_created_by(org_id, user_id, |row| revocation(caller, principal, row, "member_removed"))
             .await?;
-        self.relay.notify_one();
-        let changes = revoked
-            .iter()
-            .flat_map(|row| changes_for(row, row.previous_hash.clone().into_iter().chain([row.hash.clone()])))
-            .collect();
-        self.propagator.publish(changes).await;
+        self.announce_revoked(&revoked).await;
+        tracing::info!(org_id = %org_id, credentials_revoked = revoked.len(), "a former member's credentials revoked");
         Ok(revoked.len())
+    }
+
+    async fn announce_revoked(&self, revoked: &[Model]) {
+        self.relay.notify_one();
+        for row in revoked {
+            self.propagator.publish(row, hashes_of(row)).await;
+        }
     }
 
     pub async fn lookup_by_hash(
@@ -265,15 +290,23 @@ impl Service {
         Ok(self.store.find_by_hash(&hex).await?.and_then(|row| records::lookup(&row, &hex)))
     }
 
-    /// Applies the gateways' batched uses: `last_used_at`, and a `rotated_key_used` audit
-    /// event for each source that used a previous secret.
-    pub async fn record_use(&self, uses: Vec<(Uuid, DateTime<Utc>, Vec<RotatedUse>)>) -> Result<(), Error> {
+    /// Applies one batch of the gateways' counted uses, once however often it is sent:
+    /// `last_used_at`, and a `rotated_key_used` audit event for each source that used a
+    /// previous secret (its id chosen by the gateway).
+    pub async fn record_use(
+        &self,
+        batch_id: Uuid,
+        uses: Vec<(Uuid, DateTime<Utc>, Vec<RotatedUse>)>,
+    ) -> Result<(), Error> {
         let mut last_used = Vec::with_capacity(uses.len());
         let mut events = Vec::new();
         for (key_id, at, rotated) in uses {
             last_used.push((key_id, at));
             for used in rotated {
-                let Ok(org_id) = Uuid::parse_str(&used.org_id) else { continue };
+                let (Ok(org_id), Ok(event_id)) = (Uuid::parse_str(&used.org_id), Uuid::parse_str(&used.event_id))
+                else {
+                    continue;
+                };
                 let first = used.first_at.as_ref().and_then(time::from_proto).unwrap_or(at);
                 let last = used.last_at.as_ref().and_then(time::from_proto).unwrap_or(at);
                 let mut event = AuditRecord::new(
@@ -288,6 +321,7 @@ impl Service {
                     "last_at": last,
                     "request_id": used.request_id,
                 }));
+                event.id = event_id;
                 event.actor_type = "api_key".into();
                 event.actor_id = key_id.to_string();
                 event.at = last;
@@ -296,8 +330,10 @@ impl Service {
                 events.push(event);
             }
         }
-        self.store.record_use(&last_used, &events).await?;
-        if !events.is_empty() {
+        let applied = self.store.record_use(batch_id, &last_used, &events).await?;
+        if !applied {
+            tracing::debug!(batch_id = %batch_id, "key-use batch already applied");
+        } else if !events.is_empty() {
             self.relay.notify_one();
         }
         Ok(())
@@ -307,14 +343,29 @@ impl Service {
         let principal = caller.principal()?;
         let Principal::User(user) = principal else { return Err(Error::SessionRequired) };
         let org_id = org_id(&new.org_id)?;
-        self.authz.require(principal, org_id, Action::McpTokensCreate).await?;
+        let role = self.authz.require(principal, org_id, Action::McpTokensCreate).await?;
         let mut violations = Vec::new();
         let name = text::display_text("name", &new.name, grant::MAX_NAME_LEN).map_err(|v| violations.push(v)).ok();
         let expires_at = grant::expiry(new.expires_at, time::now()).map_err(|v| violations.push(v)).ok();
         let (Some(name), Some(expires_at)) = (name, expires_at) else {
             return Err(Error::Validation(violations));
         };
-        let grant = grant::grant(principal, new.scopes.as_deref(), &[])?;
+        let grant = grant::grant(
+            principal,
+            &grant::Request { scopes: new.scopes.as_deref(), resource_ids: &[], environment: None, expires_at },
+        )?;
+        // A token acts for its creator: it holds no scope its creator's role could not use.
+        // (Its power also follows the creator's role at every use: see orgs' Authorize.)
+        let role = role.ok_or_else(|| Error::internal("a user's authorization came without a role"))?;
+        if !role.may_hold(&grant.scopes) {
+            let too_much: Vec<String> = grant
+                .scopes
+                .effective()
+                .into_iter()
+                .filter(|s| keyplane_common::authz::scope_min_role(s) > role)
+                .collect();
+            return Err(Error::RoleTooLow(role, too_much.join(", ")));
+        }
         let secret = self.format.generate(CredentialType::McpToken);
         let row = Minted {
             org_id,
@@ -355,7 +406,7 @@ impl Service {
         }
         let revoked = self.store.revoke(row.id, &[audit(caller, principal, &row, "mcp_token.revoked")]).await?;
         self.relay.notify_one();
-        self.propagator.publish(changes_for(&revoked, [revoked.hash.clone()])).await;
+        self.propagator.publish(&revoked, hashes_of(&revoked)).await;
         Ok(revoked)
     }
 }

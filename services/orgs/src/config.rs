@@ -11,6 +11,8 @@ pub struct Config {
     pub identity_addr: String,
     pub keys_addr: String,
     pub db_max_connections: u32,
+    /// Where users reach the console, for links in mail.
+    pub public_url: Option<String>,
 }
 
 impl Config {
@@ -27,6 +29,7 @@ impl Config {
             identity_addr: env.peer_addr(Target::Identity, identity_addr),
             keys_addr: env.peer_addr(Target::Keys, keys_addr),
             db_max_connections: env.parse_or("KEYPLANE_ORGS_DB_MAX_CONNECTIONS", 10),
+            public_url: env.get("KEYPLANE_PUBLIC_URL").map(str::to_owned),
         }
     }
 }

@@ -17,8 +17,8 @@ use uuid::Uuid;
 
 use crate::{
     error::Error,
-    service::{MemberView, OrgInput, Service},
-    store::{OrgChanges, audit_events, orgs},
+    service::{InvitationView, MemberView, OrgInput, Service},
+    store::{OrgChanges, audit_events, orgs, status_of},
 };
 
 pub struct OrgsGrpc {
@@ -73,6 +73,22 @@ fn member(view: &MemberView) -> pb::Member {
         name: user.name,
         role: role_to_proto(Role::parse(&view.member.role)).into(),
         joined_at: Some(time::to_proto(view.member.joined_at)),
+    }
+}
+
+fn invitation(view: &InvitationView) -> pb::Invitation {
+    let i = &view.invitation;
+    pb::Invitation {
+        id: i.id.to_string(),
+        org_id: i.org_id.to_string(),
+        email: i.email.clone(),
+        role: role_to_proto(Role::parse(&i.role)).into(),
+        status: status_of(i, time::now()).to_owned(),
+        invited_by: i.invited_by.clone(),
+        created_at: Some(time::to_proto(i.created_at)),
+        expires_at: Some(time::to_proto(i.expires_at)),
+        responded_at: i.responded_at.map(time::to_proto),
+        org_name: view.org_name.clone(),
     }
 }
 
@@ -152,11 +168,81 @@ impl OrgsService for OrgsGrpc {
         Ok(Response::new(pb::ListMembersResponse { members: views.iter().map(member).collect(), page: Some(info) }))
     }
 
-    async fn add_member(&self, request: Request<pb::AddMemberRequest>) -> Result<Response<pb::Member>, Status> {
+    async fn update_member_role(
+        &self,
+        request: Request<pb::UpdateMemberRoleRequest>,
+    ) -> Result<Response<pb::Member>, Status> {
         let caller = caller(&request)?.clone();
         let r = request.into_inner();
-        let view = self.service.add_member(&caller, &r.org_id, &r.email, role_from_proto(r.role)).await?;
+        let view = self.service.update_member_role(&caller, &r.org_id, &r.user_id, role_from_proto(r.role)).await?;
         Ok(Response::new(member(&view)))
+    }
+
+    async fn create_invitation(
+        &self,
+        request: Request<pb::CreateInvitationRequest>,
+    ) -> Result<Response<pb::Invitation>, Status> {
+        let caller = caller(&request)?.clone();
+        let r = request.into_inner();
+        let view = self.service.create_invitation(&caller, &r.org_id, &r.email, role_from_proto(r.role)).await?;
+        Ok(Response::new(invitation(&view)))
+    }
+
+    async fn list_invitations(
+        &self,
+        request: Request<pb::ListInvitationsRequest>,
+    ) -> Result<Response<pb::ListInvitationsResponse>, Status> {
+        let caller = caller(&request)?.clone();
+        let r = request.into_inner();
+        let page = page(r.page.as_ref())?;
+        let views = self.service.list_invitations(&caller, &r.org_id, page).await?;
+        let (views, info) = page.split(views, |v| v.invitation.id);
+        Ok(Response::new(pb::ListInvitationsResponse {
+            invitations: views.iter().map(invitation).collect(),
+            page: Some(info),
+        }))
+    }
+
+    async fn revoke_invitation(
+        &self,
+        request: Request<pb::RevokeInvitationRequest>,
+    ) -> Result<Response<pb::Invitation>, Status> {
+        let caller = caller(&request)?.clone();
+        let r = request.into_inner();
+        Ok(Response::new(invitation(&self.service.revoke_invitation(&caller, &r.org_id, &r.invitation_id).await?)))
+    }
+
+    async fn list_my_invitations(
+        &self,
+        request: Request<pb::ListMyInvitationsRequest>,
+    ) -> Result<Response<pb::ListInvitationsResponse>, Status> {
+        let caller = caller(&request)?.clone();
+        let page = page(request.get_ref().page.as_ref())?;
+        let views = self.service.list_my_invitations(&caller, page).await?;
+        let (views, info) = page.split(views, |v| v.invitation.id);
+        Ok(Response::new(pb::ListInvitationsResponse {
+            invitations: views.iter().map(invitation).collect(),
+            page: Some(info),
+        }))
+    }
+
+    async fn accept_invitation(
+        &self,
+        request: Request<pb::RespondToInvitationRequest>,
+    ) -> Result<Response<pb::Member>, Status> {
+        let caller = caller(&request)?.clone();
+        let view = self.service.accept_invitation(&caller, &request.into_inner().invitation_id).await?;
+        Ok(Response::new(member(&view)))
+    }
+
+    async fn decline_invitation(
+        &self,
+        request: Request<pb::RespondToInvitationRequest>,
+    ) -> Result<Response<pb::Invitation>, Status> {
+        let caller = caller(&request)?.clone();
+        Ok(Response::new(invitation(
+            &self.service.decline_invitation(&caller, &request.into_inner().invitation_id).await?,
+        )))
     }
 
     async fn remove_member(

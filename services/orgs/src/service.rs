@@ -1,6 +1,6 @@
 //! The orgs use cases.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use chrono::{DateTime, Utc};
 use keyplane_common::{
@@ -8,23 +8,33 @@ use keyplane_common::{
     authz::{Action, Role},
     error::FieldViolation,
     grpc::Outbound,
-    ids::{Page, parse_uuid},
+    ids::Page,
     internal_auth::Caller,
     principal::Principal,
+    text,
 };
 use keyplane_proto::{
     identity::v1::{
-        BatchGetUsersRequest, FindUserByEmailRequest, User, identity_service_client::IdentityServiceClient,
+        BatchGetUsersRequest, FindUserByEmailRequest, GetUserRequest, User,
+        identity_service_client::IdentityServiceClient,
     },
-    keys::v1::{RevokeOrgCredentialsRequest, keys_service_client::KeysServiceClient},
+    keys::v1::{RevokeMemberCredentialsRequest, RevokeOrgCredentialsRequest, keys_service_client::KeysServiceClient},
 };
+use tokio::sync::Notify;
 use tonic::{Code, transport::Channel};
 use uuid::Uuid;
 
 use crate::{
-    domain::{access, org_fields},
+    domain::{
+        access::{self, is_owner_session},
+        invitation::{self, INVITATION_TTL},
+        org_fields,
+    },
     error::Error,
-    store::{AuditQuery, NewOrg, OrgChanges, Store, audit_events, members, orgs},
+    store::{
+        ACCEPTED, AuditQuery, DECLINED, NewInvitation, NewOrg, OrgChanges, PENDING, REVOKED, Store, audit_events,
+        invitations, members, orgs,
+    },
 };
 
 pub struct Service {
@@ -32,6 +42,10 @@ pub struct Service {
     pub identity: IdentityServiceClient<Channel>,
     pub keys: KeysServiceClient<Channel>,
     pub outbound: Outbound,
+    /// Wakes the mail relay after an invitation commits.
+    pub mail_relay: Arc<Notify>,
+    /// Where the console is, for links in mail (None: mails name the API route).
+    pub public_url: Option<String>,
 }
 
 /// What a new org asks for, before validation.
@@ -47,6 +61,12 @@ pub struct MemberView {
     pub user: Option<User>,
 }
 
+/// An invitation with the name of its org.
+pub struct InvitationView {
+    pub invitation: invitations::Model,
+    pub org_name: String,
+}
+
 fn org_id(raw: &str) -> Result<Uuid, Error> {
     // A malformed id names no org: the same answer as another tenant's.
     Uuid::parse_str(raw).map_err(|_| Error::OrgNotFound)
@@ -57,20 +77,22 @@ fn audit(caller: &Caller, principal: &Principal, org_id: Uuid, action: &str, tar
 }
 
 impl Service {
-    /// May `principal` do `action` on the org? Also the answer of the Authorize RPC.
+    /// May `principal` do `action` on the org? Also the answer of the Authorize RPC. A key
+    /// or token acts with its creator's current role, looked up here at every call.
     pub async fn authorize(&self, principal: &Principal, org_id: Uuid, action: Action) -> Result<Option<Role>, Error> {
-        let membership = match principal {
-            Principal::User(user) => self.store.role(org_id, user.user_id).await?,
-            Principal::ApiKey(_) | Principal::McpToken(_) => {
-                // A key of a deleted org has been revoked; say so plainly all the same.
-                if self.store.org(org_id).await?.is_none() {
-                    return Err(Error::OrgNotFound);
-                }
-                None
-            }
+        if matches!(principal, Principal::ApiKey(_) | Principal::McpToken(_)) && self.store.org(org_id).await?.is_none()
+        {
+            // A key of a deleted org has been revoked; say so plainly all the same.
+            return Err(Error::OrgNotFound);
+        }
+        let acting_role = match principal {
             Principal::Service { .. } => None,
+            _ => match principal.user_id() {
+                Some(user_id) => self.store.role(org_id, user_id).await?,
+                None => None,
+            },
         };
-        access::decide(principal, org_id, membership, action)
+        access::decide(principal, org_id, acting_role, action)
     }
 
     fn validate(input: &OrgInput) -> Result<NewOrgFields, Error> {
@@ -108,11 +130,19 @@ impl Service {
         let owner = match principal {
             Principal::User(user) => user.user_id,
             Principal::ApiKey(key) => {
+                if key.grace_ends_at.is_some() {
+                    return Err(Error::KeyInGrace);
+                }
                 if !key.scopes.allows("write:orgs") {
                     return Err(Error::InsufficientScope("write:orgs"));
                 }
-                // The org belongs to the person who made the key.
-                key.created_by.ok_or(Error::Forbidden("this key has no owner to own a new org"))?
+                // The org belongs to the person who made the key, while they are a member
+                // of the key's org: a key acts for its creator, never beyond them.
+                let creator = key.created_by.ok_or(Error::CreatorNotMember)?;
+                if self.store.role(key.org_id, creator).await?.is_none() {
+                    return Err(Error::CreatorNotMember);
+                }
+                creator
             }
             Principal::McpToken(_) | Principal::Service { .. } => return Err(Error::SessionRequired),
         };
@@ -125,23 +155,20 @@ impl Service {
     }
 
     pub async fn list_orgs(&self, caller: &Caller, page: Page) -> Result<Vec<orgs::Model>, Error> {
-        match caller.principal()? {
-            Principal::User(user) => self.store.orgs_of(user.user_id, &page).await,
-            Principal::ApiKey(key) => {
-                if !key.scopes.allows("read:orgs") {
-                    return Err(Error::InsufficientScope("read:orgs"));
-                }
-                Ok(self
-                    .store
-                    .org(key.org_id)
-                    .await?
-                    .into_iter()
-                    .filter(|o| page.after.is_none_or(|a| o.id > a))
-                    .collect())
-            }
-            Principal::McpToken(token) => Ok(self.store.org(token.org_id).await?.into_iter().collect()),
-            Principal::Service { .. } => Err(Error::SessionRequired),
+        let principal = caller.principal()?;
+        let own_org = match principal {
+            Principal::User(user) => return self.store.orgs_of(user.user_id, &page).await,
+            Principal::ApiKey(key) => key.org_id,
+            Principal::McpToken(token) => token.org_id,
+            Principal::Service { .. } => return Err(Error::SessionRequired),
+        };
+        // A key or token lists its own org, if it may read it.
+        match self.authorize(principal, own_org, Action::OrgRead).await {
+            Ok(_) => {}
+            Err(Error::OrgNotFound) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
         }
+        Ok(self.store.org(own_org).await?.into_iter().filter(|o| page.after.is_none_or(|a| o.id > a)).collect())
     }
 
     pub async fn get_org(&self, caller: &Caller, org: &str) -> Result<orgs::Model, Error> {
@@ -205,40 +232,33 @@ impl Service {
             .collect())
     }
 
-    pub async fn add_member(
+    /// Admins change members and admins; granting or taking away the owner role takes an
+    /// owner's own session; the last owner is never demoted.
+    pub async fn update_member_role(
         &self,
         caller: &Caller,
         org: &str,
-        email: &str,
+        user: &str,
         role: Option<Role>,
     ) -> Result<MemberView, Error> {
         let principal = caller.principal()?;
         let org_id = org_id(org)?;
+        let user_id = Uuid::parse_str(user).map_err(|_| Error::MemberNotFound)?;
         let my_role = self.authorize(principal, org_id, Action::MembersWrite).await?;
         let role = role.ok_or_else(|| FieldViolation::new("role", "must be \"owner\", \"admin\" or \"member\""))?;
-        // Nobody hands out more than they have (keys act as admins).
-        if role > my_role.unwrap_or(Role::Admin) {
-            return Err(Error::InsufficientRole("owner"));
+        let current = self.store.role(org_id, user_id).await?.ok_or(Error::MemberNotFound)?;
+        if (role == Role::Owner || current == Role::Owner) && !is_owner_session(principal, my_role) {
+            return Err(Error::OwnerSessionRequired);
         }
-        let found = self
-            .identity
-            .clone()
-            .find_user_by_email(self.outbound.request(FindUserByEmailRequest { email: email.to_owned() }, None))
-            .await;
-        let user = match found {
-            Ok(user) => user.into_inner(),
-            Err(status) if status.code() == Code::NotFound => return Err(Error::UserNotFound),
-            Err(status) => return Err(status.into()),
-        };
-        let user_id =
-            parse_uuid("user_id", &user.id).map_err(|_| Error::internal("identity answered a bad user id"))?;
-        let event = audit(caller, principal, org_id, "member.added", ("user", user.id.clone()))
-            .with_metadata(serde_json::json!({ "role": role.as_str() }));
-        let member = self.store.add_member(org_id, user_id, role, event).await?;
-        Ok(MemberView { member, user: Some(user) })
+        let event = audit(caller, principal, org_id, "member.role_changed", ("user", user_id.to_string()))
+            .with_metadata(serde_json::json!({ "from": current.as_str(), "to": role.as_str() }));
+        let member = self.store.update_role(org_id, user_id, role, event).await?;
+        Ok(MemberView { user: self.user(user_id).await?, member })
     }
 
-    /// Admins remove members; anyone may leave; only owners remove owners.
+    /// Admins remove members; anyone may leave; only an owner's session removes an owner.
+    /// The keys and tokens the member created in the org are revoked first: nobody keeps
+    /// a working credential of an org they left.
     pub async fn remove_member(&self, caller: &Caller, org: &str, user: &str) -> Result<(), Error> {
         let principal = caller.principal()?;
         let org_id = org_id(org)?;
@@ -249,12 +269,198 @@ impl Service {
         } else {
             self.authorize(principal, org_id, Action::MembersWrite).await?
         };
-        if !leaving && my_role != Some(Role::Owner) && self.store.role(org_id, user_id).await? == Some(Role::Owner) {
-            return Err(Error::InsufficientRole("owner"));
+        if !leaving
+            && !is_owner_session(principal, my_role)
+            && self.store.role(org_id, user_id).await? == Some(Role::Owner)
+        {
+            return Err(Error::OwnerSessionRequired);
         }
-        let event = audit(caller, principal, org_id, "member.removed", ("user", user_id.to_string()));
+        self.store.ensure_removable(org_id, user_id).await?;
+        let as_orgs = Caller { principal: Some(Principal::Service { name: "orgs".into() }), ..caller.clone() };
+        let request = RevokeMemberCredentialsRequest { org_id: org_id.to_string(), user_id: user_id.to_string() };
+        let revoked = self
+            .keys
+            .clone()
+            .revoke_member_credentials(self.outbound.request_as(request, &as_orgs))
+            .await?
+            .into_inner();
+        let event = audit(caller, principal, org_id, "member.removed", ("user", user_id.to_string()))
+            .with_metadata(serde_json::json!({ "credentials_revoked": revoked.revoked }));
         self.store.remove_member(org_id, user_id, event).await?;
         Ok(())
+    }
+
+    /// Invites an address: nobody joins an org without accepting. Admins invite members
+    /// and admins; inviting an owner takes an owner's own session.
+    pub async fn create_invitation(
+        &self,
+        caller: &Caller,
+        org: &str,
+        email: &str,
+        role: Option<Role>,
+    ) -> Result<InvitationView, Error> {
+        let principal = caller.principal()?;
+        let org_id = org_id(org)?;
+        let my_role = self.authorize(principal, org_id, Action::MembersWrite).await?;
+        let mut violations = Vec::new();
+        let email = text::email_address("email", email).map_err(|v| violations.push(v)).ok();
+        let role = role.or_else(|| {
+            violations.push(FieldViolation::new("role", "must be \"owner\", \"admin\" or \"member\""));
+            None
+        });
+        let (Some(email), Some(role)) = (email, role) else { return Err(Error::Validation(violations)) };
+        if role == Role::Owner && !is_owner_session(principal, my_role) {
+            return Err(Error::OwnerSessionRequired);
+        }
+        if let Some(existing) = self.user_by_email(&email).await?
+            && let Ok(existing_id) = Uuid::parse_str(&existing.id)
+            && self.store.role(org_id, existing_id).await?.is_some()
+        {
+            return Err(Error::AlreadyMember);
+        }
+        let org = self.store.org(org_id).await?.ok_or(Error::OrgNotFound)?;
+        let now = keyplane_common::time::now();
+        let expires_at = now + INVITATION_TTL;
+        let id = Uuid::now_v7();
+        let inviter = match principal {
+            Principal::User(u) if !u.name.is_empty() => u.name.clone(),
+            Principal::User(u) => u.email.clone(),
+            _ => format!("An administrator of {}", org.name),
+        };
+        let mail = invitation::mail(id, &email, &org.name, role, &inviter, expires_at, self.public_url.as_deref());
+        let row = invitations::Model {
+            id,
+            org_id,
+            email: email.clone(),
+            role: role.as_str().to_owned(),
+            status: PENDING.to_owned(),
+            invited_by: principal.user_id().map(|u| u.to_string()).unwrap_or_default(),
+            created_at: now,
+            expires_at,
+            responded_at: None,
+        };
+        let event = audit(caller, principal, org_id, "invitation.created", ("invitation", id.to_string()))
+            .with_metadata(serde_json::json!({ "email": email, "role": role.as_str() }));
+        let invitation = self.store.create_invitation(NewInvitation { invitation: row, mail }, event).await?;
+        self.mail_relay.notify_one();
+        Ok(InvitationView { invitation, org_name: org.name })
+    }
+
+    pub async fn list_invitations(&self, caller: &Caller, org: &str, page: Page) -> Result<Vec<InvitationView>, Error> {
+        let org_id = org_id(org)?;
+        self.authorize(caller.principal()?, org_id, Action::MembersWrite).await?;
+        let org = self.store.org(org_id).await?.ok_or(Error::OrgNotFound)?;
+        let found = self.store.invitations_of_org(org_id, &page).await?;
+        Ok(found.into_iter().map(|invitation| InvitationView { invitation, org_name: org.name.clone() }).collect())
+    }
+
+    pub async fn revoke_invitation(&self, caller: &Caller, org: &str, id: &str) -> Result<InvitationView, Error> {
+        let principal = caller.principal()?;
+        let org_id = org_id(org)?;
+        self.authorize(principal, org_id, Action::MembersWrite).await?;
+        let invitation = self.invitation_of(org_id, id).await?;
+        let event = audit(caller, principal, org_id, "invitation.revoked", ("invitation", invitation.id.to_string()));
+        let (invitation, _) = self.store.respond(&invitation, REVOKED, None, vec![event]).await?;
+        self.view(invitation).await
+    }
+
+    /// The caller's pending invitations, to its address once verified (none before).
+    pub async fn list_my_invitations(&self, caller: &Caller, page: Page) -> Result<Vec<InvitationView>, Error> {
+        let Principal::User(user) = caller.principal()? else { return Err(Error::SessionRequired) };
+        let Some(me) = self.user(user.user_id).await? else { return Ok(Vec::new()) };
+        if !me.email_verified {
+            return Ok(Vec::new());
+        }
+        let found = self.store.pending_for_email(&me.email, &page).await?;
+        Ok(found
+            .into_iter()
+            .map(|(invitation, org)| InvitationView { invitation, org_name: org.map(|o| o.name).unwrap_or_default() })
+            .collect())
+    }
+
+    /// Joins the org, for the owner of the invited address only: to anybody else the
+    /// invitation does not exist, and an address not yet verified cannot answer.
+    pub async fn accept_invitation(&self, caller: &Caller, id: &str) -> Result<MemberView, Error> {
+        let (principal, user, invitation) = self.invitee(caller, id).await?;
+        let user_id = Uuid::parse_str(&user.id).map_err(|_| Error::internal("identity answered a bad user id"))?;
+        let events = vec![
+            audit(
+                caller,
+                principal,
+                invitation.org_id,
+                "invitation.accepted",
+                ("invitation", invitation.id.to_string()),
+            ),
+            audit(caller, principal, invitation.org_id, "member.added", ("user", user.id.clone()))
+                .with_metadata(serde_json::json!({ "role": invitation.role, "invitation_id": invitation.id })),
+        ];
+        let (_, member) = self.store.respond(&invitation, ACCEPTED, Some(user_id), events).await?;
+        let member = member.ok_or_else(|| Error::internal("an accepted invitation made no member"))?;
+        Ok(MemberView { member, user: Some(user) })
+    }
+
+    pub async fn decline_invitation(&self, caller: &Caller, id: &str) -> Result<InvitationView, Error> {
+        let (principal, _, invitation) = self.invitee(caller, id).await?;
+        let event = audit(
+            caller,
+            principal,
+            invitation.org_id,
+            "invitation.declined",
+            ("invitation", invitation.id.to_string()),
+        );
+        let (invitation, _) = self.store.respond(&invitation, DECLINED, None, vec![event]).await?;
+        self.view(invitation).await
+    }
+
+    /// The invitation `id`, if the caller is its invitee with a verified address.
+    async fn invitee<'c>(
+        &self,
+        caller: &'c Caller,
+        id: &str,
+    ) -> Result<(&'c Principal, User, invitations::Model), Error> {
+        let principal = caller.principal()?;
+        let Principal::User(session) = principal else { return Err(Error::SessionRequired) };
+        let id = Uuid::parse_str(id).map_err(|_| Error::InvitationNotFound)?;
+        let invitation = self.store.invitation(id).await?.ok_or(Error::InvitationNotFound)?;
+        let user = self.user(session.user_id).await?.ok_or(Error::InvitationNotFound)?;
+        if user.email != invitation.email {
+            return Err(Error::InvitationNotFound);
+        }
+        if !user.email_verified {
+            return Err(Error::EmailUnverified);
+        }
+        Ok((principal, user, invitation))
+    }
+
+    async fn invitation_of(&self, org_id: Uuid, id: &str) -> Result<invitations::Model, Error> {
+        let id = Uuid::parse_str(id).map_err(|_| Error::InvitationNotFound)?;
+        match self.store.invitation(id).await? {
+            Some(invitation) if invitation.org_id == org_id => Ok(invitation),
+            _ => Err(Error::InvitationNotFound),
+        }
+    }
+
+    async fn view(&self, invitation: invitations::Model) -> Result<InvitationView, Error> {
+        let org_name = self.store.org(invitation.org_id).await?.map(|o| o.name).unwrap_or_default();
+        Ok(InvitationView { invitation, org_name })
+    }
+
+    async fn user(&self, id: Uuid) -> Result<Option<User>, Error> {
+        let request = self.outbound.request(GetUserRequest { id: id.to_string() }, None);
+        match self.identity.clone().get_user(request).await {
+            Ok(user) => Ok(Some(user.into_inner())),
+            Err(status) if status.code() == Code::NotFound => Ok(None),
+            Err(status) => Err(status.into()),
+        }
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>, Error> {
+        let request = self.outbound.request(FindUserByEmailRequest { email: email.to_owned() }, None);
+        match self.identity.clone().find_user_by_email(request).await {
+            Ok(user) => Ok(Some(user.into_inner())),
+            Err(status) if status.code() == Code::NotFound => Ok(None),
+            Err(status) => Err(status.into()),
+        }
     }
 
     pub async fn append_audit(&self, events: Vec<AuditRecord>) -> Result<u64, Error> {

@@ -2,5 +2,6 @@
 
 pub mod credential;
 pub mod email;
+pub mod opaque_token;
 pub mod password;
-pub mod refresh_token;
+pub mod verification;

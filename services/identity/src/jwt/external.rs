@@ -1,5 +1,10 @@
 //! External OIDC issuers (WorkOS AuthKit style): their access tokens are sessions.
 //!
+//! Only access tokens: an ID token is proof of a sign-in meant for one client, and must not
+//! open an API even when its `aud` matches. Each issuer says how its access tokens are
+//! marked (RFC 9068's `typ: at+jwt` by default, or a claim such as `token_use: access`),
+//! and a token with an ID token's claims (`nonce`, `at_hash`, `c_hash`) is refused always.
+//!
 //! Keys come from each issuer's JWKS URL: refreshed every ten minutes, at most every
 //! thirty seconds however many unknown `kid`s arrive, used while younger than the
 //! configured max age when the issuer is unreachable, and never used past it.
@@ -17,7 +22,13 @@ use jsonwebtoken::{
 };
 use tokio::sync::Mutex;
 
-use crate::{config::ExternalIssuer, error::Error};
+use crate::{
+    config::{AccessTokenMark, ExternalIssuer},
+    error::Error,
+};
+
+/// Claims only ID tokens carry (OpenID Connect Core 1.0, 2 and 3.1.3.6).
+const ID_TOKEN_CLAIMS: &[&str] = &["nonce", "at_hash", "c_hash"];
 
 const REFRESH_EVERY: Duration = Duration::from_secs(600);
 const MIN_FETCH_INTERVAL: Duration = Duration::from_secs(30);
@@ -29,6 +40,8 @@ pub struct ExternalIdentity {
     pub subject: String,
     pub email: String,
     pub name: String,
+    /// Only the issuer's `email_verified: true` makes the address verified here.
+    pub email_verified: bool,
 }
 
 #[derive(serde::Deserialize)]
@@ -37,11 +50,16 @@ struct Claims {
     #[serde(default)]
     email: Option<String>,
     #[serde(default)]
+    email_verified: Option<bool>,
+    #[serde(default)]
     name: Option<String>,
     #[serde(default)]
     first_name: Option<String>,
     #[serde(default)]
     last_name: Option<String>,
+    /// Every claim, to check the issuer's access-token mark and ID-token claims.
+    #[serde(flatten)]
+    all: serde_json::Map<String, serde_json::Value>,
 }
 
 struct KeySet {
@@ -101,6 +119,18 @@ impl ExternalIssuers {
             _ => Error::InvalidToken("external token failed verification"),
         })?;
         let claims = data.claims;
+        if ID_TOKEN_CLAIMS.iter().any(|c| claims.all.contains_key(*c)) {
+            return Err(Error::InvalidToken("an ID token is not a session"));
+        }
+        let marked = match &state.config.access_token {
+            AccessTokenMark::Typ(typ) => header.typ.as_deref().is_some_and(|t| t.eq_ignore_ascii_case(typ)),
+            AccessTokenMark::Claim { name, value } => {
+                claims.all.get(name).and_then(serde_json::Value::as_str) == Some(value.as_str())
+            }
+        };
+        if !marked {
+            return Err(Error::InvalidToken("not an access token of this issuer"));
+        }
         let name = claims.name.unwrap_or_else(|| {
             [claims.first_name, claims.last_name].into_iter().flatten().collect::<Vec<_>>().join(" ")
         });
@@ -109,6 +139,7 @@ impl ExternalIssuers {
             subject: claims.sub,
             email: claims.email.unwrap_or_default().to_lowercase(),
             name,
+            email_verified: claims.email_verified == Some(true),
         })
     }
 

@@ -3,14 +3,18 @@
 mod entities;
 
 use chrono::{DateTime, Utc};
-use keyplane_common::db::is_unique_violation;
+use keyplane_common::{
+    db::is_unique_violation,
+    mail::{MAIL_TOPIC, OutgoingMail},
+    outbox,
+};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
-    QueryOrder, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait, sea_query::OnConflict,
 };
 use uuid::Uuid;
 
-pub use entities::{refresh_tokens, sessions, signing_keys, users};
+pub use entities::{dev_mailbox, email_verifications, refresh_tokens, sessions, signing_keys, users};
 
 use crate::error::Error;
 
@@ -29,6 +33,13 @@ pub struct NewSession {
     pub refresh_hash: String,
 }
 
+/// A verification mail about to go out: the token's hash is stored, the token is mailed.
+pub struct NewVerification {
+    pub token_hash: String,
+    pub expires_at: DateTime<Utc>,
+    pub mail: OutgoingMail,
+}
+
 /// What spending a refresh token led to.
 pub enum Refreshed {
     Rotated(sessions::Model),
@@ -41,15 +52,18 @@ impl Store {
         Self { db }
     }
 
+    /// A new password account, unverified, and the mail that can verify it: together.
     pub async fn insert_local_user(
         &self,
+        id: Uuid,
         email: &str,
         name: &str,
         password_hash: String,
+        verification: NewVerification,
     ) -> Result<users::Model, Error> {
         let now = keyplane_common::time::now();
         let user = users::ActiveModel {
-            id: Set(Uuid::now_v7()),
+            id: Set(id),
             email: Set(email.to_owned()),
             name: Set(name.to_owned()),
             issuer: Set(LOCAL_ISSUER.to_owned()),
@@ -57,8 +71,93 @@ impl Store {
             password_hash: Set(Some(password_hash)),
             created_at: Set(now),
             updated_at: Set(now),
+            email_verified_at: Set(None),
         };
-        user.insert(&self.db).await.map_err(|e| if is_unique_violation(&e) { Error::EmailTaken } else { e.into() })
+        let txn = self.db.begin().await?;
+        let user =
+            user.insert(&txn).await.map_err(|e| if is_unique_violation(&e) { Error::EmailTaken } else { e.into() })?;
+        insert_verification(&txn, user.id, email, verification).await?;
+        txn.commit().await?;
+        Ok(user)
+    }
+
+    /// Another verification mail for a user's address.
+    pub async fn add_verification(&self, user: &users::Model, verification: NewVerification) -> Result<(), Error> {
+        let txn = self.db.begin().await?;
+        insert_verification(&txn, user.id, &user.email, verification).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Spends a verification token: its address is verified, if it is still the user's.
+    pub async fn verify_email(&self, token_hash: &str) -> Result<users::Model, Error> {
+        let now = keyplane_common::time::now();
+        let txn = self.db.begin().await?;
+        let spent = email_verifications::Entity::update_many()
+            .col_expr(email_verifications::Column::UsedAt, sea_orm::sea_query::Expr::value(now))
+            .filter(email_verifications::Column::TokenHash.eq(token_hash))
+            .filter(email_verifications::Column::UsedAt.is_null())
+            .filter(email_verifications::Column::ExpiresAt.gt(now))
+            .exec(&txn)
+            .await?;
+        if spent.rows_affected == 0 {
+            return Err(Error::InvalidVerificationToken);
+        }
+        let verification = email_verifications::Entity::find_by_id(token_hash.to_owned())
+            .one(&txn)
+            .await?
+            .ok_or(Error::InvalidVerificationToken)?;
+        let user = users::Entity::find_by_id(verification.user_id).one(&txn).await?.ok_or(Error::UserNotFound)?;
+        if user.email != verification.email {
+            return Err(Error::InvalidVerificationToken);
+        }
+        let user = if user.email_verified_at.is_some() {
+            user
+        } else {
+            let mut active: users::ActiveModel = user.into();
+            active.email_verified_at = Set(Some(now));
+            active.updated_at = Set(now);
+            active.update(&txn).await?
+        };
+        txn.commit().await?;
+        Ok(user)
+    }
+
+    /// Queues a mail for the mailer; a mail id queued before is queued once.
+    pub async fn enqueue_mail(&self, mail: &OutgoingMail) -> Result<(), Error> {
+        Ok(outbox::enqueue(&self.db, MAIL_TOPIC, &[(mail.id, mail.to_json())]).await?)
+    }
+
+    /// Keeps a mail in the development mailbox (once per id).
+    pub async fn keep_dev_mail(&self, mail: &OutgoingMail) -> Result<(), Error> {
+        let row = dev_mailbox::ActiveModel {
+            id: Set(mail.id),
+            to_address: Set(mail.to.to_lowercase()),
+            kind: Set(mail.kind.as_str().to_owned()),
+            subject: Set(mail.subject.clone()),
+            body: Set(mail.body.clone()),
+            token: Set(mail.token.clone()),
+            invitation_id: Set(mail.invitation_id),
+            sent_at: Set(keyplane_common::time::now()),
+        };
+        let inserted = dev_mailbox::Entity::insert(row)
+            .on_conflict(OnConflict::column(dev_mailbox::Column::Id).do_nothing().to_owned())
+            .exec_without_returning(&self.db)
+            .await;
+        match inserted {
+            Ok(_) | Err(sea_orm::DbErr::RecordNotInserted) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The development mailbox of one address, newest first.
+    pub async fn dev_mail(&self, to: &str, limit: u64) -> Result<Vec<dev_mailbox::Model>, Error> {
+        Ok(dev_mailbox::Entity::find()
+            .filter(dev_mailbox::Column::ToAddress.eq(to.to_lowercase()))
+            .order_by_desc(dev_mailbox::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?)
     }
 
     pub async fn local_user_by_email(&self, email: &str) -> Result<Option<users::Model>, Error> {
@@ -89,13 +188,15 @@ impl Store {
         Ok(users::Entity::find().filter(users::Column::Id.is_in(ids)).all(&self.db).await?)
     }
 
-    /// The user behind an external issuer's subject, created on first sight.
+    /// The user behind an external issuer's subject, created on first sight. The address
+    /// and whether the issuer verified it follow what the issuer says now.
     pub async fn provision_external(
         &self,
         issuer: &str,
         subject: &str,
         email: &str,
         name: &str,
+        email_verified: bool,
     ) -> Result<users::Model, Error> {
         let find = || {
             users::Entity::find()
@@ -103,10 +204,18 @@ impl Store {
                 .filter(users::Column::Subject.eq(subject))
                 .one(&self.db)
         };
-        if let Some(user) = find().await? {
-            return Ok(user);
-        }
         let now = keyplane_common::time::now();
+        if let Some(user) = find().await? {
+            if user.email == email && user.email_verified_at.is_some() == email_verified {
+                return Ok(user);
+            }
+            let verified_at = if email_verified { user.email_verified_at.or(Some(now)) } else { None };
+            let mut active: users::ActiveModel = user.into();
+            active.email = Set(email.to_owned());
+            active.email_verified_at = Set(verified_at);
+            active.updated_at = Set(now);
+            return Ok(active.update(&self.db).await?);
+        }
         let user = users::ActiveModel {
             id: Set(Uuid::now_v7()),
             email: Set(email.to_owned()),
@@ -116,6 +225,7 @@ impl Store {
             password_hash: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
+            email_verified_at: Set(email_verified.then_some(now)),
         };
         match user.insert(&self.db).await {
             Ok(user) => Ok(user),
@@ -224,6 +334,17 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces a signing key's stored (sealed) private key: sealing under a new operator
+    /// key, or sealing a key stored before sealing existed.
+    pub async fn reseal_signing_key(&self, kid: &str, sealed: Vec<u8>) -> Result<(), Error> {
+        signing_keys::Entity::update_many()
+            .col_expr(signing_keys::Column::PrivatePkcs8, sea_orm::sea_query::Expr::value(sealed))
+            .filter(signing_keys::Column::Kid.eq(kid))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
     /// Adds the first signing key, unless another replica got there first.
     pub async fn add_first_signing_key(&self, key: signing_keys::Model) -> Result<(), Error> {
         let txn = self.db.begin().await?;
@@ -251,6 +372,26 @@ async fn insert_refresh(
     }
     .insert(txn)
     .await?;
+    Ok(())
+}
+
+async fn insert_verification<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    email: &str,
+    verification: NewVerification,
+) -> Result<(), Error> {
+    email_verifications::ActiveModel {
+        token_hash: Set(verification.token_hash),
+        user_id: Set(user_id),
+        email: Set(email.to_owned()),
+        created_at: Set(keyplane_common::time::now()),
+        expires_at: Set(verification.expires_at),
+        used_at: Set(None),
+    }
+    .insert(db)
+    .await?;
+    outbox::enqueue(db, MAIL_TOPIC, &[(verification.mail.id, verification.mail.to_json())]).await?;
     Ok(())
 }
 

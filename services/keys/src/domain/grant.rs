@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
-use keyplane_common::{error::FieldViolation, principal::Principal, scope::Scopes};
+use keyplane_common::{credential::Environment, error::FieldViolation, principal::Principal, scope::Scopes};
 
 use crate::error::Error;
 
@@ -22,41 +22,74 @@ pub struct Grant {
     pub resource_ids: Vec<String>,
 }
 
-/// Decides the grant of a credential made by `caller`. Omitted scopes mean full
-/// permission for a user, and the caller's own scopes for a key.
-pub fn grant(
-    caller: &Principal,
-    requested_scopes: Option<&[String]>,
-    requested_pins: &[String],
-) -> Result<Grant, Error> {
-    let requested = match requested_scopes {
+/// What a new credential asks for, before it is bounded by its creator.
+pub struct Request<'a> {
+    pub scopes: Option<&'a [String]>,
+    pub resource_ids: &'a [String],
+    /// None for MCP tokens, which have no environment.
+    pub environment: Option<Environment>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Decides the grant of a credential made by `caller`. A user's omitted scopes mean full
+/// permission. A key or token creating a credential bounds it in everything: it must list
+/// the scopes (omitted would mean full permission, more than it holds), and the child
+/// gets no scope, pin, environment or lifetime its parent lacks.
+pub fn grant(caller: &Principal, requested: &Request<'_>) -> Result<Grant, Error> {
+    let scopes = match requested.scopes {
         Some(list) => Some(Scopes::parse(list).map_err(|e| Error::InvalidScope(e.to_string()))?),
         None => None,
     };
-    let pins = resource_ids(requested_pins)?;
-    let (held_scopes, held_pins) = match caller {
-        Principal::ApiKey(key) => (Some(&key.scopes), Some(&key.resource_ids)),
-        Principal::McpToken(token) => (Some(&token.scopes), None),
-        Principal::User(_) | Principal::Service { .. } => (None, None),
-    };
-    let scopes = match (requested, held_scopes) {
-        (Some(wanted), Some(held)) if !held.covers(&wanted) => return Err(Error::InsufficientScope),
-        (Some(wanted), _) => wanted,
-        (None, Some(held)) => held.clone(),
-        (None, None) => Scopes::Full,
-    };
-    let resource_ids = match held_pins.filter(|held| !held.is_empty()) {
-        None => pins,
-        Some(held) if pins.is_empty() => held.clone(),
-        Some(held) => {
-            let held: BTreeSet<&String> = held.iter().collect();
-            if !pins.iter().all(|p| held.contains(p)) {
-                return Err(Error::ResourceNotAllowed);
-            }
-            pins
+    let pins = resource_ids(requested.resource_ids)?;
+    let parent = match caller {
+        Principal::ApiKey(key) => Some(Parent {
+            scopes: &key.scopes,
+            pins: &key.resource_ids,
+            environment: Some(key.environment),
+            expires_at: key.expires_at,
+        }),
+        Principal::McpToken(token) => {
+            Some(Parent { scopes: &token.scopes, pins: &[], environment: None, expires_at: token.expires_at })
         }
+        Principal::User(_) | Principal::Service { .. } => None,
+    };
+    let Some(parent) = parent else {
+        return Ok(Grant { scopes: scopes.unwrap_or(Scopes::Full), resource_ids: pins });
+    };
+    let scopes = scopes.ok_or(Error::ScopesRequired)?;
+    if !parent.scopes.covers(&scopes) {
+        return Err(Error::InsufficientScope);
+    }
+    if let (Some(theirs), Some(wanted)) = (parent.environment, requested.environment)
+        && theirs != wanted
+    {
+        return Err(Error::EnvironmentNotAllowed(theirs));
+    }
+    if let Some(limit) = parent.expires_at
+        && requested.expires_at.is_none_or(|wanted| wanted > limit)
+    {
+        return Err(Error::ExpiryNotAllowed(limit));
+    }
+    let resource_ids = if parent.pins.is_empty() {
+        pins
+    } else if pins.is_empty() {
+        parent.pins.to_vec()
+    } else {
+        let held: BTreeSet<&String> = parent.pins.iter().collect();
+        if !pins.iter().all(|p| held.contains(p)) {
+            return Err(Error::ResourceNotAllowed);
+        }
+        pins
     };
     Ok(Grant { scopes, resource_ids })
+}
+
+/// What the credential making another one holds.
+struct Parent<'a> {
+    scopes: &'a Scopes,
+    pins: &'a [String],
+    environment: Option<Environment>,
+    expires_at: Option<DateTime<Utc>>,
 }
 
 /// Resource ids: at most 100, each 1 to 128 of `[A-Za-z0-9_.:-]`, duplicates dropped.
@@ -103,10 +136,7 @@ pub fn grace_period(requested: Option<i64>) -> Result<i64, FieldViolation> {
 
 #[cfg(test)]
 mod tests {
-    use keyplane_common::{
-        credential::Environment,
-        principal::{KeyPrincipal, UserPrincipal},
-    };
+    use keyplane_common::principal::{KeyPrincipal, UserPrincipal};
     use uuid::Uuid;
 
     use super::*;
@@ -121,8 +151,8 @@ mod tests {
         })
     }
 
-    fn key(scopes: &[&str], pins: &[&str]) -> Principal {
-        Principal::ApiKey(KeyPrincipal {
+    fn key(scopes: &[&str], pins: &[&str]) -> KeyPrincipal {
+        KeyPrincipal {
             key_id: Uuid::now_v7(),
             org_id: Uuid::now_v7(),
             name: "k".into(),
@@ -133,38 +163,62 @@ mod tests {
             expires_at: None,
             grace_ends_at: None,
             created_by: None,
-        })
+        }
     }
 
     fn strings(s: &[&str]) -> Vec<String> {
         s.iter().map(|x| (*x).to_owned()).collect()
     }
 
+    fn asks<'a>(scopes: Option<&'a [String]>, pins: &'a [String]) -> Request<'a> {
+        Request { scopes, resource_ids: pins, environment: Some(Environment::Test), expires_at: None }
+    }
+
     #[test]
     fn users_get_full_permission_by_default() {
-        assert_eq!(grant(&user(), None, &[]).unwrap().scopes, Scopes::Full);
+        assert_eq!(grant(&user(), &asks(None, &[])).unwrap().scopes, Scopes::Full);
     }
 
     #[test]
     fn a_key_never_grants_more_than_it_holds() {
-        let caller = key(&["read:keys", "write:keys"], &[]);
-        let inherited = grant(&caller, None, &[]).unwrap();
-        assert_eq!(inherited.scopes, Scopes::parse(&["read:keys", "write:keys"]).unwrap());
-        assert!(grant(&caller, Some(&strings(&["read:keys"])), &[]).is_ok());
-        assert!(matches!(grant(&caller, Some(&strings(&["write:orgs"])), &[]), Err(Error::InsufficientScope)));
+        let caller = Principal::ApiKey(key(&["read:keys", "write:keys"], &[]));
+        assert!(matches!(grant(&caller, &asks(None, &[])), Err(Error::ScopesRequired)), "omitted means full");
+        assert!(grant(&caller, &asks(Some(&strings(&["read:keys"])), &[])).is_ok());
+        let wider = strings(&["write:orgs"]);
+        assert!(matches!(grant(&caller, &asks(Some(&wider), &[])), Err(Error::InsufficientScope)));
+    }
+
+    #[test]
+    fn a_child_key_stays_in_its_parents_environment_and_lifetime() {
+        let now = Utc::now();
+        let mut parent = key(&["write:keys"], &[]);
+        parent.expires_at = Some(now + chrono::Duration::days(1));
+        let caller = Principal::ApiKey(parent);
+        let scopes = strings(&["write:keys"]);
+        let live = Request { environment: Some(Environment::Live), ..asks(Some(&scopes), &[]) };
+        assert!(matches!(grant(&caller, &live), Err(Error::EnvironmentNotAllowed(Environment::Test))));
+        assert!(matches!(grant(&caller, &asks(Some(&scopes), &[])), Err(Error::ExpiryNotAllowed(_))), "no expiry");
+        let later = Request { expires_at: Some(now + chrono::Duration::days(2)), ..asks(Some(&scopes), &[]) };
+        assert!(matches!(grant(&caller, &later), Err(Error::ExpiryNotAllowed(_))));
+        let sooner = Request { expires_at: Some(now + chrono::Duration::hours(1)), ..asks(Some(&scopes), &[]) };
+        assert!(grant(&caller, &sooner).is_ok());
     }
 
     #[test]
     fn a_pinned_key_only_grants_its_pins() {
-        let caller = key(&["write:keys"], &["fam_1", "fam_2"]);
-        assert_eq!(grant(&caller, None, &[]).unwrap().resource_ids, strings(&["fam_1", "fam_2"]));
-        assert_eq!(grant(&caller, None, &strings(&["fam_2"])).unwrap().resource_ids, strings(&["fam_2"]));
-        assert!(matches!(grant(&caller, None, &strings(&["fam_3"])), Err(Error::ResourceNotAllowed)));
+        let caller = Principal::ApiKey(key(&["write:keys"], &["fam_1", "fam_2"]));
+        let scopes = strings(&["write:keys"]);
+        assert_eq!(grant(&caller, &asks(Some(&scopes), &[])).unwrap().resource_ids, strings(&["fam_1", "fam_2"]));
+        let one = strings(&["fam_2"]);
+        assert_eq!(grant(&caller, &asks(Some(&scopes), &one)).unwrap().resource_ids, one);
+        let other = strings(&["fam_3"]);
+        assert!(matches!(grant(&caller, &asks(Some(&scopes), &other)), Err(Error::ResourceNotAllowed)));
     }
 
     #[test]
     fn unknown_scopes_and_bad_pins_are_refused() {
-        assert!(matches!(grant(&user(), Some(&strings(&["calls:create"])), &[]), Err(Error::InvalidScope(_))));
+        let unknown = strings(&["calls:create"]);
+        assert!(matches!(grant(&user(), &asks(Some(&unknown), &[])), Err(Error::InvalidScope(_))));
         assert!(resource_ids(&strings(&["ok-1", "ok-1"])).unwrap().len() == 1);
         assert!(resource_ids(&strings(&["has space"])).is_err());
         assert!(resource_ids(&strings(&[""])).is_err());

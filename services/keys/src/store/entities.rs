@@ -31,6 +31,23 @@ pub mod credentials {
         pub last_used_at: Option<DateTimeUtc>,
         pub expires_at: Option<DateTimeUtc>,
         pub revoked_at: Option<DateTimeUtc>,
+        /// Grows with every change that matters to a verdict.
+        pub revision: i64,
+    }
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod use_batches {
+    use sea_orm::entity::prelude::*;
+
+    #[sea_orm::model]
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "use_batches")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub batch_id: Uuid,
+        pub received_at: DateTimeUtc,
     }
 
     impl ActiveModelBehavior for ActiveModel {}

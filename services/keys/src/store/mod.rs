@@ -7,12 +7,13 @@ use chrono::{DateTime, Utc};
 use keyplane_common::{audit::AuditRecord, db::is_unique_violation, ids::Page, outbox};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait, sea_query::Expr,
+    QuerySelect, Set, TransactionTrait,
+    sea_query::{Expr, ExprTrait, SimpleExpr},
 };
 use uuid::Uuid;
 
-use entities::bootstrap_claims;
 pub use entities::credentials::{self, API_KEY, MCP_TOKEN};
+use entities::{bootstrap_claims, use_batches};
 
 use crate::error::Error;
 
@@ -27,6 +28,14 @@ pub struct Regeneration {
     pub new_prefix: String,
     pub keep_previous_until: Option<DateTime<Utc>>,
 }
+
+/// The next revision of a row: every change that matters to a verdict takes one.
+fn next_revision() -> SimpleExpr {
+    Expr::col(credentials::Column::Revision).add(1i64)
+}
+
+/// How long a batch id of key use is remembered: far longer than a gateway retries.
+const USE_BATCH_MEMORY: chrono::Duration = chrono::Duration::hours(24);
 
 impl Store {
     pub fn new(db: DatabaseConnection) -> Self {
@@ -89,6 +98,7 @@ impl Store {
         let txn = self.db.begin().await?;
         let revoked = credentials::Entity::update_many()
             .col_expr(credentials::Column::RevokedAt, Expr::value(keyplane_common::time::now()))
+            .col_expr(credentials::Column::Revision, next_revision())
             .filter(credentials::Column::Id.eq(id))
             .filter(credentials::Column::RevokedAt.is_null())
             .exec(&txn)
@@ -116,6 +126,7 @@ impl Store {
             .col_expr(credentials::Column::Prefix, Expr::value(regeneration.new_prefix))
             .col_expr(credentials::Column::PreviousHash, Expr::value(previous_hash))
             .col_expr(credentials::Column::PreviousExpiresAt, Expr::value(regeneration.keep_previous_until))
+            .col_expr(credentials::Column::Revision, next_revision())
             .filter(credentials::Column::Id.eq(id))
             .filter(credentials::Column::Hash.eq(expected_hash))
             .filter(credentials::Column::RevokedAt.is_null())
@@ -179,28 +190,66 @@ impl Store {
         org_id: Uuid,
         audit_for: impl Fn(&credentials::Model) -> AuditRecord,
     ) -> Result<Vec<credentials::Model>, Error> {
+        self.revoke_where(credentials::Column::OrgId.eq(org_id), audit_for).await
+    }
+
+    /// Revokes every live credential a user created in an org.
+    pub async fn revoke_created_by(
+        &self,
+        org_id: Uuid,
+        user_id: Uuid,
+        audit_for: impl Fn(&credentials::Model) -> AuditRecord,
+    ) -> Result<Vec<credentials::Model>, Error> {
+        let owned =
+            Condition::all().add(credentials::Column::OrgId.eq(org_id)).add(credentials::Column::CreatedBy.eq(user_id));
+        self.revoke_where(owned, audit_for).await
+    }
+
+    async fn revoke_where(
+        &self,
+        which: impl sea_orm::sea_query::IntoCondition + Clone,
+        audit_for: impl Fn(&credentials::Model) -> AuditRecord,
+    ) -> Result<Vec<credentials::Model>, Error> {
         let now = keyplane_common::time::now();
         let txn = self.db.begin().await?;
         let live = credentials::Entity::find()
-            .filter(credentials::Column::OrgId.eq(org_id))
+            .filter(which.clone())
             .filter(credentials::Column::RevokedAt.is_null())
+            .lock_exclusive()
             .all(&txn)
             .await?;
+        let ids: Vec<Uuid> = live.iter().map(|row| row.id).collect();
         credentials::Entity::update_many()
             .col_expr(credentials::Column::RevokedAt, Expr::value(now))
-            .filter(credentials::Column::OrgId.eq(org_id))
-            .filter(credentials::Column::RevokedAt.is_null())
+            .col_expr(credentials::Column::Revision, next_revision())
+            .filter(credentials::Column::Id.is_in(ids))
             .exec(&txn)
             .await?;
         let audit: Vec<AuditRecord> = live.iter().map(&audit_for).collect();
         outbox::enqueue_audit(&txn, &audit).await?;
         txn.commit().await?;
-        Ok(live.into_iter().map(|row| credentials::Model { revoked_at: Some(now), ..row }).collect())
+        Ok(live
+            .into_iter()
+            .map(|row| credentials::Model { revoked_at: Some(now), revision: row.revision + 1, ..row })
+            .collect())
     }
 
-    /// Moves `last_used_at` forward and records uses of rotated secrets, in one transaction.
-    pub async fn record_use(&self, uses: &[(Uuid, DateTime<Utc>)], audit: &[AuditRecord]) -> Result<(), Error> {
+    /// Moves `last_used_at` forward and records uses of rotated secrets, in one
+    /// transaction, once per batch: answers false for a batch applied before.
+    pub async fn record_use(
+        &self,
+        batch_id: Uuid,
+        uses: &[(Uuid, DateTime<Utc>)],
+        audit: &[AuditRecord],
+    ) -> Result<bool, Error> {
+        let now = keyplane_common::time::now();
         let txn = self.db.begin().await?;
+        let claim = use_batches::ActiveModel { batch_id: Set(batch_id), received_at: Set(now) };
+        match claim.insert(&txn).await {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
         for (id, at) in uses {
             credentials::Entity::update_many()
                 .col_expr(credentials::Column::LastUsedAt, Expr::value(*at))
@@ -214,7 +263,11 @@ impl Store {
                 .await?;
         }
         outbox::enqueue_audit(&txn, audit).await?;
+        use_batches::Entity::delete_many()
+            .filter(use_batches::Column::ReceivedAt.lt(now - USE_BATCH_MEMORY))
+            .exec(&txn)
+            .await?;
         txn.commit().await?;
-        Ok(())
+        Ok(true)
     }
 }

@@ -1,53 +1,79 @@
 //! The authorization decision: who may do what on an org.
+//!
+//! A key or MCP token acts for the user who created it, and is never stronger than that
+//! user is *now*: its power is the intersection of its scopes and its creator's current
+//! role, decided at every use (as GitHub does for fine-grained tokens and app user
+//! tokens). A creator demoted takes their keys down with them; a creator removed from the
+//! org has their keys revoked (and, should one slip through, they hold no role here).
 
 use keyplane_common::{
     authz::{Action, Role},
     principal::Principal,
+    scope::Scopes,
 };
 use uuid::Uuid;
 
 use crate::error::Error;
 
-/// Decides whether `principal` may do `action` on `org_id`. A user's membership (their
-/// role, if any) is looked up by the caller. Answers the member's role, or None for
-/// keys, tokens and services.
+/// Decides whether `principal` may do `action` on `org_id`. `acting_role` is the current
+/// role of the user the principal acts for (the user itself, or the creator of a key or
+/// token), looked up by the caller. Answers that role, or None for services.
 ///
 /// To a principal with no business in the org, the org does not exist.
 pub fn decide(
     principal: &Principal,
     org_id: Uuid,
-    membership: Option<Role>,
+    acting_role: Option<Role>,
     action: Action,
 ) -> Result<Option<Role>, Error> {
     match principal {
         Principal::User(_) => {
-            let role = membership.ok_or(Error::OrgNotFound)?;
+            let role = acting_role.ok_or(Error::OrgNotFound)?;
             if role >= action.min_role() {
                 Ok(Some(role))
             } else {
                 Err(Error::InsufficientRole(action.min_role().as_str()))
             }
         }
-        Principal::ApiKey(key) => scoped(key.org_id, &key.scopes, org_id, action),
-        Principal::McpToken(token) => scoped(token.org_id, &token.scopes, org_id, action),
+        Principal::ApiKey(key) => {
+            if key.org_id != org_id {
+                return Err(Error::OrgNotFound);
+            }
+            // A regenerated key's old secret is for stragglers on the data plane only:
+            // it must never manage the key that replaced it (or anything else).
+            if key.grace_ends_at.is_some() {
+                return Err(Error::KeyInGrace);
+            }
+            on_behalf(&key.scopes, acting_role, action)
+        }
+        Principal::McpToken(token) => {
+            if token.org_id != org_id {
+                return Err(Error::OrgNotFound);
+            }
+            on_behalf(&token.scopes, acting_role, action)
+        }
         Principal::Service { .. } => Ok(None),
     }
 }
 
-fn scoped(
-    own_org: Uuid,
-    scopes: &keyplane_common::scope::Scopes,
-    org_id: Uuid,
-    action: Action,
-) -> Result<Option<Role>, Error> {
-    if own_org != org_id {
-        return Err(Error::OrgNotFound);
-    }
+/// A credential acting for its creator: its scope, and its creator's role, must both allow.
+fn on_behalf(scopes: &Scopes, creator_role: Option<Role>, action: Action) -> Result<Option<Role>, Error> {
     match action.key_scope() {
-        None => Err(Error::Forbidden("this needs a signed-in user, not a key")),
-        Some(scope) if scopes.allows(scope) => Ok(None),
-        Some(scope) => Err(Error::InsufficientScope(scope)),
+        None => return Err(Error::Forbidden("this needs a signed-in user, not a key")),
+        Some(scope) if !scopes.allows(scope) => return Err(Error::InsufficientScope(scope)),
+        Some(_) => {}
     }
+    let role = creator_role.ok_or(Error::CreatorNotMember)?;
+    if role < action.min_role() {
+        return Err(Error::CreatorRoleTooLow(action.min_role().as_str()));
+    }
+    Ok(Some(role))
+}
+
+/// Whether the principal is an owner signed in as itself: what granting or taking away
+/// the owner role takes (never a key, whoever made it).
+pub fn is_owner_session(principal: &Principal, role: Option<Role>) -> bool {
+    matches!(principal, Principal::User(_)) && role == Some(Role::Owner)
 }
 
 #[cfg(test)]
@@ -55,7 +81,6 @@ mod tests {
     use keyplane_common::{
         credential::Environment,
         principal::{KeyPrincipal, UserPrincipal},
-        scope::Scopes,
     };
 
     use super::*;
@@ -70,19 +95,19 @@ mod tests {
         })
     }
 
-    fn key(org: Uuid, scopes: &[&str]) -> Principal {
-        Principal::ApiKey(KeyPrincipal {
+    fn key(org: Uuid, scopes: Scopes) -> KeyPrincipal {
+        KeyPrincipal {
             key_id: Uuid::now_v7(),
             org_id: org,
             name: "k".into(),
             prefix: "p".into(),
             environment: Environment::Test,
-            scopes: Scopes::parse(scopes).unwrap(),
+            scopes,
             resource_ids: vec![],
             expires_at: None,
             grace_ends_at: None,
-            created_by: None,
-        })
+            created_by: Some(Uuid::now_v7()),
+        }
     }
 
     #[test]
@@ -104,15 +129,43 @@ mod tests {
     #[test]
     fn scopes_gate_keys_and_other_orgs_do_not_exist() {
         let org = Uuid::now_v7();
-        assert!(decide(&key(org, &["read:keys"]), org, None, Action::KeysRead).is_ok());
+        let reader = Principal::ApiKey(key(org, Scopes::parse(&["read:keys"]).unwrap()));
+        assert!(decide(&reader, org, Some(Role::Admin), Action::KeysRead).is_ok());
         assert!(matches!(
-            decide(&key(org, &["read:keys"]), org, None, Action::KeysWrite),
+            decide(&reader, org, Some(Role::Admin), Action::KeysWrite),
             Err(Error::InsufficientScope("write:keys"))
         ));
         assert!(matches!(
-            decide(&key(org, &["read:keys"]), Uuid::now_v7(), None, Action::KeysRead),
+            decide(&reader, Uuid::now_v7(), Some(Role::Admin), Action::KeysRead),
             Err(Error::OrgNotFound)
         ));
-        assert!(matches!(decide(&key(org, &[]), org, None, Action::AdvisorsWrite), Err(Error::Forbidden(_))));
+        assert!(matches!(decide(&reader, org, Some(Role::Admin), Action::AdvisorsWrite), Err(Error::Forbidden(_))));
+    }
+
+    #[test]
+    fn a_key_is_never_stronger_than_its_creator_now() {
+        let org = Uuid::now_v7();
+        let full = Principal::ApiKey(key(org, Scopes::Full));
+        assert!(decide(&full, org, Some(Role::Owner), Action::OrgDelete).is_ok(), "an owner's full key may");
+        assert!(matches!(
+            decide(&full, org, Some(Role::Admin), Action::OrgDelete),
+            Err(Error::CreatorRoleTooLow("owner"))
+        ));
+        assert!(matches!(
+            decide(&full, org, Some(Role::Member), Action::KeysWrite),
+            Err(Error::CreatorRoleTooLow("admin"))
+        ));
+        assert!(matches!(decide(&full, org, None, Action::KeysRead), Err(Error::CreatorNotMember)));
+    }
+
+    #[test]
+    fn a_secret_in_its_grace_period_manages_nothing() {
+        let org = Uuid::now_v7();
+        let mut old = key(org, Scopes::Full);
+        old.grace_ends_at = Some(chrono::Utc::now());
+        assert!(matches!(
+            decide(&Principal::ApiKey(old), org, Some(Role::Owner), Action::KeysRead),
+            Err(Error::KeyInGrace)
+        ));
     }
 }

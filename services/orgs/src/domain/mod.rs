@@ -1,5 +1,6 @@
 //! The rules of orgs, without I/O.
 
 pub mod access;
+pub mod invitation;
 pub mod org_fields;
 pub mod slug;

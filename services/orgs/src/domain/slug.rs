@@ -28,6 +28,14 @@ pub fn first_free(base: &str, taken: &[String]) -> String {
         .expect("an unbounded range always has a free slug")
 }
 
+/// `base` with a random suffix: for when many creators race for one name.
+pub fn with_random_suffix(base: &str) -> String {
+    use rand::{TryRng, rngs::SysRng};
+    let mut bytes = [0u8; 3];
+    SysRng.try_fill_bytes(&mut bytes).expect("the operating system's random number generator failed");
+    format!("{base}-{}", hex::encode(bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
