@@ -4,4 +4,5 @@
 
 pub mod migrate;
 pub mod platform;
+pub mod shutdown;
 pub mod single;

@@ -93,13 +93,13 @@ async fn up() -> Result<(), Failure> {
     };
     let config = platform::PlatformConfig::from_env(env, |t| listeners.addr(t)).map_err(Failure::Config)?;
     tracing::info!(url = %format!("http://{}", listeners.addr(Target::Gateway)), "keyplane is up");
-    platform::run(config, listeners, keyplane_common::shutdown::on_signal()).await?;
+    platform::run(config, listeners, keyplane_cli::shutdown::on_signal()).await?;
     Ok(())
 }
 
 async fn serve(target: Target) -> Result<(), Failure> {
     let config = single::SingleConfig::from_env(Env::from_process(), target).map_err(Failure::Config)?;
-    single::run(config, keyplane_common::shutdown::on_signal()).await?;
+    single::run(config, keyplane_cli::shutdown::on_signal()).await?;
     Ok(())
 }
 

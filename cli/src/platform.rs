@@ -75,7 +75,7 @@ impl PlatformConfig {
         let mode = Mode::AllInOne;
         let url = |t| Some(format!("http://{}", addr_of(t)));
         let common = CommonConfig::from_env(&mut env, mode);
-        let dataplane_secret = keyplane_gateway::config::dataplane_secret(&mut env, mode);
+        let dataplane_secrets = keyplane_common::dataplane::secrets(&mut env, mode);
         let peers = Peers {
             identity: url(Target::Identity),
             keys: url(Target::Keys),
@@ -91,8 +91,8 @@ impl PlatformConfig {
             orgs: keyplane_orgs::Config::from_env(&mut env, &common, mode, url(Target::Identity), url(Target::Keys)),
             usage: keyplane_usage::Config::from_env(&mut env, &common, mode),
             advisors: keyplane_advisors::Config::from_env(&mut env, &common, mode),
-            families: keyplane_families::Config::from_env(&mut env, &common, mode, dataplane_secret.clone()),
-            gateway: keyplane_gateway::Config::from_env(&mut env, &common, mode, peers, dataplane_secret),
+            families: keyplane_families::Config::from_env(&mut env, &common, mode, dataplane_secrets.clone()),
+            gateway: keyplane_gateway::Config::from_env(&mut env, &common, mode, peers, dataplane_secrets),
             common,
         };
         env.finish()?;
@@ -101,12 +101,12 @@ impl PlatformConfig {
 
     pub fn databases(&self) -> Vec<(Target, String)> {
         vec![
-            (Target::Identity, self.identity.database_url.clone()),
-            (Target::Keys, self.keys.database_url.clone()),
-            (Target::Orgs, self.orgs.database_url.clone()),
-            (Target::Usage, self.usage.database_url.clone()),
-            (Target::Advisors, self.advisors.database_url.clone()),
-            (Target::Families, self.families.database_url.clone()),
+            (Target::Identity, self.identity.base.database_url.clone()),
+            (Target::Keys, self.keys.base.database_url.clone()),
+            (Target::Orgs, self.orgs.base.database_url.clone()),
+            (Target::Usage, self.usage.base.database_url.clone()),
+            (Target::Advisors, self.advisors.base.database_url.clone()),
+            (Target::Families, self.families.base.database_url.clone()),
         ]
     }
 }

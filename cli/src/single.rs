@@ -37,11 +37,11 @@ impl SingleConfig {
             Target::Usage => TargetConfig::Usage(keyplane_usage::Config::from_env(&mut env, &common, mode)),
             Target::Advisors => TargetConfig::Advisors(keyplane_advisors::Config::from_env(&mut env, &common, mode)),
             Target::Families => {
-                let secret = keyplane_gateway::config::dataplane_secret(&mut env, mode);
+                let secret = keyplane_common::dataplane::secrets(&mut env, mode);
                 TargetConfig::Families(keyplane_families::Config::from_env(&mut env, &common, mode, secret))
             }
             Target::Gateway => {
-                let secret = keyplane_gateway::config::dataplane_secret(&mut env, mode);
+                let secret = keyplane_common::dataplane::secrets(&mut env, mode);
                 let peers = keyplane_gateway::Peers::default();
                 TargetConfig::Gateway(keyplane_gateway::Config::from_env(&mut env, &common, mode, peers, secret))
             }
@@ -53,12 +53,12 @@ impl SingleConfig {
 
     fn listen_and_database(&self) -> (std::net::SocketAddr, Option<(Target, String)>) {
         match &self.target {
-            TargetConfig::Identity(c) => (c.listen, Some((Target::Identity, c.database_url.clone()))),
-            TargetConfig::Keys(c) => (c.listen, Some((Target::Keys, c.database_url.clone()))),
-            TargetConfig::Orgs(c) => (c.listen, Some((Target::Orgs, c.database_url.clone()))),
-            TargetConfig::Usage(c) => (c.listen, Some((Target::Usage, c.database_url.clone()))),
-            TargetConfig::Advisors(c) => (c.listen, Some((Target::Advisors, c.database_url.clone()))),
-            TargetConfig::Families(c) => (c.listen, Some((Target::Families, c.database_url.clone()))),
+            TargetConfig::Identity(c) => (c.base.listen, Some((Target::Identity, c.base.database_url.clone()))),
+            TargetConfig::Keys(c) => (c.base.listen, Some((Target::Keys, c.base.database_url.clone()))),
+            TargetConfig::Orgs(c) => (c.base.listen, Some((Target::Orgs, c.base.database_url.clone()))),
+            TargetConfig::Usage(c) => (c.base.listen, Some((Target::Usage, c.base.database_url.clone()))),
+            TargetConfig::Advisors(c) => (c.base.listen, Some((Target::Advisors, c.base.database_url.clone()))),
+            TargetConfig::Families(c) => (c.base.listen, Some((Target::Families, c.base.database_url.clone()))),
             TargetConfig::Gateway(c) => (c.listen, None),
         }
     }

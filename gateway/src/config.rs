@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use keyplane_common::config::{CommonConfig, Env, MIN_INTERNAL_SECRET_LEN, Mode, Target, random_secret};
+use keyplane_common::config::{CommonConfig, Env, Mode, Target};
 
 use crate::dataplane::DataRoute;
 
@@ -16,8 +16,8 @@ pub struct Config {
     pub advisors_addr: String,
     /// Where data-plane calls go: path prefix, upstream, scopes.
     pub routes: Vec<DataRoute>,
-    /// Signs the identity headers sent to data-plane upstreams.
-    pub dataplane_secret: Vec<u8>,
+    /// Sign the identity headers sent to data-plane upstreams (the first signs).
+    pub dataplane_secrets: Vec<Vec<u8>>,
     /// Deadline of a whole request, forwarding included.
     pub request_timeout: Duration,
     /// The proxies in front of the gateway, whose `X-Forwarded-For` entries are believed.
@@ -95,48 +95,23 @@ fn trusted_proxies(env: &mut Env) -> TrustedProxies {
     }
 }
 
-/// The data-plane secret shared by the gateway and the backends it forwards to.
-pub fn dataplane_secret(env: &mut Env, mode: Mode) -> Vec<u8> {
-    match env.get("KEYPLANE_DATAPLANE_SECRET") {
-        Some(secret) if secret.len() >= MIN_INTERNAL_SECRET_LEN => secret.as_bytes().to_vec(),
-        Some(_) => {
-            env.problem(
-                "KEYPLANE_DATAPLANE_SECRET",
-                format_args!("needs at least {MIN_INTERNAL_SECRET_LEN} characters"),
-            );
-            Vec::new()
-        }
-        None if mode == Mode::AllInOne => random_secret(),
-        None => {
-            env.problem(
-                "KEYPLANE_DATAPLANE_SECRET",
-                "is required (shared with data-plane backends; e.g. `openssl rand -hex 32`)",
-            );
-            Vec::new()
-        }
-    }
-}
-
 impl Config {
-    pub fn from_env(env: &mut Env, common: &CommonConfig, mode: Mode, peers: Peers, dataplane_secret: Vec<u8>) -> Self {
-        let routes = match env.get("KEYPLANE_GATEWAY_ROUTES") {
-            Some(json) => {
-                match serde_json::from_str::<Vec<DataRoute>>(json) {
-                    Ok(routes) => routes,
-                    Err(e) => {
-                        env.problem(
-                        "KEYPLANE_GATEWAY_ROUTES",
-                        format_args!("must be a JSON list of {{\"prefix\", \"upstream\", \"read_scope\", \"write_scope\"}} ({e})"),
-                    );
-                        Vec::new()
-                    }
-                }
-            }
-            None => {
+    pub fn from_env(
+        env: &mut Env,
+        common: &CommonConfig,
+        mode: Mode,
+        peers: Peers,
+        dataplane_secrets: Vec<Vec<u8>>,
+    ) -> Self {
+        let routes = env
+            .json_list::<DataRoute>(
+                "KEYPLANE_GATEWAY_ROUTES",
+                "{\"prefix\", \"upstream\", \"read_scope\", \"write_scope\"}",
+            )
+            .unwrap_or_else(|| {
                 let families = env.get("KEYPLANE_FAMILIES_URL").map(str::to_owned).or(peers.families);
                 families.map(|upstream| vec![DataRoute::families(upstream)]).unwrap_or_default()
-            }
-        };
+            });
         for route in &routes {
             if let Err(problem) = route.check() {
                 env.problem("KEYPLANE_GATEWAY_ROUTES", problem);
@@ -150,7 +125,7 @@ impl Config {
             usage_addr: env.peer_addr(Target::Usage, peers.usage),
             advisors_addr: env.peer_addr(Target::Advisors, peers.advisors),
             routes,
-            dataplane_secret,
+            dataplane_secrets,
             request_timeout: env.seconds_or("KEYPLANE_GATEWAY_TIMEOUT_SECS", 30, 1, 600),
             trusted_proxies: trusted_proxies(env),
             dev_mailbox: common.dev_mailbox,

@@ -10,7 +10,7 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use keyplane_common::rest::{ErrorBody, REQUEST_ID_HEADER};
+use keyplane_common::error_body::{ErrorBody, REQUEST_ID_HEADER};
 
 use crate::{config::TrustedProxies, error::ApiError, state::AppState};
 

@@ -73,18 +73,19 @@ pub struct Dataplane {
     /// Longest prefix first.
     routes: Vec<DataRoute>,
     http: reqwest::Client,
-    secret: Vec<u8>,
+    /// The first signs.
+    secrets: Vec<Vec<u8>>,
 }
 
 impl Dataplane {
-    pub fn new(mut routes: Vec<DataRoute>, secret: Vec<u8>, timeout: std::time::Duration) -> Self {
+    pub fn new(mut routes: Vec<DataRoute>, secrets: Vec<Vec<u8>>, timeout: std::time::Duration) -> Self {
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("a plain HTTP client builds");
-        Self { routes, http, secret }
+        Self { routes, http, secrets }
     }
 
     fn route<'p>(&self, path: &'p str) -> Option<(&DataRoute, Option<&'p str>)> {
@@ -142,7 +143,7 @@ pub async fn forward(State(state): State<AppState>, Ctx(caller): Ctx, request: R
         resource_ids: key.resource_ids.clone(),
     };
     let signed = dataplane::sign(
-        &state.dataplane.secret,
+        &state.dataplane.secrets[0],
         chrono::Utc::now().timestamp(),
         parts.method.as_str(),
         path_and_query,
@@ -159,7 +160,7 @@ pub async fn forward(State(state): State<AppState>, Ctx(caller): Ctx, request: R
     }
     headers.extend(signed);
     if let Ok(value) = caller.request_id.parse() {
-        headers.insert(keyplane_common::rest::REQUEST_ID_HEADER, value);
+        headers.insert(keyplane_common::error_body::REQUEST_ID_HEADER, value);
     }
     keyplane_common::telemetry::inject_headers(&mut headers);
 

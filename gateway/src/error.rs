@@ -8,7 +8,7 @@ use axum::{
 };
 use keyplane_common::{
     error::{FieldViolation, Kind, decode},
-    rest::ErrorBody,
+    error_body::ErrorBody,
 };
 use tonic::Status;
 

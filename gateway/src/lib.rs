@@ -55,7 +55,7 @@ pub async fn serve(
         meter,
         dataplane: dataplane::Dataplane::new(
             config.routes.clone(),
-            config.dataplane_secret.clone(),
+            config.dataplane_secrets.clone(),
             config.request_timeout,
         ),
         cache: shared.cache.clone(),

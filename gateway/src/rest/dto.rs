@@ -1,7 +1,7 @@
 //! The JSON shapes of the public contract, made from the services' answers.
 
 use chrono::{DateTime, Utc};
-use keyplane_common::{principal::environment_from_proto, time};
+use keyplane_common::{authz::Role, credential::Environment, time};
 use keyplane_proto::{identity::v1 as identity, keys::v1 as keys, orgs::v1 as orgs};
 use serde::Serialize;
 
@@ -10,7 +10,7 @@ fn at(t: Option<&prost_types::Timestamp>) -> Option<DateTime<Utc>> {
 }
 
 fn environment(value: i32) -> Option<&'static str> {
-    environment_from_proto(value).map(|e| e.as_str())
+    Environment::from_proto(value).map(|e| e.as_str())
 }
 
 /// A list page: `{data, next_cursor}`, `next_cursor` null on the last page.
@@ -103,12 +103,7 @@ pub struct Member {
 }
 
 pub fn role(value: i32) -> &'static str {
-    match orgs::Role::try_from(value).unwrap_or(orgs::Role::Unspecified) {
-        orgs::Role::Owner => "owner",
-        orgs::Role::Admin => "admin",
-        orgs::Role::Member => "member",
-        orgs::Role::Unspecified => "",
-    }
+    Role::from_proto(value).map_or("", Role::as_str)
 }
 
 impl From<orgs::Member> for Member {

@@ -7,7 +7,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use chrono::{DateTime, Utc};
-use keyplane_common::{credential::Environment, principal::environment_to_proto};
+use keyplane_common::credential::Environment;
 use keyplane_proto::{
     keys::v1::{
         CreateKeyRequest, CreateMcpTokenRequest, GetKeyRequest, ListKeysRequest, ListMcpTokensRequest,
@@ -72,7 +72,7 @@ pub async fn create(
     Path(org_id): Path<String>,
     ApiJson(body): ApiJson<CreateKeyBody>,
 ) -> Result<NoStore<(StatusCode, Json<CreatedKey>)>, ApiError> {
-    let environment = Environment::parse(&body.environment).map_or(PbEnvironment::Unspecified, environment_to_proto);
+    let environment = Environment::parse(&body.environment).map_or(PbEnvironment::Unspecified, Environment::to_proto);
     let request = CreateKeyRequest {
         org_id,
         name: body.name,

@@ -165,12 +165,7 @@ pub async fn update_member_role(
 
 /// A role as the contract spells it; anything else is for the service to refuse.
 pub fn role_of(name: &str) -> Role {
-    match name {
-        "owner" => Role::Owner,
-        "admin" => Role::Admin,
-        "member" => Role::Member,
-        _ => Role::Unspecified,
-    }
+    keyplane_common::authz::Role::to_proto(keyplane_common::authz::Role::parse(name))
 }
 
 pub async fn remove_member(

@@ -2,7 +2,7 @@
 //! issue that builds them; the service already runs, migrates and answers health checks.
 
 use keyplane_common::{
-    config::{CommonConfig, Env, Mode, Target},
+    config::{CommonConfig, Env, Mode, ServiceBase, Target},
     db, grpc as kgrpc,
     runtime::Shared,
 };
@@ -12,18 +12,12 @@ use tokio_util::sync::CancellationToken;
 
 #[derive(Clone, Debug)]
 pub struct Config {
-    pub listen: std::net::SocketAddr,
-    pub database_url: String,
-    pub db_max_connections: u32,
+    pub base: ServiceBase,
 }
 
 impl Config {
     pub fn from_env(env: &mut Env, common: &CommonConfig, mode: Mode) -> Self {
-        Self {
-            listen: common.listen_addr(env, Target::Advisors, mode),
-            database_url: common.database_url(env, Target::Advisors),
-            db_max_connections: env.parse_or("KEYPLANE_ADVISORS_DB_MAX_CONNECTIONS", 10),
-        }
+        Self { base: ServiceBase::from_env(env, common, Target::Advisors, mode) }
     }
 }
 
@@ -39,7 +33,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let _database = db::connect(&config.database_url, "advisors", config.db_max_connections).await?;
+    let _database = db::connect(&config.base.database_url, "advisors", config.base.db_max_connections).await?;
     kgrpc::serve_guarded(
         AdvisorsServiceServer::new(AdvisorsGrpc),
         shared.internal_auth("advisors"),

@@ -33,6 +33,29 @@ impl Role {
     }
 }
 
+/// The wire form: `ROLE_UNSPECIFIED` reads as no role (keys, tokens, services).
+impl Role {
+    pub fn from_proto(value: i32) -> Option<Self> {
+        use keyplane_proto::orgs::v1::Role as Pb;
+        match Pb::try_from(value).ok()? {
+            Pb::Owner => Some(Self::Owner),
+            Pb::Admin => Some(Self::Admin),
+            Pb::Member => Some(Self::Member),
+            Pb::Unspecified => None,
+        }
+    }
+
+    pub fn to_proto(role: Option<Self>) -> keyplane_proto::orgs::v1::Role {
+        use keyplane_proto::orgs::v1::Role as Pb;
+        match role {
+            Some(Self::Owner) => Pb::Owner,
+            Some(Self::Admin) => Pb::Admin,
+            Some(Self::Member) => Pb::Member,
+            None => Pb::Unspecified,
+        }
+    }
+}
+
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

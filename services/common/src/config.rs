@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, fmt, net::SocketAddr, path::PathBuf, str::FromStr, sync::Arc, time::Duration};
 
-use crate::{credential::KeyFormat, crypto::Sealer};
+use crate::{credential::KeyFormat, crypto::Sealer, time::Clock};
 
 /// The processes of the platform, as `keyplane serve --target` names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -185,6 +185,41 @@ impl Env {
         }
     }
 
+    /// Secrets of at least [`MIN_SECRET_LEN`] characters, comma-separated so they can be
+    /// rotated (the first signs, all verify). `keyplane up` talks only to itself and makes
+    /// one up when unset; a deployment must set it.
+    pub fn secret(&mut self, name: &str, mode: Mode, shared_with: &str) -> Vec<Vec<u8>> {
+        match self.get(name).map(str::to_owned) {
+            Some(value) => {
+                let secrets: Vec<Vec<u8>> = value.split(',').map(|s| s.trim().as_bytes().to_vec()).collect();
+                if secrets.iter().any(|s| s.len() < MIN_SECRET_LEN) {
+                    self.problem(
+                        name,
+                        format_args!("each comma-separated secret needs at least {MIN_SECRET_LEN} characters"),
+                    );
+                }
+                secrets
+            }
+            None if mode == Mode::AllInOne => vec![random_secret()],
+            None => {
+                self.problem(name, format_args!("is required (shared by {shared_with}; e.g. `openssl rand -hex 32`)"));
+                Vec::new()
+            }
+        }
+    }
+
+    /// A JSON list of `T`, empty when unset; `shape` names the fields for the message.
+    pub fn json_list<T: serde::de::DeserializeOwned>(&mut self, name: &str, shape: &str) -> Option<Vec<T>> {
+        let json = self.get(name)?.to_owned();
+        match serde_json::from_str(&json) {
+            Ok(list) => Some(list),
+            Err(e) => {
+                self.problem(name, format_args!("must be a JSON list of {shape} ({e})"));
+                Some(Vec::new())
+            }
+        }
+    }
+
     pub fn finish(self) -> Result<(), ConfigError> {
         if self.problems.is_empty() { Ok(()) } else { Err(ConfigError(self.problems)) }
     }
@@ -220,6 +255,27 @@ pub struct CommonConfig {
     pub mode: Mode,
     /// The development mailbox (`GET /dev/mailbox`): on by default in `keyplane up` only.
     pub dev_mailbox: bool,
+    /// The time rules are decided at (the system's, but for tests).
+    pub clock: Clock,
+}
+
+/// What every service's settings start with: where it listens and its database.
+#[derive(Clone, Debug)]
+pub struct ServiceBase {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub db_max_connections: u32,
+}
+
+impl ServiceBase {
+    pub fn from_env(env: &mut Env, common: &CommonConfig, target: Target, mode: Mode) -> Self {
+        let pool = format!("KEYPLANE_{}_DB_MAX_CONNECTIONS", target.env_name());
+        Self {
+            listen: common.listen_addr(env, target, mode),
+            database_url: common.database_url(env, target),
+            db_max_connections: env.parse_or(&pool, 10),
+        }
+    }
 }
 
 impl fmt::Debug for CommonConfig {
@@ -248,31 +304,11 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-pub const MIN_INTERNAL_SECRET_LEN: usize = 32;
+pub const MIN_SECRET_LEN: usize = 32;
 
 impl CommonConfig {
     pub fn from_env(env: &mut Env, mode: Mode) -> Self {
-        let internal_secrets = match env.get("KEYPLANE_INTERNAL_SECRET") {
-            Some(v) => {
-                let secrets: Vec<Vec<u8>> = v.split(',').map(|s| s.trim().as_bytes().to_vec()).collect();
-                if secrets.iter().any(|s| s.len() < MIN_INTERNAL_SECRET_LEN) {
-                    env.problem(
-                        "KEYPLANE_INTERNAL_SECRET",
-                        format_args!("each comma-separated secret needs at least {MIN_INTERNAL_SECRET_LEN} characters"),
-                    );
-                }
-                secrets
-            }
-            // One process: nobody outside it needs to know the secret.
-            None if mode == Mode::AllInOne => vec![random_secret()],
-            None => {
-                env.problem(
-                    "KEYPLANE_INTERNAL_SECRET",
-                    "is required (shared by every service; e.g. `openssl rand -hex 32`)",
-                );
-                Vec::new()
-            }
-        };
+        let internal_secrets = env.secret("KEYPLANE_INTERNAL_SECRET", mode, "every service");
         let redis_url = env.get("KEYPLANE_REDIS_URL").or(env.get("REDIS_URL")).map(str::to_owned);
         if let Some(url) = &redis_url
             && !(url.starts_with("redis://") || url.starts_with("rediss://"))
@@ -297,6 +333,7 @@ impl CommonConfig {
             encryption_keys,
             mode,
             dev_mailbox: env.bool_or("KEYPLANE_DEV_MAILBOX", mode == Mode::AllInOne),
+            clock: Clock::system(),
             internal_secrets,
             redis_url,
             redis_prefix: env.string_or("KEYPLANE_REDIS_PREFIX", "keyplane:"),

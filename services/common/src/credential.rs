@@ -40,6 +40,24 @@ impl Environment {
     }
 }
 
+/// The wire form: `ENVIRONMENT_UNSPECIFIED` reads as no environment at all.
+impl Environment {
+    pub fn from_proto(value: i32) -> Option<Self> {
+        match keyplane_proto::types::v1::Environment::try_from(value).ok()? {
+            keyplane_proto::types::v1::Environment::Test => Some(Self::Test),
+            keyplane_proto::types::v1::Environment::Live => Some(Self::Live),
+            keyplane_proto::types::v1::Environment::Unspecified => None,
+        }
+    }
+
+    pub fn to_proto(self) -> keyplane_proto::types::v1::Environment {
+        match self {
+            Self::Test => keyplane_proto::types::v1::Environment::Test,
+            Self::Live => keyplane_proto::types::v1::Environment::Live,
+        }
+    }
+}
+
 impl fmt::Display for Environment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -23,6 +23,12 @@ pub const ALL: [HeaderName; 7] = [ORG_ID, KEY_ID, ENVIRONMENT, SCOPES, RESOURCE_
 /// How far a signature's timestamp may be from the backend's clock.
 pub const MAX_SKEW_SECS: i64 = 300;
 
+/// `KEYPLANE_DATAPLANE_SECRET`, shared by the gateway and its data-plane backends: the
+/// first signs, all verify (rotation: add the new one first everywhere, then drop the old).
+pub fn secrets(env: &mut crate::config::Env, mode: crate::config::Mode) -> Vec<Vec<u8>> {
+    env.secret("KEYPLANE_DATAPLANE_SECRET", mode, "the gateway and its data-plane backends")
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity {
     pub org_id: String,
@@ -84,9 +90,10 @@ pub fn sign(
     ]
 }
 
-/// The identity in a request's headers, if the gateway signed it recently.
+/// The identity in a request's headers, if the gateway signed it recently with one of
+/// `secrets`.
 pub fn verify(
-    secret: &[u8],
+    secrets: &[Vec<u8>],
     headers: &HeaderMap,
     method: &str,
     path_and_query: &str,
@@ -112,11 +119,13 @@ pub fn verify(
         resource_ids: list(&RESOURCE_IDS, ','),
     };
     let expected = signature.strip_prefix("v1=").and_then(|h| hex::decode(h).ok()).ok_or(VerifyError::Mismatch)?;
+    let signed = signed_string(timestamp, method, path_and_query, &identity, body);
     // verify_slice compares in constant time.
-    mac(secret, &signed_string(timestamp, method, path_and_query, &identity, body))
-        .verify_slice(&expected)
-        .map_err(|_| VerifyError::Mismatch)?;
-    Ok(identity)
+    if secrets.iter().any(|secret| mac(secret, &signed).verify_slice(&expected).is_ok()) {
+        Ok(identity)
+    } else {
+        Err(VerifyError::Mismatch)
+    }
 }
 
 #[cfg(test)]
@@ -139,18 +148,18 @@ mod tests {
 
     #[test]
     fn signed_identity_verifies_and_tampering_fails() {
+        let ours = [b"secret".to_vec()];
         let signed = headers(sign(b"secret", 1000, "GET", "/x?y=1", &identity(), b"{}"));
-        assert_eq!(verify(b"secret", &signed, "GET", "/x?y=1", b"{}", 1000).unwrap(), identity());
-        assert_eq!(verify(b"other", &signed, "GET", "/x?y=1", b"{}", 1000), Err(VerifyError::Mismatch));
-        assert_eq!(verify(b"secret", &signed, "POST", "/x?y=1", b"{}", 1000), Err(VerifyError::Mismatch));
-        assert_eq!(verify(b"secret", &signed, "GET", "/x?y=1", b"{ }", 1000), Err(VerifyError::Mismatch));
-        assert_eq!(
-            verify(b"secret", &signed, "GET", "/x?y=1", b"{}", 1000 + MAX_SKEW_SECS + 1),
-            Err(VerifyError::Stale)
-        );
+        assert_eq!(verify(&ours, &signed, "GET", "/x?y=1", b"{}", 1000).unwrap(), identity());
+        let rotating = [b"new secret".to_vec(), b"secret".to_vec()];
+        assert_eq!(verify(&rotating, &signed, "GET", "/x?y=1", b"{}", 1000).unwrap(), identity());
+        assert_eq!(verify(&[b"other".to_vec()], &signed, "GET", "/x?y=1", b"{}", 1000), Err(VerifyError::Mismatch));
+        assert_eq!(verify(&ours, &signed, "POST", "/x?y=1", b"{}", 1000), Err(VerifyError::Mismatch));
+        assert_eq!(verify(&ours, &signed, "GET", "/x?y=1", b"{ }", 1000), Err(VerifyError::Mismatch));
+        assert_eq!(verify(&ours, &signed, "GET", "/x?y=1", b"{}", 1000 + MAX_SKEW_SECS + 1), Err(VerifyError::Stale));
         let mut forged = signed.clone();
         forged.insert(ORG_ID, HeaderValue::from_static("another"));
-        assert_eq!(verify(b"secret", &forged, "GET", "/x?y=1", b"{}", 1000), Err(VerifyError::Mismatch));
-        assert_eq!(verify(b"secret", &HeaderMap::new(), "GET", "/", b"", 1000), Err(VerifyError::Missing));
+        assert_eq!(verify(&ours, &forged, "GET", "/x?y=1", b"{}", 1000), Err(VerifyError::Mismatch));
+        assert_eq!(verify(&ours, &HeaderMap::new(), "GET", "/", b"", 1000), Err(VerifyError::Missing));
     }
 }

@@ -102,29 +102,41 @@ impl FieldViolation {
     pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
         Self { field: field.into(), problem: problem.into() }
     }
+
+    /// A UUID from a request field, or the violation naming the field.
+    pub fn uuid(field: &str, value: &str) -> Result<uuid::Uuid, Self> {
+        uuid::Uuid::parse_str(value).map_err(|_| Self::new(field, "must be a UUID"))
+    }
 }
 
 /// What every service's error enum knows about itself.
 pub trait ServiceError: std::error::Error + std::fmt::Debug + Sized {
-    fn kind(&self) -> Kind;
-
-    /// Stable snake_case machine code, the same over gRPC and REST.
-    fn code(&self) -> &'static str;
+    /// The kind and the stable snake_case machine code (the same over gRPC and REST) of
+    /// this error: one description per variant.
+    fn describe(&self) -> (Kind, &'static str);
 
     fn violations(&self) -> Vec<FieldViolation> {
         Vec::new()
     }
 
+    fn kind(&self) -> Kind {
+        self.describe().0
+    }
+
+    fn code(&self) -> &'static str {
+        self.describe().1
+    }
+
     fn into_status(self) -> Status {
-        let kind = self.kind();
+        let (kind, code) = self.describe();
         if kind == Kind::Internal {
             // The cause goes to the log; the caller learns only that it was ours.
             tracing::error!(error = %self, source = ?std::error::Error::source(&self), "internal error");
-            return status(kind, self.code(), "internal error", &[]);
+            return status(kind, code, "internal error", &[]);
         }
         // The caller gets the code and a short message; the log keeps the cause.
-        tracing::debug!(code = self.code(), cause = ?self, "request refused");
-        status(kind, self.code(), self.to_string(), &self.violations())
+        tracing::debug!(code, cause = ?self, "request refused");
+        status(kind, code, self.to_string(), &self.violations())
     }
 }
 
@@ -134,31 +146,27 @@ pub fn describe(violations: &[FieldViolation]) -> String {
 }
 
 /// What can go wrong in any service apart from its own rules: the database or a peer is
-/// away, a peer refused (its status passes through unchanged), or a bug of ours.
+/// away, a peer refused (its status passes through unchanged), a call acts for nobody, or
+/// a bug of ours.
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
     #[error("{0} is unavailable")]
     Unavailable(&'static str),
     #[error(transparent)]
     Upstream(Status),
+    #[error("this call needs a principal")]
+    NoPrincipal,
     #[error("{0}")]
     Internal(String),
 }
 
 impl Failure {
-    pub fn kind(&self) -> Kind {
+    pub fn describe(&self) -> (Kind, &'static str) {
         match self {
-            Self::Unavailable(_) => Kind::Unavailable,
-            Self::Upstream(status) => kind_of(status),
-            Self::Internal(_) => Kind::Internal,
-        }
-    }
-
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::Unavailable(_) => "service_unavailable",
-            Self::Upstream(_) => "upstream",
-            Self::Internal(_) => "internal_error",
+            Self::Unavailable(_) => (Kind::Unavailable, "service_unavailable"),
+            Self::Upstream(status) => (kind_of(status), "upstream"),
+            Self::NoPrincipal => (Kind::Unauthenticated, "unauthenticated"),
+            Self::Internal(_) => (Kind::Internal, "internal_error"),
         }
     }
 }
@@ -172,10 +180,17 @@ impl From<crate::db::DbErr> for Failure {
     }
 }
 
+impl From<crate::internal_auth::NoPrincipal> for Failure {
+    fn from(_: crate::internal_auth::NoPrincipal) -> Self {
+        Self::NoPrincipal
+    }
+}
+
 /// The conversions every service's error enum needs, given its variants
 /// `Validation(Vec<FieldViolation>)` and `Failure(Failure)`: to a `Status` (a peer's status
-/// passes through unchanged), and from a peer's `Status`, a `FieldViolation` and a
-/// database error; plus `Error::internal(cause)`.
+/// passes through unchanged), and from a `FieldViolation`, a database error and a missing
+/// principal; plus `Error::internal(cause)` and `Error::upstream(status)`. A peer's status
+/// becomes an error only where a call site says so, with `upstream`: never by `?` alone.
 #[macro_export]
 macro_rules! service_error_conversions {
     ($error:ident) => {
@@ -183,6 +198,11 @@ macro_rules! service_error_conversions {
             /// A bug of ours: the cause is logged, the caller hears "internal error".
             pub fn internal(cause: impl Into<String>) -> Self {
                 Self::Failure($crate::error::Failure::Internal(cause.into()))
+            }
+
+            /// A peer's refusal or failure, passed through to our caller as it is.
+            pub fn upstream(status: $crate::error::Status) -> Self {
+                Self::Failure($crate::error::Failure::Upstream(status))
             }
         }
 
@@ -195,12 +215,6 @@ macro_rules! service_error_conversions {
             }
         }
 
-        impl From<$crate::error::Status> for $error {
-            fn from(status: $crate::error::Status) -> Self {
-                Self::Failure($crate::error::Failure::Upstream(status))
-            }
-        }
-
         impl From<$crate::error::FieldViolation> for $error {
             fn from(violation: $crate::error::FieldViolation) -> Self {
                 Self::Validation(vec![violation])
@@ -209,6 +223,12 @@ macro_rules! service_error_conversions {
 
         impl From<$crate::db::DbErr> for $error {
             fn from(e: $crate::db::DbErr) -> Self {
+                Self::Failure(e.into())
+            }
+        }
+
+        impl From<$crate::internal_auth::NoPrincipal> for $error {
+            fn from(e: $crate::internal_auth::NoPrincipal) -> Self {
                 Self::Failure(e.into())
             }
         }

@@ -42,15 +42,19 @@ pub struct Caller {
 
 impl Caller {
     /// The principal the call is made for; refused when the caller acts for nobody.
-    pub fn principal(&self) -> Result<&Principal, Status> {
-        self.principal.as_ref().ok_or_else(|| {
-            crate::error::status(
-                crate::error::Kind::Unauthenticated,
-                "unauthenticated",
-                "this call needs a principal",
-                &[],
-            )
-        })
+    pub fn principal(&self) -> Result<&Principal, NoPrincipal> {
+        self.principal.as_ref().ok_or(NoPrincipal)
+    }
+}
+
+/// A call that needs a principal came without one.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("this call needs a principal")]
+pub struct NoPrincipal;
+
+impl From<NoPrincipal> for Status {
+    fn from(_: NoPrincipal) -> Self {
+        crate::error::status(crate::error::Kind::Unauthenticated, "unauthenticated", "this call needs a principal", &[])
     }
 }
 
@@ -133,6 +137,13 @@ fn not_inside() -> Status {
 /// The verified caller that the interceptor put into the request.
 pub fn caller<T>(request: &Request<T>) -> Result<&Caller, Status> {
     request.extensions().get::<Caller>().ok_or_else(not_inside)
+}
+
+/// A request as a handler takes it: the verified caller, and the message.
+pub fn split<T>(request: Request<T>) -> Result<(Caller, T), Status> {
+    let (_, mut extensions, message) = request.into_parts();
+    let caller = extensions.remove::<Caller>().ok_or_else(not_inside)?;
+    Ok((caller, message))
 }
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
-//! Shared plumbing of Keyplane's services: the pieces every service needs exactly once.
+//! What more than one of Keyplane's crates needs, written once.
 //!
-//! Domain vocabulary ([`credential`], [`scope`], [`principal`], [`authz`]) has no I/O;
-//! the rest wires storage, cache, gRPC and telemetry the same way in every service.
+//! The vocabulary every service speaks ([`credential`], [`key_record`], [`scope`],
+//! [`principal`], [`authz`], [`audit`], [`mail`], [`page`]) does no I/O, though some of it converts to and
+//! from the protos; the rest wires configuration, storage, the cache and its bus, gRPC,
+//! sealing and telemetry the same way in every process. What only one crate uses lives in
+//! that crate.
 
 pub mod audit;
-pub mod authorizer;
 pub mod authz;
 pub mod cache;
 pub mod config;
@@ -14,16 +16,16 @@ pub mod crypto;
 pub mod dataplane;
 pub mod db;
 pub mod error;
+pub mod error_body;
 pub mod grpc;
-pub mod ids;
 pub mod internal_auth;
+pub mod key_record;
 pub mod mail;
 pub mod outbox;
+pub mod page;
 pub mod principal;
-pub mod rest;
 pub mod runtime;
 pub mod scope;
-pub mod shutdown;
 pub mod telemetry;
 pub mod text;
 pub mod time;

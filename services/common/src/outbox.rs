@@ -77,26 +77,6 @@ pub async fn enqueue<C: ConnectionTrait>(
 /// Delivers one batch of payloads; an error means "try again later".
 pub type Deliver = Arc<dyn Fn(Vec<serde_json::Value>) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
-/// Delivers audit events to `orgs.AppendAudit`, which stores each event id once.
-pub fn deliver_audit(
-    orgs: keyplane_proto::orgs::v1::orgs_service_client::OrgsServiceClient<tonic::transport::Channel>,
-    outbound: crate::grpc::Outbound,
-) -> Deliver {
-    Arc::new(move |payloads| {
-        let mut orgs = orgs.clone();
-        let outbound = outbound.clone();
-        Box::pin(async move {
-            let events = payloads
-                .iter()
-                .filter_map(|p| serde_json::from_value::<AuditRecord>(p.clone()).ok())
-                .map(|r| r.to_proto())
-                .collect();
-            let request = keyplane_proto::orgs::v1::AppendAuditRequest { events };
-            orgs.append_audit(outbound.request(request, None)).await.map(|_| ()).map_err(|status| status.to_string())
-        })
-    })
-}
-
 /// Relays due events of `topic` until `shutdown`, then makes one last attempt.
 /// `wake` lets the writer ask for delivery now rather than at the next tick.
 pub fn spawn_relay(

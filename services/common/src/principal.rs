@@ -92,21 +92,6 @@ fn optional_uuid(s: &str, field: &'static str) -> Result<Option<Uuid>, Malformed
     if s.is_empty() { Ok(None) } else { uuid(s, field).map(Some) }
 }
 
-pub fn environment_from_proto(value: i32) -> Option<Environment> {
-    match pb::Environment::try_from(value).ok()? {
-        pb::Environment::Test => Some(Environment::Test),
-        pb::Environment::Live => Some(Environment::Live),
-        pb::Environment::Unspecified => None,
-    }
-}
-
-pub fn environment_to_proto(env: Environment) -> pb::Environment {
-    match env {
-        Environment::Test => pb::Environment::Test,
-        Environment::Live => pb::Environment::Live,
-    }
-}
-
 impl TryFrom<pb::Principal> for Principal {
     type Error = MalformedPrincipal;
 
@@ -125,7 +110,7 @@ impl TryFrom<pb::Principal> for Principal {
                 org_id: uuid(&k.org_id, "org_id")?,
                 name: k.name,
                 prefix: k.prefix,
-                environment: environment_from_proto(k.environment).ok_or(MalformedPrincipal("environment"))?,
+                environment: Environment::from_proto(k.environment).ok_or(MalformedPrincipal("environment"))?,
                 scopes: Scopes::from_parts(k.full_access, &k.scopes),
                 resource_ids: k.resource_ids,
                 expires_at: k.expires_at.as_ref().and_then(time::from_proto),
@@ -162,7 +147,7 @@ impl From<&Principal> for pb::Principal {
                 org_id: k.org_id.to_string(),
                 name: k.name.clone(),
                 prefix: k.prefix.clone(),
-                environment: environment_to_proto(k.environment).into(),
+                environment: k.environment.to_proto().into(),
                 scopes: k.scopes.list(),
                 full_access: k.scopes.is_full(),
                 resource_ids: k.resource_ids.clone(),

@@ -19,6 +19,13 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The time rules are decided at.
+    pub fn clock(&self) -> &crate::time::Clock {
+        &self.config.clock
+    }
+}
+
+impl Shared {
     /// Redis when configured, else the in-process cache and bus.
     pub fn new(config: CommonConfig) -> Result<Self, CacheError> {
         let cache = match &config.redis_url {

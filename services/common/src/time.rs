@@ -1,5 +1,10 @@
 //! Timestamps between chrono and protobuf.
 
+use std::sync::{
+    Arc,
+    atomic::{AtomicI64, Ordering},
+};
+
 use chrono::{DateTime, Utc};
 
 pub fn to_proto(t: DateTime<Utc>) -> prost_types::Timestamp {
@@ -15,4 +20,52 @@ pub fn from_proto(t: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
 pub fn now() -> DateTime<Utc> {
     let now = Utc::now();
     DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}
+
+/// The time at which expiry and grace periods are decided: the system's, or one a test
+/// moves forward (so no test waits for a key to expire).
+#[derive(Clone, Debug, Default)]
+pub struct Clock {
+    /// Microseconds added to the system's time; None for the system clock itself.
+    ahead: Option<Arc<AtomicI64>>,
+}
+
+impl Clock {
+    pub fn system() -> Self {
+        Self { ahead: None }
+    }
+
+    /// A clock that starts at the system's time and can be moved forward.
+    pub fn adjustable() -> Self {
+        Self { ahead: Some(Arc::new(AtomicI64::new(0))) }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        let now = now();
+        match &self.ahead {
+            None => now,
+            Some(ahead) => now + chrono::Duration::microseconds(ahead.load(Ordering::SeqCst)),
+        }
+    }
+
+    /// Moves an adjustable clock forward; the system clock cannot be moved.
+    pub fn advance(&self, by: std::time::Duration) {
+        let ahead = self.ahead.as_ref().expect("only an adjustable clock moves");
+        ahead.fetch_add(i64::try_from(by.as_micros()).unwrap_or(i64::MAX), Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_adjustable_clock_moves_forward_and_its_clones_with_it() {
+        let clock = Clock::adjustable();
+        let copy = clock.clone();
+        let before = copy.now();
+        clock.advance(std::time::Duration::from_secs(3600));
+        assert!(copy.now() - before >= chrono::Duration::seconds(3600));
+        assert!(Clock::system().now() - now() < chrono::Duration::seconds(1));
+    }
 }

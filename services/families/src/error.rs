@@ -5,7 +5,7 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use keyplane_common::{error::FieldViolation, rest::ErrorBody};
+use keyplane_common::{error::FieldViolation, error_body::ErrorBody};
 
 pub struct ApiError {
     status: StatusCode,

@@ -6,11 +6,11 @@ mod error;
 mod routes;
 mod store;
 
-use std::{net::SocketAddr, sync::Arc};
+use std::sync::Arc;
 
 use axum::{Router, extract::DefaultBodyLimit, routing::get};
 use keyplane_common::{
-    config::{CommonConfig, Env, Mode, Target},
+    config::{CommonConfig, Env, Mode, ServiceBase, Target},
     db,
 };
 use tokio::net::TcpListener;
@@ -18,40 +18,32 @@ use tokio_util::sync::CancellationToken;
 
 #[derive(Clone)]
 pub struct Config {
-    pub listen: SocketAddr,
-    pub database_url: String,
-    /// Shared with the gateway: verifies the identity headers it signs.
-    pub dataplane_secret: Vec<u8>,
+    pub base: ServiceBase,
+    /// Shared with the gateway: verify the identity headers it signs.
+    pub dataplane_secrets: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config")
-            .field("listen", &self.listen)
-            .field("database_url", &self.database_url)
-            .finish_non_exhaustive()
+        f.debug_struct("Config").field("base", &self.base).finish_non_exhaustive()
     }
 }
 
 impl Config {
-    pub fn from_env(env: &mut Env, common: &CommonConfig, mode: Mode, dataplane_secret: Vec<u8>) -> Self {
-        Self {
-            listen: common.listen_addr(env, Target::Families, mode),
-            database_url: common.database_url(env, Target::Families),
-            dataplane_secret,
-        }
+    pub fn from_env(env: &mut Env, common: &CommonConfig, mode: Mode, dataplane_secrets: Vec<Vec<u8>>) -> Self {
+        Self { base: ServiceBase::from_env(env, common, Target::Families, mode), dataplane_secrets }
     }
 }
 
 pub(crate) struct AppState {
     store: store::Store,
-    secret: Vec<u8>,
+    secrets: Vec<Vec<u8>>,
 }
 
 /// Runs the families backend on `listener` until `shutdown`.
 pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let database = db::connect(&config.database_url, "families", 10).await?;
-    let state = Arc::new(AppState { store: store::Store::new(database), secret: config.dataplane_secret });
+    let database = db::connect(&config.base.database_url, "families", config.base.db_max_connections).await?;
+    let state = Arc::new(AppState { store: store::Store::new(database), secrets: config.dataplane_secrets });
     let app = Router::new()
         .route("/api/v1/developer/families", get(routes::list).post(routes::create))
         .route("/api/v1/developer/families/{id}", get(routes::get))

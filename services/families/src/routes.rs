@@ -10,7 +10,7 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use keyplane_common::{dataplane, ids::Page, rest::REQUEST_ID_HEADER, text};
+use keyplane_common::{dataplane, error_body::REQUEST_ID_HEADER, page::Page, text};
 use uuid::Uuid;
 
 use crate::{
@@ -65,7 +65,7 @@ pub async fn verified_identity(State(state): State<Arc<AppState>>, request: Requ
     };
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let now = chrono::Utc::now().timestamp();
-    let verified = dataplane::verify(&state.secret, &parts.headers, parts.method.as_str(), path, &body, now);
+    let verified = dataplane::verify(&state.secrets, &parts.headers, parts.method.as_str(), path, &body, now);
     let caller = verified.ok().and_then(|identity| {
         Some(Caller {
             org_id: Uuid::parse_str(&identity.org_id).ok()?,
@@ -123,12 +123,11 @@ pub async fn list(
     let page = Page::parse(query.limit.unwrap_or(0), query.cursor.as_deref().unwrap_or(""))
         .map_err(|v| ApiError::invalid(v).with_request_id(caller.request_id.clone()))?;
     let rows = state.store.list(&caller.tenant(), &page).await?;
-    let (rows, info) = page.split(rows, |r| r.id);
+    let (rows, next_cursor) = page.split(rows, |r| r.id);
     let body: Vec<Family> = rows.into_iter().map(Family::from).collect();
     let mut response = Json(body).into_response();
-    if !info.next_cursor.is_empty() {
-        let link =
-            format!("</api/v1/developer/families?limit={}&cursor={}>; rel=\"next\"", page.limit, info.next_cursor);
+    if !next_cursor.is_empty() {
+        let link = format!("</api/v1/developer/families?limit={}&cursor={next_cursor}>; rel=\"next\"", page.limit);
         if let Ok(value) = HeaderValue::from_str(&link) {
             response.headers_mut().insert(header::LINK, value);
         }

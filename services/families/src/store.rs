@@ -1,9 +1,7 @@
 //! The families table.
 
-use keyplane_common::ids::Page;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-};
+use keyplane_common::page::Page;
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set};
 use uuid::Uuid;
 
 pub mod families {
@@ -49,10 +47,7 @@ impl Store {
             let ids: Vec<Uuid> = tenant.pinned.iter().filter_map(|p| Uuid::parse_str(p).ok()).collect();
             query = query.filter(families::Column::Id.is_in(ids));
         }
-        if let Some(after) = page.after {
-            query = query.filter(families::Column::Id.gt(after));
-        }
-        query.order_by_asc(families::Column::Id).limit(page.limit + 1).all(&self.db).await
+        page.apply(query, families::Column::Id).all(&self.db).await
     }
 
     pub async fn get(&self, tenant: &Tenant<'_>, id: Uuid) -> Result<Option<families::Model>, DbErr> {

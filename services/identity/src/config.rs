@@ -1,8 +1,8 @@
 //! The identity service's settings.
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
-use keyplane_common::config::{CommonConfig, Env, Mode, Target};
+use keyplane_common::config::{CommonConfig, Env, Mode, ServiceBase, Target};
 
 pub use crate::mailer::MailSettings;
 
@@ -35,8 +35,7 @@ impl Default for AccessTokenMark {
 
 #[derive(Clone, Debug)]
 pub struct Config {
-    pub listen: SocketAddr,
-    pub database_url: String,
+    pub base: ServiceBase,
     pub keys_addr: String,
     /// `iss` and `aud` of self-issued session bearers.
     pub jwt_issuer: String,
@@ -48,7 +47,6 @@ pub struct Config {
     pub external_issuers: Vec<ExternalIssuer>,
     /// How long external JWKS are used without a successful refresh.
     pub jwks_max_age: Duration,
-    pub db_max_connections: u32,
     pub mail: MailSettings,
     /// Where users reach the console, for links in mail.
     pub public_url: Option<String>,
@@ -59,19 +57,9 @@ pub struct Config {
 
 impl Config {
     pub fn from_env(env: &mut Env, common: &CommonConfig, mode: Mode, keys_addr: Option<String>) -> Self {
-        let external_issuers = match env.get("KEYPLANE_OIDC_ISSUERS") {
-            None => Vec::new(),
-            Some(json) => match serde_json::from_str::<Vec<ExternalIssuer>>(json) {
-                Ok(list) => list,
-                Err(e) => {
-                    env.problem(
-                        "KEYPLANE_OIDC_ISSUERS",
-                        format_args!("must be a JSON list of {{\"issuer\", \"jwks_url\", \"audience\"}} ({e})"),
-                    );
-                    Vec::new()
-                }
-            },
-        };
+        let external_issuers: Vec<ExternalIssuer> = env
+            .json_list("KEYPLANE_OIDC_ISSUERS", "{\"issuer\", \"jwks_url\", \"audience\", \"access_token\"?}")
+            .unwrap_or_default();
         for issuer in &external_issuers {
             if !(issuer.jwks_url.starts_with("https://") || issuer.jwks_url.starts_with("http://")) {
                 env.problem(
@@ -82,8 +70,7 @@ impl Config {
         }
         common.require_encryption_key(env);
         Self {
-            listen: common.listen_addr(env, Target::Identity, mode),
-            database_url: common.database_url(env, Target::Identity),
+            base: ServiceBase::from_env(env, common, Target::Identity, mode),
             keys_addr: env.peer_addr(Target::Keys, keys_addr),
             jwt_issuer: env.string_or("KEYPLANE_JWT_ISSUER", "keyplane"),
             jwt_audience: env.string_or("KEYPLANE_JWT_AUDIENCE", "keyplane"),
@@ -92,7 +79,6 @@ impl Config {
             jwt_leeway: env.seconds_or("KEYPLANE_JWT_LEEWAY_SECS", 30, 0, 300),
             external_issuers,
             jwks_max_age: env.seconds_or("KEYPLANE_JWKS_MAX_AGE_SECS", 3_600, 60, 86_400),
-            db_max_connections: env.parse_or("KEYPLANE_IDENTITY_DB_MAX_CONNECTIONS", 10),
             mail: MailSettings {
                 smtp_url: env.get("KEYPLANE_SMTP_URL").map(str::to_owned),
                 from: env.string_or("KEYPLANE_MAIL_FROM", "Keyplane <no-reply@keyplane.localhost>"),

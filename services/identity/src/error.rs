@@ -50,52 +50,29 @@ pub enum Error {
 }
 
 impl ServiceError for Error {
-    fn kind(&self) -> Kind {
+    fn describe(&self) -> (Kind, &'static str) {
         match self {
-            Self::Validation(_) => Kind::InvalidArgument,
-            Self::EmailTaken => Kind::Conflict,
-            Self::InvalidCredentials
-            | Self::InvalidToken(_)
-            | Self::TokenExpired
-            | Self::SessionRevoked
-            | Self::InvalidRefreshToken
-            | Self::RefreshTokenReused
-            | Self::InvalidApiKey
-            | Self::InvalidMcpToken
-            | Self::KeyRevoked
-            | Self::KeyExpired
-            | Self::SessionRequired => Kind::Unauthenticated,
-            Self::UserNotFound | Self::DevMailboxOff => Kind::NotFound,
-            Self::IssuerUnavailable | Self::Busy => Kind::Unavailable,
-            Self::InvalidVerificationToken => Kind::InvalidArgument,
-            Self::AlreadyVerified | Self::VerifiedByIssuer => Kind::Conflict,
-            Self::Failure(f) => f.kind(),
-        }
-    }
-
-    fn code(&self) -> &'static str {
-        match self {
-            Self::Validation(_) => "validation_failed",
-            Self::EmailTaken => "email_taken",
-            Self::InvalidCredentials => "invalid_credentials",
-            Self::InvalidToken(_) => "invalid_token",
-            Self::TokenExpired => "token_expired",
-            Self::SessionRevoked => "session_revoked",
-            Self::InvalidRefreshToken => "invalid_refresh_token",
-            Self::RefreshTokenReused => "refresh_token_reused",
-            Self::InvalidApiKey => "invalid_api_key",
-            Self::InvalidMcpToken => "invalid_mcp_token",
-            Self::KeyRevoked => "key_revoked",
-            Self::KeyExpired => "key_expired",
-            Self::SessionRequired => "session_required",
-            Self::UserNotFound => "user_not_found",
-            Self::IssuerUnavailable => "issuer_unavailable",
-            Self::Busy => "overloaded",
-            Self::InvalidVerificationToken => "invalid_verification_token",
-            Self::AlreadyVerified => "already_verified",
-            Self::VerifiedByIssuer => "verified_by_issuer",
-            Self::DevMailboxOff => "not_found",
-            Self::Failure(f) => f.code(),
+            Self::Validation(_) => (Kind::InvalidArgument, "validation_failed"),
+            Self::EmailTaken => (Kind::Conflict, "email_taken"),
+            Self::InvalidCredentials => (Kind::Unauthenticated, "invalid_credentials"),
+            Self::InvalidToken(_) => (Kind::Unauthenticated, "invalid_token"),
+            Self::TokenExpired => (Kind::Unauthenticated, "token_expired"),
+            Self::SessionRevoked => (Kind::Unauthenticated, "session_revoked"),
+            Self::InvalidRefreshToken => (Kind::Unauthenticated, "invalid_refresh_token"),
+            Self::RefreshTokenReused => (Kind::Unauthenticated, "refresh_token_reused"),
+            Self::InvalidApiKey => (Kind::Unauthenticated, "invalid_api_key"),
+            Self::InvalidMcpToken => (Kind::Unauthenticated, "invalid_mcp_token"),
+            Self::KeyRevoked => (Kind::Unauthenticated, "key_revoked"),
+            Self::KeyExpired => (Kind::Unauthenticated, "key_expired"),
+            Self::SessionRequired => (Kind::Unauthenticated, "session_required"),
+            Self::UserNotFound => (Kind::NotFound, "user_not_found"),
+            Self::DevMailboxOff => (Kind::NotFound, "not_found"),
+            Self::IssuerUnavailable => (Kind::Unavailable, "issuer_unavailable"),
+            Self::Busy => (Kind::Unavailable, "overloaded"),
+            Self::InvalidVerificationToken => (Kind::InvalidArgument, "invalid_verification_token"),
+            Self::AlreadyVerified => (Kind::Conflict, "already_verified"),
+            Self::VerifiedByIssuer => (Kind::Conflict, "verified_by_issuer"),
+            Self::Failure(f) => f.describe(),
         }
     }
 

@@ -2,14 +2,14 @@
 
 use std::sync::Arc;
 
-use keyplane_common::{error::FieldViolation, internal_auth::caller, mail::OutgoingMail, time};
+use keyplane_common::{error::FieldViolation, internal_auth::split, mail::OutgoingMail, time};
 use keyplane_proto::identity::v1::{self as pb, identity_service_server::IdentityService};
 use tonic::{Request, Response, Status};
 
 use crate::{
+    domain::user::{DevMail, User},
     error::Error,
     service::{IssuedSession, Service},
-    store::{dev_mailbox, users},
 };
 
 pub struct IdentityGrpc {
@@ -22,29 +22,18 @@ impl IdentityGrpc {
     }
 }
 
-fn user(u: &users::Model) -> pb::User {
+fn user(u: &User) -> pb::User {
     pb::User {
         id: u.id.to_string(),
         email: u.email.clone(),
         name: u.name.clone(),
         created_at: Some(time::to_proto(u.created_at)),
-        email_verified: u.email_verified_at.is_some(),
+        email_verified: u.email_verified,
     }
 }
 
-fn dev_mail(m: &dev_mailbox::Model) -> pb::DevMail {
-    pb::DevMail {
-        mail: Some(pb::Mail {
-            id: m.id.to_string(),
-            to: m.to_address.clone(),
-            subject: m.subject.clone(),
-            body: m.body.clone(),
-            kind: m.kind.clone(),
-            token: m.token.clone().unwrap_or_default(),
-            invitation_id: m.invitation_id.map(|i| i.to_string()).unwrap_or_default(),
-        }),
-        sent_at: Some(time::to_proto(m.sent_at)),
-    }
+fn dev_mail(m: &DevMail) -> pb::DevMail {
+    pb::DevMail { mail: Some(m.mail.to_proto()), sent_at: Some(time::to_proto(m.sent_at)) }
 }
 
 fn tokens(issued: IssuedSession) -> pb::SessionTokens {
@@ -74,8 +63,8 @@ impl IdentityService for IdentityGrpc {
     }
 
     async fn logout(&self, request: Request<pb::LogoutRequest>) -> Result<Response<pb::LogoutResponse>, Status> {
-        let principal = caller(&request)?.principal()?;
-        self.service.logout(principal).await?;
+        let (caller, _) = split(request)?;
+        self.service.logout(caller.principal()?).await?;
         Ok(Response::new(pb::LogoutResponse {}))
     }
 
@@ -128,7 +117,8 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<pb::ResendVerificationRequest>,
     ) -> Result<Response<pb::ResendVerificationResponse>, Status> {
-        self.service.resend_verification(caller(&request)?.principal()?).await?;
+        let (caller, _) = split(request)?;
+        self.service.resend_verification(caller.principal()?).await?;
         Ok(Response::new(pb::ResendVerificationResponse {}))
     }
 

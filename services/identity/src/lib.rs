@@ -3,12 +3,12 @@
 //! answers who any credential stands for.
 
 pub mod config;
-mod credentials;
 mod domain;
 mod error;
 mod grpc;
 mod hashing;
 mod jwt;
+mod key_lookup;
 mod mailer;
 mod service;
 mod store;
@@ -33,7 +33,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let database = db::connect(&config.database_url, "identity", config.db_max_connections).await?;
+    let database = db::connect(&config.base.database_url, "identity", config.base.db_max_connections).await?;
     let store = store::Store::new(database.clone());
     // A retired key verifies until every token it signed has expired.
     let retire_for = config.access_token_ttl + config.jwt_leeway + Duration::from_secs(60);
@@ -48,12 +48,13 @@ pub async fn serve(
     let local = LocalCredentialCache::new(100_000);
     local.follow(&shared.cache, shutdown.clone());
     let outbound = shared.outbound("identity");
-    let keys = credentials::KeyAuthenticator {
+    let keys = key_lookup::KeyLookup {
         format: shared.config.key_format.clone(),
         local,
         cache: shared.cache.clone(),
         keys: KeysServiceClient::new(shared.channel(&config.keys_addr)?),
         outbound,
+        clock: shared.clock().clone(),
     };
     let bearer = jwt::BearerVerifier {
         ring,

@@ -15,22 +15,23 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::{
-    credentials::KeyAuthenticator,
     domain::{
         email::Email,
         opaque_token::{self, OpaqueToken, TokenKind},
         password::{self, NewPassword},
+        user::{DevMail, User},
         verification::{self, VERIFICATION_TTL},
     },
     error::Error,
     hashing::HashingPool,
     jwt::{BearerVerifier, VerifiedBearer, external::ExternalIdentity},
-    store::{LOCAL_ISSUER, NewSession, NewVerification, Refreshed, Store, dev_mailbox, users},
+    key_lookup::KeyLookup,
+    store::{LOCAL_ISSUER, NewSession, NewVerification, Refreshed, Store},
 };
 
 /// A session just started or refreshed.
 pub struct IssuedSession {
-    pub user: users::Model,
+    pub user: User,
     pub access_token: String,
     pub expires_in: Duration,
     pub refresh_token: OpaqueToken,
@@ -44,11 +45,11 @@ const DEV_MAILBOX_PAGE: u64 = 50;
 pub struct Service {
     pub store: Store,
     pub bearer: BearerVerifier,
-    pub keys: KeyAuthenticator,
+    pub keys: KeyLookup,
     pub cache: Cache,
     pub refresh_token_ttl: Duration,
     /// External users already provisioned: (issuer, subject) → user.
-    pub external_users: moka::future::Cache<(String, String), Arc<users::Model>>,
+    pub external_users: moka::future::Cache<(String, String), Arc<User>>,
     pub hashing: HashingPool,
     /// Wakes the mail relay after a commit that queued mail.
     pub mail_relay: Arc<Notify>,
@@ -79,11 +80,11 @@ impl Service {
 
     /// Unknown email and wrong password get the same answer in the same time.
     pub async fn login(&self, email: &str, password: &str) -> Result<IssuedSession, Error> {
-        let user = match Email::parse(email) {
-            Ok(email) => self.store.local_user_by_email(email.as_str()).await?,
-            Err(_) => None,
+        let (user, stored) = match Email::parse(email) {
+            Ok(email) => self.store.password_account(email.as_str()).await?.unzip(),
+            Err(_) => (None, None),
         };
-        let stored = user.as_ref().and_then(|u| u.password_hash.clone());
+        let stored = stored.flatten();
         let password = password.to_owned();
         let valid = self.hashing.run(move || password::verify(&password, stored.as_deref())).await?;
         match user {
@@ -103,7 +104,7 @@ impl Service {
     }
 
     /// Spends a mailed token: the address it was sent to is verified.
-    pub async fn verify_email(&self, token: &str) -> Result<users::Model, Error> {
+    pub async fn verify_email(&self, token: &str) -> Result<User, Error> {
         let hash =
             opaque_token::hash_presented(TokenKind::EmailVerification, token).ok_or(Error::InvalidVerificationToken)?;
         let user = self.store.verify_email(&hash).await?;
@@ -115,7 +116,7 @@ impl Service {
     pub async fn resend_verification(&self, principal: &Principal) -> Result<(), Error> {
         let Principal::User(session) = principal else { return Err(Error::SessionRequired) };
         let user = self.store.user(session.user_id).await?.ok_or(Error::UserNotFound)?;
-        if user.email_verified_at.is_some() {
+        if user.email_verified {
             return Err(Error::AlreadyVerified);
         }
         if user.issuer != LOCAL_ISSUER {
@@ -133,7 +134,7 @@ impl Service {
         Ok(())
     }
 
-    pub async fn dev_mailbox(&self, to: &str) -> Result<Vec<dev_mailbox::Model>, Error> {
+    pub async fn dev_mailbox(&self, to: &str) -> Result<Vec<DevMail>, Error> {
         if !self.dev_mailbox {
             return Err(Error::DevMailboxOff);
         }
@@ -141,7 +142,7 @@ impl Service {
         self.store.dev_mail(&to, DEV_MAILBOX_PAGE).await
     }
 
-    async fn start_session(&self, user: users::Model) -> Result<IssuedSession, Error> {
+    async fn start_session(&self, user: User) -> Result<IssuedSession, Error> {
         let refresh_token = OpaqueToken::generate(TokenKind::Refresh);
         let expires_at = keyplane_common::time::now()
             + chrono::Duration::from_std(self.refresh_token_ttl).map_err(|e| Error::internal(e.to_string()))?;
@@ -152,7 +153,7 @@ impl Service {
         self.issue(user, session.id, refresh_token)
     }
 
-    fn issue(&self, user: users::Model, session_id: Uuid, refresh_token: OpaqueToken) -> Result<IssuedSession, Error> {
+    fn issue(&self, user: User, session_id: Uuid, refresh_token: OpaqueToken) -> Result<IssuedSession, Error> {
         let access_token =
             self.bearer.sessions.issue(&self.bearer.ring, user.id, session_id, &user.email, &user.name)?;
         Ok(IssuedSession { user, access_token, expires_in: self.bearer.sessions.ttl(), refresh_token })
@@ -223,7 +224,7 @@ impl Service {
             Err(e) => tracing::debug!(error = %e, "session cache read failed"),
         }
         let session = self.store.session(session_id).await?.ok_or(Error::InvalidToken("unknown session"))?;
-        if session.revoked_at.is_some() || session.expires_at <= keyplane_common::time::now() {
+        if !session.is_live(keyplane_common::time::now()) {
             return Err(Error::SessionRevoked);
         }
         if let Err(e) = self.cache.set_if_absent(&key, b"active", SESSION_CACHE_TTL).await {
@@ -234,11 +235,11 @@ impl Service {
 
     /// The user behind an external token: created on its first use, and kept in step with
     /// what the issuer says of the address.
-    async fn provision(&self, identity: ExternalIdentity) -> Result<Arc<users::Model>, Error> {
+    async fn provision(&self, identity: ExternalIdentity) -> Result<Arc<User>, Error> {
         let key = (identity.issuer.clone(), identity.subject.clone());
         if let Some(user) = self.external_users.get(&key).await
             && user.email == identity.email
-            && user.email_verified_at.is_some() == identity.email_verified
+            && user.email_verified == identity.email_verified
         {
             return Ok(user);
         }
@@ -256,13 +257,13 @@ impl Service {
         Ok(user)
     }
 
-    pub async fn user(&self, id: &str) -> Result<users::Model, Error> {
+    pub async fn user(&self, id: &str) -> Result<User, Error> {
         let id =
             Uuid::parse_str(id).map_err(|_| Error::Validation(vec![FieldViolation::new("id", "must be a UUID")]))?;
         self.store.user(id).await?.ok_or(Error::UserNotFound)
     }
 
-    pub async fn users(&self, ids: &[String]) -> Result<Vec<users::Model>, Error> {
+    pub async fn users(&self, ids: &[String]) -> Result<Vec<User>, Error> {
         let ids = ids
             .iter()
             .map(|id| {
@@ -272,7 +273,7 @@ impl Service {
         self.store.users(ids).await
     }
 
-    pub async fn user_by_email(&self, email: &str) -> Result<users::Model, Error> {
+    pub async fn user_by_email(&self, email: &str) -> Result<User, Error> {
         let email = Email::parse(email).map_err(|v| Error::Validation(vec![v]))?;
         self.store.user_by_email(email.as_str()).await?.ok_or(Error::UserNotFound)
     }

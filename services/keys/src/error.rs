@@ -39,41 +39,23 @@ pub enum Error {
 }
 
 impl ServiceError for Error {
-    fn kind(&self) -> Kind {
+    fn describe(&self) -> (Kind, &'static str) {
         match self {
-            Self::Validation(_) | Self::InvalidScope(_) => Kind::InvalidArgument,
-            Self::InsufficientScope
-            | Self::ResourceNotAllowed
-            | Self::ScopesRequired
-            | Self::EnvironmentNotAllowed(_)
-            | Self::ExpiryNotAllowed(_)
-            | Self::RoleTooLow(..) => Kind::PermissionDenied,
-            Self::KeyNotFound | Self::TokenNotFound | Self::OrgNotFound => Kind::NotFound,
-            Self::KeyRevoked | Self::KeyExpired => Kind::FailedPrecondition,
-            Self::Conflict => Kind::Conflict,
-            Self::SessionRequired => Kind::Unauthenticated,
-            Self::Failure(f) => f.kind(),
-        }
-    }
-
-    fn code(&self) -> &'static str {
-        match self {
-            Self::Validation(_) => "validation_failed",
-            Self::InvalidScope(_) => "invalid_scope",
-            Self::InsufficientScope => "insufficient_scope",
-            Self::ResourceNotAllowed => "resource_not_allowed",
-            Self::ScopesRequired => "insufficient_scope",
-            Self::EnvironmentNotAllowed(_) => "environment_not_allowed",
-            Self::ExpiryNotAllowed(_) => "expiry_not_allowed",
-            Self::RoleTooLow(..) => "insufficient_role",
-            Self::OrgNotFound => "org_not_found",
-            Self::KeyNotFound => "key_not_found",
-            Self::TokenNotFound => "mcp_token_not_found",
-            Self::KeyRevoked => "key_revoked",
-            Self::KeyExpired => "key_expired",
-            Self::Conflict => "conflict",
-            Self::SessionRequired => "session_required",
-            Self::Failure(f) => f.code(),
+            Self::Validation(_) => (Kind::InvalidArgument, "validation_failed"),
+            Self::InvalidScope(_) => (Kind::InvalidArgument, "invalid_scope"),
+            Self::InsufficientScope | Self::ScopesRequired => (Kind::PermissionDenied, "insufficient_scope"),
+            Self::ResourceNotAllowed => (Kind::PermissionDenied, "resource_not_allowed"),
+            Self::EnvironmentNotAllowed(_) => (Kind::PermissionDenied, "environment_not_allowed"),
+            Self::ExpiryNotAllowed(_) => (Kind::PermissionDenied, "expiry_not_allowed"),
+            Self::RoleTooLow(..) => (Kind::PermissionDenied, "insufficient_role"),
+            Self::OrgNotFound => (Kind::NotFound, "org_not_found"),
+            Self::KeyNotFound => (Kind::NotFound, "key_not_found"),
+            Self::TokenNotFound => (Kind::NotFound, "mcp_token_not_found"),
+            Self::KeyRevoked => (Kind::FailedPrecondition, "key_revoked"),
+            Self::KeyExpired => (Kind::FailedPrecondition, "key_expired"),
+            Self::Conflict => (Kind::Conflict, "conflict"),
+            Self::SessionRequired => (Kind::Unauthenticated, "session_required"),
+            Self::Failure(f) => f.describe(),
         }
     }
 

@@ -2,99 +2,189 @@
 
 use std::sync::Arc;
 
-use keyplane_common::{ids::Page, internal_auth::caller, principal::environment_from_proto, time};
-use keyplane_proto::keys::v1::{self as pb, keys_service_server::KeysService};
+use keyplane_common::{
+    authz::Action,
+    credential::Environment,
+    error::FieldViolation,
+    internal_auth::split,
+    page::Page,
+    time::{self, Clock},
+};
+use keyplane_proto::{
+    keys::v1::{self as pb, keys_service_server::KeysService},
+    types::v1::{PageInfo, PageRequest},
+};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::{
+    domain::{
+        key::{Credential, Status as KeyStatus},
+        key_use::{KeyUse, RotatedUse},
+    },
     error::Error,
-    records,
     service::{NewKey, NewToken, Service},
 };
 
 pub struct KeysGrpc {
     service: Arc<Service>,
+    clock: Clock,
 }
 
 impl KeysGrpc {
-    pub fn new(service: Arc<Service>) -> Self {
-        Self { service }
+    pub fn new(service: Arc<Service>, clock: Clock) -> Self {
+        Self { service, clock }
+    }
+
+    fn api_key(&self, key: &Credential) -> pb::ApiKey {
+        let now = self.clock.now();
+        let status = match key.status(now) {
+            KeyStatus::Active => pb::KeyStatus::Active,
+            KeyStatus::Revoked => pb::KeyStatus::Revoked,
+            KeyStatus::Expired => pb::KeyStatus::Expired,
+        };
+        pb::ApiKey {
+            id: key.id.to_string(),
+            org_id: key.org_id.to_string(),
+            name: key.name.clone(),
+            environment: key.environment.map(Environment::to_proto).unwrap_or_default().into(),
+            prefix: key.prefix.clone(),
+            scopes: key.scopes.effective(),
+            full_access: key.scopes.is_full(),
+            resource_ids: key.resource_ids.clone(),
+            status: status.into(),
+            created_at: Some(time::to_proto(key.created_at)),
+            last_used_at: key.last_used_at.map(time::to_proto),
+            expires_at: key.expires_at.map(time::to_proto),
+            revoked_at: key.revoked_at.map(time::to_proto),
+            grace_ends_at: key.grace_ends_at(now).map(time::to_proto),
+        }
+    }
+
+    fn key_with_secret(&self, (key, secret): (Credential, keyplane_common::credential::Secret)) -> pb::KeyWithSecret {
+        pb::KeyWithSecret { key: Some(self.api_key(&key)), secret: secret.expose().to_owned() }
     }
 }
 
-fn page(p: Option<&keyplane_proto::types::v1::PageRequest>) -> Result<Page, Status> {
+fn mcp_token(token: &Credential) -> pb::McpToken {
+    pb::McpToken {
+        id: token.id.to_string(),
+        name: token.name.clone(),
+        org_id: token.org_id.to_string(),
+        user_id: token.created_by.map(|u| u.to_string()).unwrap_or_default(),
+        prefix: token.prefix.clone(),
+        scopes: token.scopes.effective(),
+        full_access: token.scopes.is_full(),
+        created_at: Some(time::to_proto(token.created_at)),
+        expires_at: token.expires_at.map(time::to_proto),
+        revoked_at: token.revoked_at.map(time::to_proto),
+        last_used_at: token.last_used_at.map(time::to_proto),
+    }
+}
+
+fn page(p: Option<&PageRequest>) -> Result<Page, Status> {
     Page::from_proto(p).map_err(|v| Error::Validation(vec![v]).into())
+}
+
+/// One batch of the gateways' counted uses; an entry that does not parse is dropped.
+fn key_uses(uses: Vec<pb::KeyUse>) -> Vec<KeyUse> {
+    uses.into_iter()
+        .filter_map(|u| {
+            let rotated = u
+                .rotated_uses
+                .into_iter()
+                .filter_map(|r| {
+                    Some(RotatedUse {
+                        event_id: Uuid::parse_str(&r.event_id).ok()?,
+                        org_id: Uuid::parse_str(&r.org_id).ok()?,
+                        first_at: r.first_at.as_ref().and_then(time::from_proto)?,
+                        last_at: r.last_at.as_ref().and_then(time::from_proto)?,
+                        count: r.count,
+                        ip: r.ip,
+                        user_agent: r.user_agent,
+                        request_id: r.request_id,
+                    })
+                })
+                .collect();
+            Some(KeyUse {
+                key_id: Uuid::parse_str(&u.key_id).ok()?,
+                last_used_at: u.last_used_at.as_ref().and_then(time::from_proto)?,
+                rotated,
+            })
+        })
+        .collect()
 }
 
 #[tonic::async_trait]
 impl KeysService for KeysGrpc {
     async fn create_key(&self, request: Request<pb::CreateKeyRequest>) -> Result<Response<pb::KeyWithSecret>, Status> {
-        let caller = caller(&request)?.clone();
-        let r = request.into_inner();
+        let (caller, r) = split(request)?;
         let new = NewKey {
             org_id: r.org_id,
             name: r.name,
-            environment: environment_from_proto(r.environment),
+            environment: Environment::from_proto(r.environment),
             scopes: r.scopes.map(|s| s.scopes),
             resource_ids: r.resource_ids,
             expires_at: r.expires_at.as_ref().and_then(time::from_proto),
         };
-        let (row, secret) = self.service.create_key(&caller, new).await?;
-        Ok(Response::new(pb::KeyWithSecret { key: Some(records::api_key(&row)), secret: secret.expose().to_owned() }))
+        Ok(Response::new(self.key_with_secret(self.service.create_key(&caller, new).await?)))
     }
 
     async fn list_keys(&self, request: Request<pb::ListKeysRequest>) -> Result<Response<pb::ListKeysResponse>, Status> {
-        let caller = caller(&request)?.clone();
-        let r = request.into_inner();
+        let (caller, r) = split(request)?;
         let page = page(r.page.as_ref())?;
-        let rows = self.service.list_keys(&caller, &r.org_id, page).await?;
-        let (rows, info) = page.split(rows, |row| row.id);
-        Ok(Response::new(pb::ListKeysResponse { keys: rows.iter().map(records::api_key).collect(), page: Some(info) }))
+        let keys = self.service.list_keys(&caller, &r.org_id, page).await?;
+        let (keys, next_cursor) = page.split(keys, |k| k.id);
+        Ok(Response::new(pb::ListKeysResponse {
+            keys: keys.iter().map(|k| self.api_key(k)).collect(),
+            page: Some(PageInfo { next_cursor }),
+        }))
     }
 
     async fn get_key(&self, request: Request<pb::GetKeyRequest>) -> Result<Response<pb::ApiKey>, Status> {
-        let caller = caller(&request)?.clone();
-        let r = request.into_inner();
-        let row = self.service.get_key(&caller, &r.org_id, &r.key_id, keyplane_common::authz::Action::KeysRead).await?;
-        Ok(Response::new(records::api_key(&row)))
+        let (caller, r) = split(request)?;
+        let key = self.service.get_key(&caller, &r.org_id, &r.key_id, Action::KeysRead).await?;
+        Ok(Response::new(self.api_key(&key)))
     }
 
     async fn revoke_key(&self, request: Request<pb::RevokeKeyRequest>) -> Result<Response<pb::ApiKey>, Status> {
-        let caller = caller(&request)?.clone();
-        let r = request.into_inner();
-        Ok(Response::new(records::api_key(&self.service.revoke_key(&caller, &r.org_id, &r.key_id).await?)))
+        let (caller, r) = split(request)?;
+        Ok(Response::new(self.api_key(&self.service.revoke_key(&caller, &r.org_id, &r.key_id).await?)))
     }
 
     async fn regenerate_key(
         &self,
         request: Request<pb::RegenerateKeyRequest>,
     ) -> Result<Response<pb::KeyWithSecret>, Status> {
-        let caller = caller(&request)?.clone();
-        let r = request.into_inner();
-        let (row, secret) = self.service.regenerate_key(&caller, &r.org_id, &r.key_id, r.grace_period_seconds).await?;
-        Ok(Response::new(pb::KeyWithSecret { key: Some(records::api_key(&row)), secret: secret.expose().to_owned() }))
+        let (caller, r) = split(request)?;
+        let regenerated = self.service.regenerate_key(&caller, &r.org_id, &r.key_id, r.grace_period_seconds).await?;
+        Ok(Response::new(self.key_with_secret(regenerated)))
     }
 
     async fn ensure_bootstrap_key(
         &self,
         request: Request<pb::EnsureBootstrapKeyRequest>,
     ) -> Result<Response<pb::EnsureBootstrapKeyResponse>, Status> {
-        let caller = caller(&request)?.clone();
-        let created = self.service.ensure_bootstrap_key(&caller, &request.into_inner().org_id).await?;
-        let key = created.map(|(row, secret)| pb::KeyWithSecret {
-            key: Some(records::api_key(&row)),
-            secret: secret.expose().to_owned(),
-        });
-        Ok(Response::new(pb::EnsureBootstrapKeyResponse { key }))
+        let (caller, r) = split(request)?;
+        let created = self.service.ensure_bootstrap_key(&caller, &r.org_id).await?;
+        Ok(Response::new(pb::EnsureBootstrapKeyResponse { key: created.map(|c| self.key_with_secret(c)) }))
     }
 
     async fn revoke_org_credentials(
         &self,
         request: Request<pb::RevokeOrgCredentialsRequest>,
     ) -> Result<Response<pb::RevokeOrgCredentialsResponse>, Status> {
-        let caller = caller(&request)?.clone();
-        let revoked = self.service.revoke_org_credentials(&caller, &request.into_inner().org_id).await?;
+        let (caller, r) = split(request)?;
+        let revoked = self.service.revoke_org_credentials(&caller, &r.org_id).await?;
+        Ok(Response::new(pb::RevokeOrgCredentialsResponse { revoked: u32::try_from(revoked).unwrap_or(u32::MAX) }))
+    }
+
+    async fn revoke_member_credentials(
+        &self,
+        request: Request<pb::RevokeMemberCredentialsRequest>,
+    ) -> Result<Response<pb::RevokeOrgCredentialsResponse>, Status> {
+        let (caller, r) = split(request)?;
+        let revoked = self.service.revoke_member_credentials(&caller, &r.org_id, &r.user_id).await?;
         Ok(Response::new(pb::RevokeOrgCredentialsResponse { revoked: u32::try_from(revoked).unwrap_or(u32::MAX) }))
     }
 
@@ -103,17 +193,7 @@ impl KeysService for KeysGrpc {
         request: Request<pb::LookupByHashRequest>,
     ) -> Result<Response<pb::LookupByHashResponse>, Status> {
         let record = self.service.lookup_by_hash(&request.into_inner().hash).await?;
-        Ok(Response::new(pb::LookupByHashResponse { record }))
-    }
-
-    async fn revoke_member_credentials(
-        &self,
-        request: Request<pb::RevokeMemberCredentialsRequest>,
-    ) -> Result<Response<pb::RevokeOrgCredentialsResponse>, Status> {
-        let caller = caller(&request)?.clone();
-        let r = request.into_inner();
-        let revoked = self.service.revoke_member_credentials(&caller, &r.org_id, &r.user_id).await?;
-        Ok(Response::new(pb::RevokeOrgCredentialsResponse { revoked: u32::try_from(revoked).unwrap_or(u32::MAX) }))
+        Ok(Response::new(pb::LookupByHashResponse { record: record.map(|r| r.to_proto()) }))
     }
 
     async fn record_use(
@@ -121,17 +201,8 @@ impl KeysService for KeysGrpc {
         request: Request<pb::RecordUseRequest>,
     ) -> Result<Response<pb::RecordUseResponse>, Status> {
         let r = request.into_inner();
-        let batch_id = keyplane_common::ids::parse_uuid("batch_id", &r.batch_id).map_err(Error::from)?;
-        let uses = r
-            .uses
-            .into_iter()
-            .filter_map(|u| {
-                let id = Uuid::parse_str(&u.key_id).ok()?;
-                let at = u.last_used_at.as_ref().and_then(time::from_proto)?;
-                Some((id, at, u.rotated_uses))
-            })
-            .collect();
-        self.service.record_use(batch_id, uses).await?;
+        let batch_id = FieldViolation::uuid("batch_id", &r.batch_id).map_err(Error::from)?;
+        self.service.record_use(batch_id, key_uses(r.uses)).await?;
         Ok(Response::new(pb::RecordUseResponse {}))
     }
 
@@ -139,32 +210,28 @@ impl KeysService for KeysGrpc {
         &self,
         request: Request<pb::CreateMcpTokenRequest>,
     ) -> Result<Response<pb::McpTokenWithSecret>, Status> {
-        let caller = caller(&request)?.clone();
-        let r = request.into_inner();
+        let (caller, r) = split(request)?;
         let new = NewToken {
             org_id: r.org_id,
             name: r.name,
             scopes: r.scopes.map(|s| s.scopes),
             expires_at: r.expires_at.as_ref().and_then(time::from_proto),
         };
-        let (row, secret) = self.service.create_mcp_token(&caller, new).await?;
-        Ok(Response::new(pb::McpTokenWithSecret {
-            token: Some(records::mcp_token(&row)),
-            secret: secret.expose().to_owned(),
-        }))
+        let (token, secret) = self.service.create_mcp_token(&caller, new).await?;
+        Ok(Response::new(pb::McpTokenWithSecret { token: Some(mcp_token(&token)), secret: secret.expose().to_owned() }))
     }
 
     async fn list_mcp_tokens(
         &self,
         request: Request<pb::ListMcpTokensRequest>,
     ) -> Result<Response<pb::ListMcpTokensResponse>, Status> {
-        let caller = caller(&request)?.clone();
-        let page = page(request.get_ref().page.as_ref())?;
-        let rows = self.service.list_mcp_tokens(&caller, page).await?;
-        let (rows, info) = page.split(rows, |row| row.id);
+        let (caller, r) = split(request)?;
+        let page = page(r.page.as_ref())?;
+        let tokens = self.service.list_mcp_tokens(&caller, page).await?;
+        let (tokens, next_cursor) = page.split(tokens, |t| t.id);
         Ok(Response::new(pb::ListMcpTokensResponse {
-            tokens: rows.iter().map(records::mcp_token).collect(),
-            page: Some(info),
+            tokens: tokens.iter().map(mcp_token).collect(),
+            page: Some(PageInfo { next_cursor }),
         }))
     }
 
@@ -172,8 +239,7 @@ impl KeysService for KeysGrpc {
         &self,
         request: Request<pb::RevokeMcpTokenRequest>,
     ) -> Result<Response<pb::McpToken>, Status> {
-        let caller = caller(&request)?.clone();
-        let row = self.service.revoke_mcp_token(&caller, &request.into_inner().token_id).await?;
-        Ok(Response::new(records::mcp_token(&row)))
+        let (caller, r) = split(request)?;
+        Ok(Response::new(mcp_token(&self.service.revoke_mcp_token(&caller, &r.token_id).await?)))
     }
 }

@@ -5,14 +5,14 @@ pub mod config;
 mod domain;
 mod error;
 mod grpc;
+mod orgs;
 mod propagate;
-mod records;
 mod service;
 mod store;
 
 use std::sync::Arc;
 
-use keyplane_common::{authorizer::Authorizer, db, grpc as kgrpc, outbox, runtime::Shared};
+use keyplane_common::{db, grpc as kgrpc, outbox, runtime::Shared};
 use keyplane_proto::{
     keys::v1::keys_service_server::KeysServiceServer, orgs::v1::orgs_service_client::OrgsServiceClient,
 };
@@ -28,14 +28,13 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let database = db::connect(&config.database_url, "keys", config.db_max_connections).await?;
-    let orgs = OrgsServiceClient::new(shared.channel(&config.orgs_addr)?);
-    let outbound = shared.outbound("keys");
+    let database = db::connect(&config.base.database_url, "keys", config.base.db_max_connections).await?;
+    let orgs = orgs::Orgs::new(OrgsServiceClient::new(shared.channel(&config.orgs_addr)?), shared.outbound("keys"));
     let relay = Arc::new(Notify::new());
     let relay_task = outbox::spawn_relay(
         database.clone(),
         outbox::AUDIT_TOPIC,
-        outbox::deliver_audit(orgs.clone(), outbound.clone()),
+        orgs.deliver_audit(),
         Arc::clone(&relay),
         shutdown.clone(),
     );
@@ -43,11 +42,12 @@ pub async fn serve(
     let service = Arc::new(service::Service {
         propagator: propagate::Propagator::start(shared.cache.clone(), store.clone(), shutdown.clone()),
         store,
-        authz: Authorizer::new(orgs, outbound),
+        orgs,
         format: shared.config.key_format.clone(),
         relay,
+        clock: shared.clock().clone(),
     });
-    let server = KeysServiceServer::new(grpc::KeysGrpc::new(service));
+    let server = KeysServiceServer::new(grpc::KeysGrpc::new(service, shared.clock().clone()));
     kgrpc::serve_guarded(server, shared.internal_auth("keys"), listener, shutdown).await?;
     let _ = relay_task.await;
     Ok(())

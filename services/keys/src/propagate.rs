@@ -19,10 +19,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::{
-    records,
-    store::{Store, credentials::Model},
-};
+use crate::{domain::key::Credential, store::Store};
 
 /// How long a written record lives in Redis (as the read-through path's).
 const RECORD_TTL: Duration = Duration::from_secs(300);
@@ -48,24 +45,29 @@ impl Propagator {
         Self { cache, retry }
     }
 
-    /// Publishes the state of `row` for each secret it holds or held (hex hashes).
-    pub async fn publish(&self, row: &Model, hashes: impl IntoIterator<Item = String>) {
-        for hex in hashes {
-            let Some(hash) = SecretHash::from_hex(&hex) else { continue };
-            if let Err(e) = write(&self.cache, row, hash).await {
+    /// Publishes the state of `credential` for each of `hashes`: the secrets it holds or
+    /// held before this change.
+    pub async fn publish(&self, credential: &Credential, hashes: Vec<SecretHash>) {
+        for hash in hashes {
+            if let Err(e) = write(&self.cache, credential, hash).await {
                 tracing::warn!(error = %e, "credential change not yet in the cache; retrying");
-                let _ = self.retry.send(Unsent { credential: row.id, hash: *hash.as_bytes() });
+                let _ = self.retry.send(Unsent { credential: credential.id, hash: *hash.as_bytes() });
             }
         }
     }
 }
 
-/// Writes the record `row` now gives `hash`, then announces the change. The announcement
-/// goes out even when the write failed: replicas then skip the stale Redis record by its
-/// revision and read the database.
-async fn write(cache: &Cache, row: &Model, hash: SecretHash) -> Result<(), keyplane_common::cache::CacheError> {
-    let revision = records::revision(row);
-    let value = LookupByHashResponse { record: records::lookup(row, &hash.to_hex()) }.encode_to_vec();
+/// Writes the record `credential` now gives `hash`, then announces the change. The
+/// announcement goes out even when the write failed: replicas then skip the stale Redis
+/// record by its revision and read the database.
+async fn write(
+    cache: &Cache,
+    credential: &Credential,
+    hash: SecretHash,
+) -> Result<(), keyplane_common::cache::CacheError> {
+    let revision = credential.revision;
+    let record = credential.record_for(&hash).map(|r| r.to_proto());
+    let value = LookupByHashResponse { record }.encode_to_vec();
     let written = cache.set_unless_newer(&record_key(&hash), revision, &value, RECORD_TTL).await;
     let announced = publish_change(cache, Change { hash, revision }).await;
     written.and(announced)
@@ -91,9 +93,9 @@ async fn retry_until_written(
         for unsent in pending.drain() {
             // The state now, not the state that failed to arrive.
             let delivered = match store.get(unsent.credential).await {
-                Ok(Some(row)) => {
+                Ok(Some(credential)) => {
                     let hash = SecretHash::from_bytes(&unsent.hash).expect("32 bytes");
-                    write(&cache, &row, hash).await.is_ok()
+                    write(&cache, &credential, hash).await.is_ok()
                 }
                 Ok(None) => true,
                 Err(e) => {

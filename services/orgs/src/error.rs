@@ -45,45 +45,26 @@ pub enum Error {
 }
 
 impl ServiceError for Error {
-    fn kind(&self) -> Kind {
+    fn describe(&self) -> (Kind, &'static str) {
         match self {
-            Self::Validation(_) => Kind::InvalidArgument,
-            Self::OrgNotFound | Self::MemberNotFound | Self::UserNotFound | Self::InvitationNotFound => Kind::NotFound,
-            Self::AlreadyMember | Self::AlreadyInvited => Kind::Conflict,
-            Self::LastOwner | Self::InvitationNotPending(_) => Kind::FailedPrecondition,
-            Self::InsufficientRole(_)
-            | Self::InsufficientScope(_)
-            | Self::Forbidden(_)
-            | Self::CreatorNotMember
-            | Self::CreatorRoleTooLow(_)
-            | Self::OwnerSessionRequired
-            | Self::EmailUnverified => Kind::PermissionDenied,
-            Self::SessionRequired | Self::KeyInGrace => Kind::Unauthenticated,
-            Self::Failure(f) => f.kind(),
-        }
-    }
-
-    fn code(&self) -> &'static str {
-        match self {
-            Self::Validation(_) => "validation_failed",
-            Self::OrgNotFound => "org_not_found",
-            Self::MemberNotFound => "member_not_found",
-            Self::UserNotFound => "user_not_found",
-            Self::AlreadyMember => "already_member",
-            Self::LastOwner => "last_owner",
-            Self::InsufficientRole(_) => "insufficient_role",
-            Self::InsufficientScope(_) => "insufficient_scope",
-            Self::Forbidden(_) => "forbidden",
-            Self::SessionRequired => "session_required",
-            Self::KeyInGrace => "key_in_grace",
-            Self::CreatorNotMember => "creator_not_member",
-            Self::CreatorRoleTooLow(_) => "insufficient_role",
-            Self::OwnerSessionRequired => "owner_session_required",
-            Self::InvitationNotFound => "invitation_not_found",
-            Self::AlreadyInvited => "already_invited",
-            Self::InvitationNotPending(_) => "invitation_not_pending",
-            Self::EmailUnverified => "email_unverified",
-            Self::Failure(f) => f.code(),
+            Self::Validation(_) => (Kind::InvalidArgument, "validation_failed"),
+            Self::OrgNotFound => (Kind::NotFound, "org_not_found"),
+            Self::MemberNotFound => (Kind::NotFound, "member_not_found"),
+            Self::UserNotFound => (Kind::NotFound, "user_not_found"),
+            Self::InvitationNotFound => (Kind::NotFound, "invitation_not_found"),
+            Self::AlreadyMember => (Kind::Conflict, "already_member"),
+            Self::AlreadyInvited => (Kind::Conflict, "already_invited"),
+            Self::LastOwner => (Kind::FailedPrecondition, "last_owner"),
+            Self::InvitationNotPending(_) => (Kind::FailedPrecondition, "invitation_not_pending"),
+            Self::InsufficientRole(_) | Self::CreatorRoleTooLow(_) => (Kind::PermissionDenied, "insufficient_role"),
+            Self::InsufficientScope(_) => (Kind::PermissionDenied, "insufficient_scope"),
+            Self::Forbidden(_) => (Kind::PermissionDenied, "forbidden"),
+            Self::CreatorNotMember => (Kind::PermissionDenied, "creator_not_member"),
+            Self::OwnerSessionRequired => (Kind::PermissionDenied, "owner_session_required"),
+            Self::EmailUnverified => (Kind::PermissionDenied, "email_unverified"),
+            Self::SessionRequired => (Kind::Unauthenticated, "session_required"),
+            Self::KeyInGrace => (Kind::Unauthenticated, "key_in_grace"),
+            Self::Failure(f) => f.describe(),
         }
     }
 

@@ -7,41 +7,30 @@ use keyplane_common::{
     audit::AuditRecord,
     authz::{Action, Role},
     error::FieldViolation,
-    grpc::Outbound,
-    ids::Page,
     internal_auth::Caller,
+    page::Page,
     principal::Principal,
     text,
 };
-use keyplane_proto::{
-    identity::v1::{
-        BatchGetUsersRequest, FindUserByEmailRequest, GetUserRequest, User,
-        identity_service_client::IdentityServiceClient,
-    },
-    keys::v1::{RevokeMemberCredentialsRequest, RevokeOrgCredentialsRequest, keys_service_client::KeysServiceClient},
-};
 use tokio::sync::Notify;
-use tonic::{Code, transport::Channel};
 use uuid::Uuid;
 
 use crate::{
     domain::{
         access::{self, is_owner_session},
-        invitation::{self, INVITATION_TTL},
+        invitation::{self, INVITATION_TTL, Invitation, Status},
+        org::{Member, Org, UserInfo},
         org_fields,
     },
     error::Error,
-    store::{
-        ACCEPTED, AuditQuery, DECLINED, NewInvitation, NewOrg, OrgChanges, PENDING, REVOKED, Store, audit_events,
-        invitations, members, orgs,
-    },
+    peers::{Identity, Keys},
+    store::{AuditQuery, NewInvitation, NewOrg, OrgChanges, Store},
 };
 
 pub struct Service {
     pub store: Store,
-    pub identity: IdentityServiceClient<Channel>,
-    pub keys: KeysServiceClient<Channel>,
-    pub outbound: Outbound,
+    pub identity: Identity,
+    pub keys: Keys,
     /// Wakes the mail relay after an invitation commits.
     pub mail_relay: Arc<Notify>,
     /// Where the console is, for links in mail (None: mails name the API route).
@@ -57,13 +46,13 @@ pub struct OrgInput {
 
 /// A member with the user's name and email.
 pub struct MemberView {
-    pub member: members::Model,
-    pub user: Option<User>,
+    pub member: Member,
+    pub user: Option<UserInfo>,
 }
 
 /// An invitation with the name of its org.
 pub struct InvitationView {
-    pub invitation: invitations::Model,
+    pub invitation: Invitation,
     pub org_name: String,
 }
 
@@ -106,7 +95,7 @@ impl Service {
         }
     }
 
-    pub async fn ensure_dev_org(&self, caller: &Caller, name: &str) -> Result<(orgs::Model, bool), Error> {
+    pub async fn ensure_dev_org(&self, caller: &Caller, name: &str) -> Result<(Org, bool), Error> {
         let principal = caller.principal()?;
         let Principal::User(user) = principal else { return Err(Error::SessionRequired) };
         let name = if name.trim().is_empty() {
@@ -125,7 +114,7 @@ impl Service {
             .await
     }
 
-    pub async fn create_org(&self, caller: &Caller, input: OrgInput) -> Result<orgs::Model, Error> {
+    pub async fn create_org(&self, caller: &Caller, input: OrgInput) -> Result<Org, Error> {
         let principal = caller.principal()?;
         let owner = match principal {
             Principal::User(user) => user.user_id,
@@ -154,7 +143,7 @@ impl Service {
             .await
     }
 
-    pub async fn list_orgs(&self, caller: &Caller, page: Page) -> Result<Vec<orgs::Model>, Error> {
+    pub async fn list_orgs(&self, caller: &Caller, page: Page) -> Result<Vec<Org>, Error> {
         let principal = caller.principal()?;
         let own_org = match principal {
             Principal::User(user) => return self.store.orgs_of(user.user_id, &page).await,
@@ -171,7 +160,7 @@ impl Service {
         Ok(self.store.org(own_org).await?.into_iter().filter(|o| page.after.is_none_or(|a| o.id > a)).collect())
     }
 
-    pub async fn get_org(&self, caller: &Caller, org: &str) -> Result<orgs::Model, Error> {
+    pub async fn get_org(&self, caller: &Caller, org: &str) -> Result<Org, Error> {
         let org_id = org_id(org)?;
         let principal = caller.principal()?;
         // Services may read any org (the gateway's whoami for a key of any scope).
@@ -181,7 +170,7 @@ impl Service {
         self.store.org(org_id).await?.ok_or(Error::OrgNotFound)
     }
 
-    pub async fn update_org(&self, caller: &Caller, org: &str, changes: OrgChanges) -> Result<orgs::Model, Error> {
+    pub async fn update_org(&self, caller: &Caller, org: &str, changes: OrgChanges) -> Result<Org, Error> {
         let principal = caller.principal()?;
         let org_id = org_id(org)?;
         self.authorize(principal, org_id, Action::OrgUpdate).await?;
@@ -208,8 +197,7 @@ impl Service {
         let principal = caller.principal()?;
         let org_id = org_id(org)?;
         self.authorize(principal, org_id, Action::OrgDelete).await?;
-        let request = self.outbound.request_as(RevokeOrgCredentialsRequest { org_id: org_id.to_string() }, caller);
-        let revoked = self.keys.clone().revoke_org_credentials(request).await?.into_inner().revoked;
+        let revoked = self.keys.revoke_org(caller, org_id).await?;
         let event = audit(caller, principal, org_id, "org.deleted", ("org", org_id.to_string()))
             .with_metadata(serde_json::json!({ "credentials_revoked": revoked }));
         self.store.delete_org(org_id, event).await?;
@@ -221,15 +209,10 @@ impl Service {
         let org_id = org_id(org)?;
         self.authorize(caller.principal()?, org_id, Action::MembersRead).await?;
         let members = self.store.members(org_id, &page).await?;
-        let ids = members.iter().map(|m| m.user_id.to_string()).collect();
-        let users =
-            self.identity.clone().batch_get_users(self.outbound.request(BatchGetUsersRequest { ids }, None)).await?;
-        let mut by_id: HashMap<String, User> =
-            users.into_inner().users.into_iter().map(|u| (u.id.clone(), u)).collect();
-        Ok(members
-            .into_iter()
-            .map(|member| MemberView { user: by_id.remove(&member.user_id.to_string()), member })
-            .collect())
+        let ids: Vec<Uuid> = members.iter().map(|m| m.user_id).collect();
+        let mut by_id: HashMap<Uuid, UserInfo> =
+            self.identity.users(&ids).await?.into_iter().map(|u| (u.id, u)).collect();
+        Ok(members.into_iter().map(|member| MemberView { user: by_id.remove(&member.user_id), member }).collect())
     }
 
     /// Admins change members and admins; granting or taking away the owner role takes an
@@ -253,7 +236,7 @@ impl Service {
         let event = audit(caller, principal, org_id, "member.role_changed", ("user", user_id.to_string()))
             .with_metadata(serde_json::json!({ "from": current.as_str(), "to": role.as_str() }));
         let member = self.store.update_role(org_id, user_id, role, event).await?;
-        Ok(MemberView { user: self.user(user_id).await?, member })
+        Ok(MemberView { user: self.identity.user(user_id).await?, member })
     }
 
     /// Admins remove members; anyone may leave; only an owner's session removes an owner.
@@ -276,16 +259,9 @@ impl Service {
             return Err(Error::OwnerSessionRequired);
         }
         self.store.ensure_removable(org_id, user_id).await?;
-        let as_orgs = Caller { principal: Some(Principal::Service { name: "orgs".into() }), ..caller.clone() };
-        let request = RevokeMemberCredentialsRequest { org_id: org_id.to_string(), user_id: user_id.to_string() };
-        let revoked = self
-            .keys
-            .clone()
-            .revoke_member_credentials(self.outbound.request_as(request, &as_orgs))
-            .await?
-            .into_inner();
+        let revoked = self.keys.revoke_member(caller, org_id, user_id).await?;
         let event = audit(caller, principal, org_id, "member.removed", ("user", user_id.to_string()))
-            .with_metadata(serde_json::json!({ "credentials_revoked": revoked.revoked }));
+            .with_metadata(serde_json::json!({ "credentials_revoked": revoked }));
         self.store.remove_member(org_id, user_id, event).await?;
         Ok(())
     }
@@ -312,9 +288,8 @@ impl Service {
         if role == Role::Owner && !is_owner_session(principal, my_role) {
             return Err(Error::OwnerSessionRequired);
         }
-        if let Some(existing) = self.user_by_email(&email).await?
-            && let Ok(existing_id) = Uuid::parse_str(&existing.id)
-            && self.store.role(org_id, existing_id).await?.is_some()
+        if let Some(existing) = self.identity.user_by_email(&email).await?
+            && self.store.role(org_id, existing.id).await?.is_some()
         {
             return Err(Error::AlreadyMember);
         }
@@ -328,13 +303,13 @@ impl Service {
             _ => format!("An administrator of {}", org.name),
         };
         let mail = invitation::mail(id, &email, &org.name, role, &inviter, expires_at, self.public_url.as_deref());
-        let row = invitations::Model {
+        let row = Invitation {
             id,
             org_id,
             email: email.clone(),
-            role: role.as_str().to_owned(),
-            status: PENDING.to_owned(),
-            invited_by: principal.user_id().map(|u| u.to_string()).unwrap_or_default(),
+            role,
+            status: Status::Pending,
+            invited_by: principal.user_id(),
             created_at: now,
             expires_at,
             responded_at: None,
@@ -360,14 +335,14 @@ impl Service {
         self.authorize(principal, org_id, Action::MembersWrite).await?;
         let invitation = self.invitation_of(org_id, id).await?;
         let event = audit(caller, principal, org_id, "invitation.revoked", ("invitation", invitation.id.to_string()));
-        let (invitation, _) = self.store.respond(&invitation, REVOKED, None, vec![event]).await?;
+        let (invitation, _) = self.store.respond(&invitation, Status::Revoked, None, vec![event]).await?;
         self.view(invitation).await
     }
 
     /// The caller's pending invitations, to its address once verified (none before).
     pub async fn list_my_invitations(&self, caller: &Caller, page: Page) -> Result<Vec<InvitationView>, Error> {
         let Principal::User(user) = caller.principal()? else { return Err(Error::SessionRequired) };
-        let Some(me) = self.user(user.user_id).await? else { return Ok(Vec::new()) };
+        let Some(me) = self.identity.user(user.user_id).await? else { return Ok(Vec::new()) };
         if !me.email_verified {
             return Ok(Vec::new());
         }
@@ -382,7 +357,6 @@ impl Service {
     /// invitation does not exist, and an address not yet verified cannot answer.
     pub async fn accept_invitation(&self, caller: &Caller, id: &str) -> Result<MemberView, Error> {
         let (principal, user, invitation) = self.invitee(caller, id).await?;
-        let user_id = Uuid::parse_str(&user.id).map_err(|_| Error::internal("identity answered a bad user id"))?;
         let events = vec![
             audit(
                 caller,
@@ -391,10 +365,10 @@ impl Service {
                 "invitation.accepted",
                 ("invitation", invitation.id.to_string()),
             ),
-            audit(caller, principal, invitation.org_id, "member.added", ("user", user.id.clone()))
-                .with_metadata(serde_json::json!({ "role": invitation.role, "invitation_id": invitation.id })),
+            audit(caller, principal, invitation.org_id, "member.added", ("user", user.id.to_string()))
+                .with_metadata(serde_json::json!({ "role": invitation.role.as_str(), "invitation_id": invitation.id })),
         ];
-        let (_, member) = self.store.respond(&invitation, ACCEPTED, Some(user_id), events).await?;
+        let (_, member) = self.store.respond(&invitation, Status::Accepted, Some(user.id), events).await?;
         let member = member.ok_or_else(|| Error::internal("an accepted invitation made no member"))?;
         Ok(MemberView { member, user: Some(user) })
     }
@@ -408,21 +382,17 @@ impl Service {
             "invitation.declined",
             ("invitation", invitation.id.to_string()),
         );
-        let (invitation, _) = self.store.respond(&invitation, DECLINED, None, vec![event]).await?;
+        let (invitation, _) = self.store.respond(&invitation, Status::Declined, None, vec![event]).await?;
         self.view(invitation).await
     }
 
     /// The invitation `id`, if the caller is its invitee with a verified address.
-    async fn invitee<'c>(
-        &self,
-        caller: &'c Caller,
-        id: &str,
-    ) -> Result<(&'c Principal, User, invitations::Model), Error> {
+    async fn invitee<'c>(&self, caller: &'c Caller, id: &str) -> Result<(&'c Principal, UserInfo, Invitation), Error> {
         let principal = caller.principal()?;
         let Principal::User(session) = principal else { return Err(Error::SessionRequired) };
         let id = Uuid::parse_str(id).map_err(|_| Error::InvitationNotFound)?;
         let invitation = self.store.invitation(id).await?.ok_or(Error::InvitationNotFound)?;
-        let user = self.user(session.user_id).await?.ok_or(Error::InvitationNotFound)?;
+        let user = self.identity.user(session.user_id).await?.ok_or(Error::InvitationNotFound)?;
         if user.email != invitation.email {
             return Err(Error::InvitationNotFound);
         }
@@ -432,7 +402,7 @@ impl Service {
         Ok((principal, user, invitation))
     }
 
-    async fn invitation_of(&self, org_id: Uuid, id: &str) -> Result<invitations::Model, Error> {
+    async fn invitation_of(&self, org_id: Uuid, id: &str) -> Result<Invitation, Error> {
         let id = Uuid::parse_str(id).map_err(|_| Error::InvitationNotFound)?;
         match self.store.invitation(id).await? {
             Some(invitation) if invitation.org_id == org_id => Ok(invitation),
@@ -440,27 +410,9 @@ impl Service {
         }
     }
 
-    async fn view(&self, invitation: invitations::Model) -> Result<InvitationView, Error> {
+    async fn view(&self, invitation: Invitation) -> Result<InvitationView, Error> {
         let org_name = self.store.org(invitation.org_id).await?.map(|o| o.name).unwrap_or_default();
         Ok(InvitationView { invitation, org_name })
-    }
-
-    async fn user(&self, id: Uuid) -> Result<Option<User>, Error> {
-        let request = self.outbound.request(GetUserRequest { id: id.to_string() }, None);
-        match self.identity.clone().get_user(request).await {
-            Ok(user) => Ok(Some(user.into_inner())),
-            Err(status) if status.code() == Code::NotFound => Ok(None),
-            Err(status) => Err(status.into()),
-        }
-    }
-
-    async fn user_by_email(&self, email: &str) -> Result<Option<User>, Error> {
-        let request = self.outbound.request(FindUserByEmailRequest { email: email.to_owned() }, None);
-        match self.identity.clone().find_user_by_email(request).await {
-            Ok(user) => Ok(Some(user.into_inner())),
-            Err(status) if status.code() == Code::NotFound => Ok(None),
-            Err(status) => Err(status.into()),
-        }
     }
 
     pub async fn append_audit(&self, events: Vec<AuditRecord>) -> Result<u64, Error> {
@@ -475,7 +427,7 @@ impl Service {
         to: Option<DateTime<Utc>>,
         action: Option<String>,
         page: Page,
-    ) -> Result<Vec<audit_events::Model>, Error> {
+    ) -> Result<Vec<AuditRecord>, Error> {
         let org_id = org_id(org)?;
         self.authorize(caller.principal()?, org_id, Action::AuditRead).await?;
         self.store.audit_events(AuditQuery { org_id, from, to, action }, &page).await

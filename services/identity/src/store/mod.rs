@@ -5,7 +5,7 @@ mod entities;
 use chrono::{DateTime, Utc};
 use keyplane_common::{
     db::is_unique_violation,
-    mail::{MAIL_TOPIC, OutgoingMail},
+    mail::{MAIL_TOPIC, MailKind, OutgoingMail},
     outbox,
 };
 use sea_orm::{
@@ -14,9 +14,13 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-pub use entities::{dev_mailbox, email_verifications, refresh_tokens, sessions, signing_keys, users};
+pub use entities::signing_keys;
+use entities::{dev_mailbox, email_verifications, refresh_tokens, sessions, users};
 
-use crate::error::Error;
+use crate::{
+    domain::user::{DevMail, Session, User},
+    error::Error,
+};
 
 /// The issuer recorded for password accounts.
 pub const LOCAL_ISSUER: &str = "keyplane";
@@ -42,7 +46,7 @@ pub struct NewVerification {
 
 /// What spending a refresh token led to.
 pub enum Refreshed {
-    Rotated(sessions::Model),
+    Rotated(Session),
     /// The token had been spent before: the session is now revoked.
     Reused(Uuid),
 }
@@ -60,7 +64,7 @@ impl Store {
         name: &str,
         password_hash: String,
         verification: NewVerification,
-    ) -> Result<users::Model, Error> {
+    ) -> Result<User, Error> {
         let now = keyplane_common::time::now();
         let user = users::ActiveModel {
             id: Set(id),
@@ -78,11 +82,11 @@ impl Store {
             user.insert(&txn).await.map_err(|e| if is_unique_violation(&e) { Error::EmailTaken } else { e.into() })?;
         insert_verification(&txn, user.id, email, verification).await?;
         txn.commit().await?;
-        Ok(user)
+        Ok(to_user(user))
     }
 
     /// Another verification mail for a user's address.
-    pub async fn add_verification(&self, user: &users::Model, verification: NewVerification) -> Result<(), Error> {
+    pub async fn add_verification(&self, user: &User, verification: NewVerification) -> Result<(), Error> {
         let txn = self.db.begin().await?;
         insert_verification(&txn, user.id, &user.email, verification).await?;
         txn.commit().await?;
@@ -90,7 +94,7 @@ impl Store {
     }
 
     /// Spends a verification token: its address is verified, if it is still the user's.
-    pub async fn verify_email(&self, token_hash: &str) -> Result<users::Model, Error> {
+    pub async fn verify_email(&self, token_hash: &str) -> Result<User, Error> {
         let now = keyplane_common::time::now();
         let txn = self.db.begin().await?;
         let spent = email_verifications::Entity::update_many()
@@ -120,7 +124,7 @@ impl Store {
             active.update(&txn).await?
         };
         txn.commit().await?;
-        Ok(user)
+        Ok(to_user(user))
     }
 
     /// Queues a mail for the mailer; a mail id queued before is queued once.
@@ -151,16 +155,32 @@ impl Store {
     }
 
     /// The development mailbox of one address, newest first.
-    pub async fn dev_mail(&self, to: &str, limit: u64) -> Result<Vec<dev_mailbox::Model>, Error> {
-        Ok(dev_mailbox::Entity::find()
+    pub async fn dev_mail(&self, to: &str, limit: u64) -> Result<Vec<DevMail>, Error> {
+        let rows = dev_mailbox::Entity::find()
             .filter(dev_mailbox::Column::ToAddress.eq(to.to_lowercase()))
             .order_by_desc(dev_mailbox::Column::Id)
             .limit(limit)
             .all(&self.db)
-            .await?)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|m| {
+                let kind = MailKind::parse(&m.kind)?;
+                let mail = OutgoingMail {
+                    id: m.id,
+                    to: m.to_address,
+                    subject: m.subject,
+                    body: m.body,
+                    kind,
+                    token: m.token,
+                    invitation_id: m.invitation_id,
+                };
+                Some(DevMail { mail, sent_at: m.sent_at })
+            })
+            .collect())
     }
 
-    pub async fn local_user_by_email(&self, email: &str) -> Result<Option<users::Model>, Error> {
+    async fn local_row_by_email(&self, email: &str) -> Result<Option<users::Model>, Error> {
         Ok(users::Entity::find()
             .filter(users::Column::Issuer.eq(LOCAL_ISSUER))
             .filter(users::Column::Subject.eq(email))
@@ -168,24 +188,39 @@ impl Store {
             .await?)
     }
 
+    /// The password account with this email, and its password's hash.
+    pub async fn password_account(&self, email: &str) -> Result<Option<(User, Option<String>)>, Error> {
+        Ok(self.local_row_by_email(email).await?.map(|row| {
+            let hash = row.password_hash.clone();
+            (to_user(row), hash)
+        }))
+    }
+
     /// A password account with this email, else the newest external one.
-    pub async fn user_by_email(&self, email: &str) -> Result<Option<users::Model>, Error> {
-        if let Some(user) = self.local_user_by_email(email).await? {
-            return Ok(Some(user));
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<User>, Error> {
+        if let Some(user) = self.local_row_by_email(email).await? {
+            return Ok(Some(to_user(user)));
         }
         Ok(users::Entity::find()
             .filter(users::Column::Email.eq(email))
             .order_by_desc(users::Column::CreatedAt)
             .one(&self.db)
-            .await?)
+            .await?
+            .map(to_user))
     }
 
-    pub async fn user(&self, id: Uuid) -> Result<Option<users::Model>, Error> {
-        Ok(users::Entity::find_by_id(id).one(&self.db).await?)
+    pub async fn user(&self, id: Uuid) -> Result<Option<User>, Error> {
+        Ok(users::Entity::find_by_id(id).one(&self.db).await?.map(to_user))
     }
 
-    pub async fn users(&self, ids: Vec<Uuid>) -> Result<Vec<users::Model>, Error> {
-        Ok(users::Entity::find().filter(users::Column::Id.is_in(ids)).all(&self.db).await?)
+    pub async fn users(&self, ids: Vec<Uuid>) -> Result<Vec<User>, Error> {
+        Ok(users::Entity::find()
+            .filter(users::Column::Id.is_in(ids))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(to_user)
+            .collect())
     }
 
     /// The user behind an external issuer's subject, created on first sight. The address
@@ -197,7 +232,7 @@ impl Store {
         email: &str,
         name: &str,
         email_verified: bool,
-    ) -> Result<users::Model, Error> {
+    ) -> Result<User, Error> {
         let find = || {
             users::Entity::find()
                 .filter(users::Column::Issuer.eq(issuer))
@@ -207,14 +242,14 @@ impl Store {
         let now = keyplane_common::time::now();
         if let Some(user) = find().await? {
             if user.email == email && user.email_verified_at.is_some() == email_verified {
-                return Ok(user);
+                return Ok(to_user(user));
             }
             let verified_at = if email_verified { user.email_verified_at.or(Some(now)) } else { None };
             let mut active: users::ActiveModel = user.into();
             active.email = Set(email.to_owned());
             active.email_verified_at = Set(verified_at);
             active.updated_at = Set(now);
-            return Ok(active.update(&self.db).await?);
+            return Ok(to_user(active.update(&self.db).await?));
         }
         let user = users::ActiveModel {
             id: Set(Uuid::now_v7()),
@@ -228,16 +263,16 @@ impl Store {
             email_verified_at: Set(email_verified.then_some(now)),
         };
         match user.insert(&self.db).await {
-            Ok(user) => Ok(user),
+            Ok(user) => Ok(to_user(user)),
             // The same subject's first requests raced; the winner's row is the user.
             Err(e) if is_unique_violation(&e) => {
-                find().await?.ok_or_else(|| Error::internal("provisioned user vanished"))
+                find().await?.map(to_user).ok_or_else(|| Error::internal("provisioned user vanished"))
             }
             Err(e) => Err(e.into()),
         }
     }
 
-    pub async fn create_session(&self, new: NewSession) -> Result<sessions::Model, Error> {
+    pub async fn create_session(&self, new: NewSession) -> Result<Session, Error> {
         let now = keyplane_common::time::now();
         let txn = self.db.begin().await?;
         let session = sessions::ActiveModel {
@@ -252,11 +287,11 @@ impl Store {
         .await?;
         insert_refresh(&txn, new.refresh_hash, session.id, new.expires_at).await?;
         txn.commit().await?;
-        Ok(session)
+        Ok(to_session(session))
     }
 
-    pub async fn session(&self, id: Uuid) -> Result<Option<sessions::Model>, Error> {
-        Ok(sessions::Entity::find_by_id(id).one(&self.db).await?)
+    pub async fn session(&self, id: Uuid) -> Result<Option<Session>, Error> {
+        Ok(sessions::Entity::find_by_id(id).one(&self.db).await?.map(to_session))
     }
 
     pub async fn revoke_session(&self, id: Uuid, reason: &str) -> Result<(), Error> {
@@ -296,7 +331,7 @@ impl Store {
         }
         insert_refresh(&txn, successor_hash, session.id, session.expires_at).await?;
         txn.commit().await?;
-        Ok(Refreshed::Rotated(session))
+        Ok(Refreshed::Rotated(to_session(session)))
     }
 
     /// Keys that still verify tokens: not yet unpublished.
@@ -373,6 +408,21 @@ async fn insert_refresh(
     .insert(txn)
     .await?;
     Ok(())
+}
+
+fn to_user(row: users::Model) -> User {
+    User {
+        id: row.id,
+        email: row.email,
+        name: row.name,
+        issuer: row.issuer,
+        created_at: row.created_at,
+        email_verified: row.email_verified_at.is_some(),
+    }
+}
+
+fn to_session(row: sessions::Model) -> Session {
+    Session { id: row.id, user_id: row.user_id, expires_at: row.expires_at, revoked_at: row.revoked_at }
 }
 
 async fn insert_verification<C: ConnectionTrait>(

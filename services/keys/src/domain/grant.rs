@@ -11,8 +11,6 @@ use crate::error::Error;
 pub const MAX_NAME_LEN: usize = 100;
 pub const MAX_RESOURCE_IDS: usize = 100;
 pub const MAX_RESOURCE_ID_LEN: usize = 128;
-pub const DEFAULT_GRACE_SECS: i64 = 86_400;
-pub const MAX_GRACE_SECS: i64 = 604_800;
 pub const BOOTSTRAP_KEY_NAME: &str = "First key (bootstrap)";
 
 /// The scopes and pins a new credential gets.
@@ -125,15 +123,6 @@ pub fn expiry(expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Result<O
     }
 }
 
-/// The grace period of a regeneration, in seconds: 0 to 604800, 86400 when omitted.
-pub fn grace_period(requested: Option<i64>) -> Result<i64, FieldViolation> {
-    match requested {
-        None => Ok(DEFAULT_GRACE_SECS),
-        Some(s) if (0..=MAX_GRACE_SECS).contains(&s) => Ok(s),
-        Some(_) => Err(FieldViolation::new("grace_period_seconds", format!("must be between 0 and {MAX_GRACE_SECS}"))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use keyplane_common::principal::{KeyPrincipal, UserPrincipal};
@@ -225,11 +214,7 @@ mod tests {
     }
 
     #[test]
-    fn grace_and_expiry_are_bounded() {
-        assert_eq!(grace_period(None).unwrap(), 86_400);
-        assert_eq!(grace_period(Some(0)).unwrap(), 0);
-        assert!(grace_period(Some(604_801)).is_err());
-        assert!(grace_period(Some(-1)).is_err());
+    fn expiry_is_in_the_future() {
         let now = Utc::now();
         assert!(expiry(Some(now - chrono::Duration::seconds(1)), now).is_err());
         assert!(expiry(Some(now + chrono::Duration::seconds(1)), now).is_ok());

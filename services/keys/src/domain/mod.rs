@@ -1,3 +1,6 @@
 //! The rules of keys and tokens, without I/O.
 
 pub mod grant;
+pub mod key;
+pub mod key_use;
+pub mod regeneration;

@@ -3,11 +3,6 @@
 pub mod credentials {
     use sea_orm::entity::prelude::*;
 
-    /// `kind` of API keys.
-    pub const API_KEY: &str = "api_key";
-    /// `kind` of MCP tokens.
-    pub const MCP_TOKEN: &str = "mcp_token";
-
     #[sea_orm::model]
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "credentials")]

@@ -1,33 +1,29 @@
-//! The keys service's storage. Every change that is audited commits with its audit event
-//! (the outbox) in one transaction.
+//! The keys service's storage: credentials in, credentials out (rows stay in here). Every
+//! change that is audited commits with its audit event (the outbox) in one transaction.
 
 mod entities;
 
 use chrono::{DateTime, Utc};
-use keyplane_common::{audit::AuditRecord, db::is_unique_violation, ids::Page, outbox};
+use keyplane_common::{
+    audit::AuditRecord, credential::Environment, credential::SecretHash, db::is_unique_violation, outbox, page::Page,
+    scope::Scopes,
+};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
     QuerySelect, Set, TransactionTrait,
-    sea_query::{Expr, ExprTrait, SimpleExpr},
+    sea_query::{Expr, ExprTrait, IntoCondition, SimpleExpr},
 };
 use uuid::Uuid;
 
-pub use entities::credentials::{self, API_KEY, MCP_TOKEN};
-use entities::{bootstrap_claims, use_batches};
+use entities::{bootstrap_claims, credentials, use_batches};
 
-use crate::error::Error;
+use crate::{
+    domain::key::{Credential, Kind, PreviousSecret},
+    error::Error,
+};
 
-#[derive(Clone)]
-pub struct Store {
-    db: DatabaseConnection,
-}
-
-/// A regeneration: the new secret's hash, and the old one's if it keeps working.
-pub struct Regeneration {
-    pub new_hash: String,
-    pub new_prefix: String,
-    pub keep_previous_until: Option<DateTime<Utc>>,
-}
+const API_KEY: &str = "api_key";
+const MCP_TOKEN: &str = "mcp_token";
 
 /// The next revision of a row: every change that matters to a verdict takes one.
 fn next_revision() -> SimpleExpr {
@@ -37,64 +33,59 @@ fn next_revision() -> SimpleExpr {
 /// How long a batch id of key use is remembered: far longer than a gateway retries.
 const USE_BATCH_MEMORY: chrono::Duration = chrono::Duration::hours(24);
 
+#[derive(Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
 impl Store {
     pub fn new(db: DatabaseConnection) -> Self {
         Self { db }
     }
 
-    pub async fn insert(&self, row: credentials::Model, audit: &[AuditRecord]) -> Result<credentials::Model, Error> {
+    pub async fn insert(&self, credential: &Credential, audit: &[AuditRecord]) -> Result<Credential, Error> {
         let txn = self.db.begin().await?;
-        let row = credentials::ActiveModel::from(row).insert(&txn).await?;
+        let row = credentials::ActiveModel::from(to_row(credential)).insert(&txn).await?;
         outbox::enqueue_audit(&txn, audit).await?;
         txn.commit().await?;
-        Ok(row)
+        from_row(row)
     }
 
-    pub async fn get(&self, id: Uuid) -> Result<Option<credentials::Model>, Error> {
-        Ok(credentials::Entity::find_by_id(id).one(&self.db).await?)
+    pub async fn get(&self, id: Uuid) -> Result<Option<Credential>, Error> {
+        credentials::Entity::find_by_id(id).one(&self.db).await?.map(from_row).transpose()
     }
 
-    /// One page of an org's credentials of `kind`, oldest first (ids are time-ordered).
-    pub async fn list_for_org(&self, org_id: Uuid, kind: &str, page: &Page) -> Result<Vec<credentials::Model>, Error> {
+    /// One page of an org's credentials of `kind`, oldest first.
+    pub async fn list_for_org(&self, org_id: Uuid, kind: Kind, page: &Page) -> Result<Vec<Credential>, Error> {
         self.list(credentials::Column::OrgId.eq(org_id), kind, page).await
     }
 
-    pub async fn list_for_creator(
-        &self,
-        user_id: Uuid,
-        kind: &str,
-        page: &Page,
-    ) -> Result<Vec<credentials::Model>, Error> {
+    pub async fn list_for_creator(&self, user_id: Uuid, kind: Kind, page: &Page) -> Result<Vec<Credential>, Error> {
         self.list(credentials::Column::CreatedBy.eq(user_id), kind, page).await
     }
 
-    async fn list(
-        &self,
-        owner: sea_orm::sea_query::SimpleExpr,
-        kind: &str,
-        page: &Page,
-    ) -> Result<Vec<credentials::Model>, Error> {
-        let mut query = credentials::Entity::find().filter(owner).filter(credentials::Column::Kind.eq(kind));
-        if let Some(after) = page.after {
-            query = query.filter(credentials::Column::Id.gt(after));
-        }
-        Ok(query.order_by_asc(credentials::Column::Id).limit(page.limit + 1).all(&self.db).await?)
+    async fn list(&self, owner: SimpleExpr, kind: Kind, page: &Page) -> Result<Vec<Credential>, Error> {
+        let select = credentials::Entity::find().filter(owner).filter(credentials::Column::Kind.eq(kind_name(kind)));
+        page.apply(select, credentials::Column::Id).all(&self.db).await?.into_iter().map(from_row).collect()
     }
 
     /// The credential whose current or previous secret has this hash.
-    pub async fn find_by_hash(&self, hash: &str) -> Result<Option<credentials::Model>, Error> {
-        Ok(credentials::Entity::find()
+    pub async fn find_by_hash(&self, hash: &SecretHash) -> Result<Option<Credential>, Error> {
+        let hex = hash.to_hex();
+        credentials::Entity::find()
             .filter(
                 Condition::any()
-                    .add(credentials::Column::Hash.eq(hash))
-                    .add(credentials::Column::PreviousHash.eq(hash)),
+                    .add(credentials::Column::Hash.eq(hex.clone()))
+                    .add(credentials::Column::PreviousHash.eq(hex)),
             )
             .one(&self.db)
-            .await?)
+            .await?
+            .map(from_row)
+            .transpose()
     }
 
     /// Revokes a credential now; an already revoked one stays as it was.
-    pub async fn revoke(&self, id: Uuid, audit: &[AuditRecord]) -> Result<credentials::Model, Error> {
+    pub async fn revoke(&self, id: Uuid, audit: &[AuditRecord]) -> Result<Credential, Error> {
         let txn = self.db.begin().await?;
         let revoked = credentials::Entity::update_many()
             .col_expr(credentials::Column::RevokedAt, Expr::value(keyplane_common::time::now()))
@@ -108,27 +99,26 @@ impl Store {
         }
         let row = credentials::Entity::find_by_id(id).one(&txn).await?.ok_or(Error::KeyNotFound)?;
         txn.commit().await?;
-        Ok(row)
+        from_row(row)
     }
 
-    /// Replaces the secret of a key whose current hash is still `expected_hash`.
+    /// Stores a regenerated key, if its secret is still the one it was regenerated from
+    /// and it was not revoked meanwhile.
     pub async fn regenerate(
         &self,
-        id: Uuid,
-        expected_hash: &str,
-        regeneration: Regeneration,
+        before: &Credential,
+        after: &Credential,
         audit: &[AuditRecord],
-    ) -> Result<credentials::Model, Error> {
+    ) -> Result<Credential, Error> {
         let txn = self.db.begin().await?;
-        let previous_hash = regeneration.keep_previous_until.map(|_| expected_hash.to_owned());
         let updated = credentials::Entity::update_many()
-            .col_expr(credentials::Column::Hash, Expr::value(regeneration.new_hash))
-            .col_expr(credentials::Column::Prefix, Expr::value(regeneration.new_prefix))
-            .col_expr(credentials::Column::PreviousHash, Expr::value(previous_hash))
-            .col_expr(credentials::Column::PreviousExpiresAt, Expr::value(regeneration.keep_previous_until))
+            .col_expr(credentials::Column::Hash, Expr::value(after.hash.to_hex()))
+            .col_expr(credentials::Column::Prefix, Expr::value(after.prefix.clone()))
+            .col_expr(credentials::Column::PreviousHash, Expr::value(after.previous.map(|p| p.hash.to_hex())))
+            .col_expr(credentials::Column::PreviousExpiresAt, Expr::value(after.previous.map(|p| p.until)))
             .col_expr(credentials::Column::Revision, next_revision())
-            .filter(credentials::Column::Id.eq(id))
-            .filter(credentials::Column::Hash.eq(expected_hash))
+            .filter(credentials::Column::Id.eq(before.id))
+            .filter(credentials::Column::Hash.eq(before.hash.to_hex()))
             .filter(credentials::Column::RevokedAt.is_null())
             .exec(&txn)
             .await?;
@@ -136,25 +126,25 @@ impl Store {
             return Err(Error::Conflict);
         }
         outbox::enqueue_audit(&txn, audit).await?;
-        let row = credentials::Entity::find_by_id(id).one(&txn).await?.ok_or(Error::KeyNotFound)?;
+        let row = credentials::Entity::find_by_id(before.id).one(&txn).await?.ok_or(Error::KeyNotFound)?;
         txn.commit().await?;
-        Ok(row)
+        from_row(row)
     }
 
     /// Inserts the org's bootstrap key unless the org has an active API key or already
     /// had its bootstrap key. Concurrent callers meet at the claim's primary key.
     pub async fn ensure_bootstrap(
         &self,
-        row: credentials::Model,
+        credential: &Credential,
         audit: &[AuditRecord],
-    ) -> Result<Option<credentials::Model>, Error> {
+    ) -> Result<Option<Credential>, Error> {
         let now = keyplane_common::time::now();
         let txn = self.db.begin().await?;
-        if bootstrap_claims::Entity::find_by_id(row.org_id).one(&txn).await?.is_some() {
+        if bootstrap_claims::Entity::find_by_id(credential.org_id).one(&txn).await?.is_some() {
             return Ok(None);
         }
         let active = credentials::Entity::find()
-            .filter(credentials::Column::OrgId.eq(row.org_id))
+            .filter(credentials::Column::OrgId.eq(credential.org_id))
             .filter(credentials::Column::Kind.eq(API_KEY))
             .filter(credentials::Column::RevokedAt.is_null())
             .filter(
@@ -167,17 +157,20 @@ impl Store {
         if active > 0 {
             return Ok(None);
         }
-        let claim =
-            bootstrap_claims::ActiveModel { org_id: Set(row.org_id), key_id: Set(row.id), created_at: Set(now) };
+        let claim = bootstrap_claims::ActiveModel {
+            org_id: Set(credential.org_id),
+            key_id: Set(credential.id),
+            created_at: Set(now),
+        };
         match claim.insert(&txn).await {
             Ok(_) => {}
             Err(e) if is_unique_violation(&e) => return Ok(None),
             Err(e) => return Err(e.into()),
         }
-        let row = credentials::ActiveModel::from(row).insert(&txn).await?;
+        let row = credentials::ActiveModel::from(to_row(credential)).insert(&txn).await?;
         outbox::enqueue_audit(&txn, audit).await?;
         match txn.commit().await {
-            Ok(()) => Ok(Some(row)),
+            Ok(()) => Ok(Some(from_row(row)?)),
             // A concurrent caller's claim committed first.
             Err(e) if is_unique_violation(&e) => Ok(None),
             Err(e) => Err(e.into()),
@@ -188,8 +181,8 @@ impl Store {
     pub async fn revoke_org(
         &self,
         org_id: Uuid,
-        audit_for: impl Fn(&credentials::Model) -> AuditRecord,
-    ) -> Result<Vec<credentials::Model>, Error> {
+        audit_for: impl Fn(&Credential) -> AuditRecord,
+    ) -> Result<Vec<Credential>, Error> {
         self.revoke_where(credentials::Column::OrgId.eq(org_id), audit_for).await
     }
 
@@ -198,8 +191,8 @@ impl Store {
         &self,
         org_id: Uuid,
         user_id: Uuid,
-        audit_for: impl Fn(&credentials::Model) -> AuditRecord,
-    ) -> Result<Vec<credentials::Model>, Error> {
+        audit_for: impl Fn(&Credential) -> AuditRecord,
+    ) -> Result<Vec<Credential>, Error> {
         let owned =
             Condition::all().add(credentials::Column::OrgId.eq(org_id)).add(credentials::Column::CreatedBy.eq(user_id));
         self.revoke_where(owned, audit_for).await
@@ -207,18 +200,21 @@ impl Store {
 
     async fn revoke_where(
         &self,
-        which: impl sea_orm::sea_query::IntoCondition + Clone,
-        audit_for: impl Fn(&credentials::Model) -> AuditRecord,
-    ) -> Result<Vec<credentials::Model>, Error> {
+        which: impl IntoCondition + Clone,
+        audit_for: impl Fn(&Credential) -> AuditRecord,
+    ) -> Result<Vec<Credential>, Error> {
         let now = keyplane_common::time::now();
         let txn = self.db.begin().await?;
-        let live = credentials::Entity::find()
-            .filter(which.clone())
+        let live: Vec<Credential> = credentials::Entity::find()
+            .filter(which)
             .filter(credentials::Column::RevokedAt.is_null())
             .lock_exclusive()
             .all(&txn)
-            .await?;
-        let ids: Vec<Uuid> = live.iter().map(|row| row.id).collect();
+            .await?
+            .into_iter()
+            .map(from_row)
+            .collect::<Result<_, _>>()?;
+        let ids: Vec<Uuid> = live.iter().map(|c| c.id).collect();
         credentials::Entity::update_many()
             .col_expr(credentials::Column::RevokedAt, Expr::value(now))
             .col_expr(credentials::Column::Revision, next_revision())
@@ -228,10 +224,7 @@ impl Store {
         let audit: Vec<AuditRecord> = live.iter().map(&audit_for).collect();
         outbox::enqueue_audit(&txn, &audit).await?;
         txn.commit().await?;
-        Ok(live
-            .into_iter()
-            .map(|row| credentials::Model { revoked_at: Some(now), revision: row.revision + 1, ..row })
-            .collect())
+        Ok(live.into_iter().map(|c| Credential { revoked_at: Some(now), revision: c.revision + 1, ..c }).collect())
     }
 
     /// Moves `last_used_at` forward and records uses of rotated secrets, in one
@@ -269,5 +262,82 @@ impl Store {
             .await?;
         txn.commit().await?;
         Ok(true)
+    }
+}
+
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::ApiKey => API_KEY,
+        Kind::McpToken => MCP_TOKEN,
+    }
+}
+
+/// A stored row as the domain sees it. A row this code cannot read is a bug of ours.
+fn from_row(row: credentials::Model) -> Result<Credential, Error> {
+    let corrupt = |what: &str| Error::internal(format!("credential {} has a bad {what}", row.id));
+    let hash = |hex: &str| SecretHash::from_hex(hex);
+    let kind = match row.kind.as_str() {
+        API_KEY => Kind::ApiKey,
+        MCP_TOKEN => Kind::McpToken,
+        _ => return Err(corrupt("kind")),
+    };
+    let previous = match (&row.previous_hash, row.previous_expires_at) {
+        (Some(previous), Some(until)) => {
+            Some(PreviousSecret { hash: hash(previous).ok_or_else(|| corrupt("previous hash"))?, until })
+        }
+        _ => None,
+    };
+    let strings = |json: &serde_json::Value| -> Vec<String> {
+        json.as_array()
+            .map(|items| items.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
+    };
+    Ok(Credential {
+        id: row.id,
+        kind,
+        org_id: row.org_id,
+        created_by: row.created_by,
+        environment: Environment::parse(&row.environment),
+        prefix: row.prefix.clone(),
+        hash: hash(&row.hash).ok_or_else(|| corrupt("hash"))?,
+        previous,
+        scopes: match &row.scopes {
+            None => Scopes::Full,
+            Some(list) => Scopes::Only(strings(list).into_iter().collect()),
+        },
+        resource_ids: strings(&row.resource_ids),
+        bootstrap: row.bootstrap,
+        created_at: row.created_at,
+        last_used_at: row.last_used_at,
+        expires_at: row.expires_at,
+        revoked_at: row.revoked_at,
+        revision: u64::try_from(row.revision).map_err(|_| corrupt("revision"))?,
+        name: row.name,
+    })
+}
+
+fn to_row(c: &Credential) -> credentials::Model {
+    credentials::Model {
+        id: c.id,
+        kind: kind_name(c.kind).to_owned(),
+        org_id: c.org_id,
+        created_by: c.created_by,
+        name: c.name.clone(),
+        environment: c.environment.map(|e| e.as_str().to_owned()).unwrap_or_default(),
+        prefix: c.prefix.clone(),
+        hash: c.hash.to_hex(),
+        previous_hash: c.previous.map(|p| p.hash.to_hex()),
+        previous_expires_at: c.previous.map(|p| p.until),
+        scopes: match &c.scopes {
+            Scopes::Full => None,
+            Scopes::Only(set) => Some(serde_json::Value::from(set.iter().cloned().collect::<Vec<_>>())),
+        },
+        resource_ids: serde_json::Value::from(c.resource_ids.clone()),
+        bootstrap: c.bootstrap,
+        created_at: c.created_at,
+        last_used_at: c.last_used_at,
+        expires_at: c.expires_at,
+        revoked_at: c.revoked_at,
+        revision: i64::try_from(c.revision).unwrap_or(i64::MAX),
     }
 }

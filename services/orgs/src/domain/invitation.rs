@@ -11,6 +11,51 @@ use uuid::Uuid;
 /// How long an invitation waits for its answer.
 pub const INVITATION_TTL: chrono::Duration = chrono::Duration::days(7);
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Pending,
+    Accepted,
+    Declined,
+    Revoked,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Accepted => "accepted",
+            Self::Declined => "declined",
+            Self::Revoked => "revoked",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Pending, Self::Accepted, Self::Declined, Self::Revoked].into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invitation {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    /// Lower-cased, as accounts are keyed.
+    pub email: String,
+    pub role: Role,
+    pub status: Status,
+    /// The user behind the principal that invited.
+    pub invited_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub responded_at: Option<DateTime<Utc>>,
+}
+
+impl Invitation {
+    /// The status users see: a pending invitation past its time has expired.
+    pub fn status_at(&self, now: DateTime<Utc>) -> &'static str {
+        if self.status == Status::Pending && self.expires_at <= now { "expired" } else { self.status.as_str() }
+    }
+}
+
 /// The mail that tells the invitee, in plain text.
 pub fn mail(
     invitation_id: Uuid,
@@ -46,6 +91,27 @@ pub fn mail(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pending_invitation_expires_after_a_week() {
+        let now = Utc::now();
+        let invitation = Invitation {
+            id: Uuid::now_v7(),
+            org_id: Uuid::now_v7(),
+            email: "a@example.com".into(),
+            role: Role::Member,
+            status: Status::Pending,
+            invited_by: None,
+            created_at: now,
+            expires_at: now + INVITATION_TTL,
+            responded_at: None,
+        };
+        assert_eq!(invitation.status_at(now), "pending");
+        let later = now + INVITATION_TTL + chrono::Duration::seconds(1);
+        assert_eq!(invitation.status_at(later), "expired");
+        let declined = Invitation { status: Status::Declined, ..invitation };
+        assert_eq!(declined.status_at(later), "declined", "an answered invitation does not expire");
+    }
 
     #[test]
     fn the_mail_names_the_org_the_role_and_where_to_accept() {

@@ -2,5 +2,6 @@
 
 pub mod access;
 pub mod invitation;
+pub mod org;
 pub mod org_fields;
 pub mod slug;

@@ -1,5 +1,6 @@
-//! The orgs service's storage. Org changes and their audit events commit together (the
-//! audit log lives here, so no outbox is needed).
+//! The orgs service's storage: domain types in and out (rows stay in here). Every change
+//! commits with its audit event, written straight into the audit log, which lives here;
+//! the outbox carries only the mail the service sends (invitations).
 
 mod entities;
 
@@ -8,9 +9,9 @@ use keyplane_common::{
     audit::AuditRecord,
     authz::Role,
     db::is_unique_violation,
-    ids::Page,
     mail::{MAIL_TOPIC, OutgoingMail},
     outbox,
+    page::Page,
 };
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
@@ -18,9 +19,16 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-pub use entities::{audit_events, dev_orgs, invitations, members, orgs};
+use entities::{audit_events, dev_orgs, invitations, members, orgs};
 
-use crate::{domain::slug, error::Error};
+use crate::{
+    domain::{
+        invitation::{Invitation, Status},
+        org::{Member, Org},
+        slug,
+    },
+    error::Error,
+};
 
 #[derive(Clone)]
 pub struct Store {
@@ -56,15 +64,9 @@ pub struct AuditQuery {
 const SLUG_ATTEMPTS: usize = 12;
 const NUMBERED_SLUG_ATTEMPTS: usize = 3;
 
-/// Invitation statuses as stored; "expired" is a pending one past its time.
-pub const PENDING: &str = "pending";
-pub const ACCEPTED: &str = "accepted";
-pub const DECLINED: &str = "declined";
-pub const REVOKED: &str = "revoked";
-
 /// A new invitation with the mail that tells the invitee.
 pub struct NewInvitation {
-    pub invitation: invitations::Model,
+    pub invitation: Invitation,
     pub mail: OutgoingMail,
 }
 
@@ -79,8 +81,8 @@ impl Store {
         &self,
         user_id: Uuid,
         new: NewOrg,
-        audit: impl Fn(&orgs::Model) -> AuditRecord,
-    ) -> Result<(orgs::Model, bool), Error> {
+        audit: impl Fn(&Org) -> AuditRecord,
+    ) -> Result<(Org, bool), Error> {
         for attempt in 0..SLUG_ATTEMPTS {
             if let Some(org) = self.dev_org(user_id).await? {
                 return Ok((org, false));
@@ -100,6 +102,7 @@ impl Store {
             }
             match insert_org(&txn, org_id, &new, attempt).await {
                 Ok(org) => {
+                    let org = to_org(org);
                     append_audit(&txn, &[audit(&org)]).await?;
                     match txn.commit().await {
                         Ok(()) => return Ok((org, true)),
@@ -115,22 +118,19 @@ impl Store {
         Err(Error::internal("could not allocate an org after several attempts"))
     }
 
-    async fn dev_org(&self, user_id: Uuid) -> Result<Option<orgs::Model>, Error> {
+    async fn dev_org(&self, user_id: Uuid) -> Result<Option<Org>, Error> {
         let Some(claim) = dev_orgs::Entity::find_by_id(user_id).one(&self.db).await? else {
             return Ok(None);
         };
-        Ok(orgs::Entity::find_by_id(claim.org_id).one(&self.db).await?)
+        self.org(claim.org_id).await
     }
 
-    pub async fn create_org(
-        &self,
-        new: NewOrg,
-        audit: impl Fn(&orgs::Model) -> AuditRecord,
-    ) -> Result<orgs::Model, Error> {
+    pub async fn create_org(&self, new: NewOrg, audit: impl Fn(&Org) -> AuditRecord) -> Result<Org, Error> {
         for attempt in 0..SLUG_ATTEMPTS {
             let txn = self.db.begin().await?;
             match insert_org(&txn, Uuid::now_v7(), &new, attempt).await {
                 Ok(org) => {
+                    let org = to_org(org);
                     append_audit(&txn, &[audit(&org)]).await?;
                     txn.commit().await?;
                     return Ok(org);
@@ -143,8 +143,8 @@ impl Store {
         Err(Error::internal("could not allocate a slug after several attempts"))
     }
 
-    pub async fn org(&self, id: Uuid) -> Result<Option<orgs::Model>, Error> {
-        Ok(orgs::Entity::find_by_id(id).one(&self.db).await?)
+    pub async fn org(&self, id: Uuid) -> Result<Option<Org>, Error> {
+        Ok(orgs::Entity::find_by_id(id).one(&self.db).await?.map(to_org))
     }
 
     pub async fn role(&self, org_id: Uuid, user_id: Uuid) -> Result<Option<Role>, Error> {
@@ -153,27 +153,20 @@ impl Store {
     }
 
     /// One page of the orgs a user belongs to.
-    pub async fn orgs_of(&self, user_id: Uuid, page: &Page) -> Result<Vec<orgs::Model>, Error> {
-        let mut memberships = members::Entity::find().filter(members::Column::UserId.eq(user_id));
-        if let Some(after) = page.after {
-            memberships = memberships.filter(members::Column::OrgId.gt(after));
-        }
-        let ids: Vec<Uuid> = memberships
-            .order_by_asc(members::Column::OrgId)
-            .limit(page.limit + 1)
+    pub async fn orgs_of(&self, user_id: Uuid, page: &Page) -> Result<Vec<Org>, Error> {
+        let memberships = members::Entity::find().filter(members::Column::UserId.eq(user_id));
+        let ids: Vec<Uuid> = page
+            .apply(memberships, members::Column::OrgId)
             .all(&self.db)
             .await?
             .into_iter()
             .map(|m| m.org_id)
             .collect();
-        Ok(orgs::Entity::find()
-            .filter(orgs::Column::Id.is_in(ids))
-            .order_by_asc(orgs::Column::Id)
-            .all(&self.db)
-            .await?)
+        let orgs = orgs::Entity::find().filter(orgs::Column::Id.is_in(ids)).order_by_asc(orgs::Column::Id);
+        Ok(orgs.all(&self.db).await?.into_iter().map(to_org).collect())
     }
 
-    pub async fn update_org(&self, id: Uuid, changes: OrgChanges, audit: AuditRecord) -> Result<orgs::Model, Error> {
+    pub async fn update_org(&self, id: Uuid, changes: OrgChanges, audit: AuditRecord) -> Result<Org, Error> {
         let txn = self.db.begin().await?;
         let org = orgs::Entity::find_by_id(id).one(&txn).await?.ok_or(Error::OrgNotFound)?;
         let mut active: orgs::ActiveModel = org.into();
@@ -190,7 +183,7 @@ impl Store {
         let org = active.update(&txn).await?;
         append_audit(&txn, &[audit]).await?;
         txn.commit().await?;
-        Ok(org)
+        Ok(to_org(org))
     }
 
     pub async fn delete_org(&self, id: Uuid, audit: AuditRecord) -> Result<(), Error> {
@@ -206,12 +199,9 @@ impl Store {
         Ok(())
     }
 
-    pub async fn members(&self, org_id: Uuid, page: &Page) -> Result<Vec<members::Model>, Error> {
-        let mut query = members::Entity::find().filter(members::Column::OrgId.eq(org_id));
-        if let Some(after) = page.after {
-            query = query.filter(members::Column::UserId.gt(after));
-        }
-        Ok(query.order_by_asc(members::Column::UserId).limit(page.limit + 1).all(&self.db).await?)
+    pub async fn members(&self, org_id: Uuid, page: &Page) -> Result<Vec<Member>, Error> {
+        let select = members::Entity::find().filter(members::Column::OrgId.eq(org_id));
+        page.apply(select, members::Column::UserId).all(&self.db).await?.into_iter().map(to_member).collect()
     }
 
     /// Changes a member's role; the last owner is never demoted (the org row is locked, as
@@ -222,7 +212,7 @@ impl Store {
         user_id: Uuid,
         role: Role,
         audit: AuditRecord,
-    ) -> Result<members::Model, Error> {
+    ) -> Result<Member, Error> {
         let txn = self.db.begin().await?;
         orgs::Entity::find_by_id(org_id).lock_exclusive().one(&txn).await?.ok_or(Error::OrgNotFound)?;
         let member = members::Entity::find_by_id((org_id, user_id)).one(&txn).await?.ok_or(Error::MemberNotFound)?;
@@ -234,7 +224,7 @@ impl Store {
         let member = active.update(&txn).await?;
         append_audit(&txn, &[audit]).await?;
         txn.commit().await?;
-        Ok(member)
+        to_member(member)
     }
 
     /// Fails with `LastOwner` when removing this member would leave the org without one.
@@ -250,12 +240,7 @@ impl Store {
 
     /// Removes a member; the org row is locked so that two owners cannot remove each
     /// other at once and leave the org without one.
-    pub async fn remove_member(
-        &self,
-        org_id: Uuid,
-        user_id: Uuid,
-        audit: AuditRecord,
-    ) -> Result<members::Model, Error> {
+    pub async fn remove_member(&self, org_id: Uuid, user_id: Uuid, audit: AuditRecord) -> Result<Member, Error> {
         let txn = self.db.begin().await?;
         orgs::Entity::find_by_id(org_id).lock_exclusive().one(&txn).await?.ok_or(Error::OrgNotFound)?;
         let member = members::Entity::find_by_id((org_id, user_id)).one(&txn).await?.ok_or(Error::MemberNotFound)?;
@@ -265,60 +250,62 @@ impl Store {
         members::Entity::delete_by_id((org_id, user_id)).exec(&txn).await?;
         append_audit(&txn, &[audit]).await?;
         txn.commit().await?;
-        Ok(member)
+        to_member(member)
     }
 
     /// Stores an invitation and queues its mail, unless the address has a pending one.
-    pub async fn create_invitation(&self, new: NewInvitation, audit: AuditRecord) -> Result<invitations::Model, Error> {
+    pub async fn create_invitation(&self, new: NewInvitation, audit: AuditRecord) -> Result<Invitation, Error> {
         let now = keyplane_common::time::now();
         let txn = self.db.begin().await?;
         orgs::Entity::find_by_id(new.invitation.org_id).lock_exclusive().one(&txn).await?.ok_or(Error::OrgNotFound)?;
         let pending = invitations::Entity::find()
             .filter(invitations::Column::OrgId.eq(new.invitation.org_id))
             .filter(invitations::Column::Email.eq(new.invitation.email.clone()))
-            .filter(invitations::Column::Status.eq(PENDING))
+            .filter(invitations::Column::Status.eq(Status::Pending.as_str()))
             .filter(invitations::Column::ExpiresAt.gt(now))
             .count(&txn)
             .await?;
         if pending > 0 {
             return Err(Error::AlreadyInvited);
         }
-        let invitation = invitations::ActiveModel::from(new.invitation).insert(&txn).await?;
+        let invitation = invitations::ActiveModel::from(to_invitation_row(&new.invitation)).insert(&txn).await?;
         outbox::enqueue(&txn, MAIL_TOPIC, &[(new.mail.id, new.mail.to_json())]).await?;
         append_audit(&txn, &[audit]).await?;
         txn.commit().await?;
-        Ok(invitation)
+        to_invitation(invitation)
     }
 
-    pub async fn invitation(&self, id: Uuid) -> Result<Option<invitations::Model>, Error> {
-        Ok(invitations::Entity::find_by_id(id).one(&self.db).await?)
+    pub async fn invitation(&self, id: Uuid) -> Result<Option<Invitation>, Error> {
+        invitations::Entity::find_by_id(id).one(&self.db).await?.map(to_invitation).transpose()
     }
 
     /// One page of an org's invitations, every status, oldest first.
-    pub async fn invitations_of_org(&self, org_id: Uuid, page: &Page) -> Result<Vec<invitations::Model>, Error> {
-        let mut query = invitations::Entity::find().filter(invitations::Column::OrgId.eq(org_id));
-        if let Some(after) = page.after {
-            query = query.filter(invitations::Column::Id.gt(after));
-        }
-        Ok(query.order_by_asc(invitations::Column::Id).limit(page.limit + 1).all(&self.db).await?)
+    pub async fn invitations_of_org(&self, org_id: Uuid, page: &Page) -> Result<Vec<Invitation>, Error> {
+        let select = invitations::Entity::find().filter(invitations::Column::OrgId.eq(org_id));
+        page.apply(select, invitations::Column::Id).all(&self.db).await?.into_iter().map(to_invitation).collect()
     }
 
     /// One page of the pending, unexpired invitations to an address, with their orgs.
-    pub async fn pending_for_email(
-        &self,
-        email: &str,
-        page: &Page,
-    ) -> Result<Vec<(invitations::Model, Option<orgs::Model>)>, Error> {
-        let mut query = invitations::Entity::find()
+    pub async fn pending_for_email(&self, email: &str, page: &Page) -> Result<Vec<(Invitation, Option<Org>)>, Error> {
+        let select = invitations::Entity::find()
             .filter(invitations::Column::Email.eq(email))
-            .filter(invitations::Column::Status.eq(PENDING))
+            .filter(invitations::Column::Status.eq(Status::Pending.as_str()))
             .filter(invitations::Column::ExpiresAt.gt(keyplane_common::time::now()));
-        if let Some(after) = page.after {
-            query = query.filter(invitations::Column::Id.gt(after));
-        }
-        let found = query.order_by_asc(invitations::Column::Id).limit(page.limit + 1).all(&self.db).await?;
+        let found: Vec<Invitation> = page
+            .apply(select, invitations::Column::Id)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(to_invitation)
+            .collect::<Result<_, _>>()?;
         let ids: Vec<Uuid> = found.iter().map(|i| i.org_id).collect();
-        let orgs = orgs::Entity::find().filter(orgs::Column::Id.is_in(ids)).all(&self.db).await?;
+        let orgs: Vec<Org> = orgs::Entity::find()
+            .filter(orgs::Column::Id.is_in(ids))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(to_org)
+            .collect();
         Ok(found
             .into_iter()
             .map(|invitation| {
@@ -332,24 +319,25 @@ impl Store {
     /// a member in the same transaction. Fails if the invitation is no longer pending.
     pub async fn respond(
         &self,
-        invitation: &invitations::Model,
-        status: &str,
+        invitation: &Invitation,
+        status: Status,
         join: Option<Uuid>,
         audit: Vec<AuditRecord>,
-    ) -> Result<(invitations::Model, Option<members::Model>), Error> {
+    ) -> Result<(Invitation, Option<Member>), Error> {
         let now = keyplane_common::time::now();
         let txn = self.db.begin().await?;
         let moved = invitations::Entity::update_many()
-            .col_expr(invitations::Column::Status, sea_orm::sea_query::Expr::value(status))
+            .col_expr(invitations::Column::Status, sea_orm::sea_query::Expr::value(status.as_str()))
             .col_expr(invitations::Column::RespondedAt, sea_orm::sea_query::Expr::value(now))
             .filter(invitations::Column::Id.eq(invitation.id))
-            .filter(invitations::Column::Status.eq(PENDING))
+            .filter(invitations::Column::Status.eq(Status::Pending.as_str()))
             .filter(invitations::Column::ExpiresAt.gt(now))
             .exec(&txn)
             .await?;
         if moved.rows_affected == 0 {
-            let current = invitations::Entity::find_by_id(invitation.id).one(&txn).await?;
-            let status = current.map_or_else(|| "gone".to_owned(), |i| status_of(&i, now).to_owned());
+            let current =
+                invitations::Entity::find_by_id(invitation.id).one(&txn).await?.map(to_invitation).transpose()?;
+            let status = current.map_or_else(|| "gone".to_owned(), |i| i.status_at(now).to_owned());
             return Err(Error::InvitationNotPending(status));
         }
         let member = match join {
@@ -358,13 +346,13 @@ impl Store {
                 let member = members::ActiveModel {
                     org_id: Set(invitation.org_id),
                     user_id: Set(user_id),
-                    role: Set(invitation.role.clone()),
+                    role: Set(invitation.role.as_str().to_owned()),
                     joined_at: Set(now),
                 }
                 .insert(&txn)
                 .await
                 .map_err(|e| if is_unique_violation(&e) { Error::AlreadyMember } else { e.into() })?;
-                Some(member)
+                Some(to_member(member)?)
             }
             None => None,
         };
@@ -372,7 +360,7 @@ impl Store {
         let updated =
             invitations::Entity::find_by_id(invitation.id).one(&txn).await?.ok_or(Error::InvitationNotFound)?;
         txn.commit().await?;
-        Ok((updated, member))
+        Ok((to_invitation(updated)?, member))
     }
 
     /// Stores audit events; an id already stored is skipped. Answers how many were new.
@@ -380,7 +368,8 @@ impl Store {
         Ok(append_audit(&self.db, events).await?)
     }
 
-    pub async fn audit_events(&self, query: AuditQuery, page: &Page) -> Result<Vec<audit_events::Model>, Error> {
+    /// One page of an org's audit log, newest first (ids are time-ordered).
+    pub async fn audit_events(&self, query: AuditQuery, page: &Page) -> Result<Vec<AuditRecord>, Error> {
         let mut select = audit_events::Entity::find().filter(audit_events::Column::OrgId.eq(query.org_id));
         if let Some(from) = query.from {
             select = select.filter(audit_events::Column::At.gte(from));
@@ -391,11 +380,8 @@ impl Store {
         if let Some(action) = query.action {
             select = select.filter(audit_events::Column::Action.eq(action));
         }
-        if let Some(before) = page.after {
-            select = select.filter(audit_events::Column::Id.lt(before));
-        }
-        // Newest first; ids are time-ordered.
-        Ok(select.order_by_desc(audit_events::Column::Id).limit(page.limit + 1).all(&self.db).await?)
+        let rows = page.apply_newest_first(select, audit_events::Column::Id).all(&self.db).await?;
+        Ok(rows.into_iter().map(to_audit_record).collect())
     }
 }
 
@@ -445,9 +431,66 @@ async fn insert_org_row<C: ConnectionTrait>(
     Ok(org)
 }
 
-/// An invitation's status as users see it: a pending one past its time has expired.
-pub fn status_of(invitation: &invitations::Model, now: DateTime<Utc>) -> &str {
-    if invitation.status == PENDING && invitation.expires_at <= now { "expired" } else { &invitation.status }
+fn to_org(row: orgs::Model) -> Org {
+    Org {
+        id: row.id,
+        name: row.name,
+        slug: row.slug,
+        description: row.description,
+        website_url: row.website_url,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    }
+}
+
+fn to_member(row: members::Model) -> Result<Member, Error> {
+    let role = Role::parse(&row.role).ok_or_else(|| Error::internal(format!("member with role {:?}", row.role)))?;
+    Ok(Member { org_id: row.org_id, user_id: row.user_id, role, joined_at: row.joined_at })
+}
+
+fn to_invitation(row: invitations::Model) -> Result<Invitation, Error> {
+    let corrupt = |what: &str| Error::internal(format!("invitation {} has a bad {what}", row.id));
+    Ok(Invitation {
+        id: row.id,
+        org_id: row.org_id,
+        role: Role::parse(&row.role).ok_or_else(|| corrupt("role"))?,
+        status: Status::parse(&row.status).ok_or_else(|| corrupt("status"))?,
+        invited_by: Uuid::parse_str(&row.invited_by).ok(),
+        created_at: row.created_at,
+        expires_at: row.expires_at,
+        responded_at: row.responded_at,
+        email: row.email,
+    })
+}
+
+fn to_invitation_row(i: &Invitation) -> invitations::Model {
+    invitations::Model {
+        id: i.id,
+        org_id: i.org_id,
+        email: i.email.clone(),
+        role: i.role.as_str().to_owned(),
+        status: i.status.as_str().to_owned(),
+        invited_by: i.invited_by.map(|u| u.to_string()).unwrap_or_default(),
+        created_at: i.created_at,
+        expires_at: i.expires_at,
+        responded_at: i.responded_at,
+    }
+}
+
+fn to_audit_record(row: audit_events::Model) -> AuditRecord {
+    AuditRecord {
+        id: row.id,
+        org_id: row.org_id,
+        at: row.at,
+        actor_type: row.actor_type,
+        actor_id: row.actor_id,
+        action: row.action,
+        target_type: row.target_type,
+        target_id: row.target_id,
+        ip: row.ip,
+        user_agent: row.user_agent,
+        metadata: row.metadata,
+    }
 }
 
 async fn ensure_another_owner(txn: &DatabaseTransaction, org_id: Uuid) -> Result<(), Error> {

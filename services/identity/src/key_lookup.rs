@@ -15,15 +15,15 @@ use keyplane_common::{
     credential_cache::{Expiring, LocalCredentialCache, LookupError, record_key},
     error::Failure,
     grpc::Outbound,
+    key_record::KeyRecord,
     principal::Principal,
+    time::Clock,
 };
-use keyplane_proto::keys::v1::{
-    CredentialRecord, LookupByHashRequest, LookupByHashResponse, keys_service_client::KeysServiceClient,
-};
+use keyplane_proto::keys::v1::{LookupByHashRequest, LookupByHashResponse, keys_service_client::KeysServiceClient};
 use prost::Message;
 use tonic::{Status, transport::Channel};
 
-use crate::{domain::credential::evaluate, error::Error};
+use crate::{domain::verdict::evaluate, error::Error};
 
 /// How long Redis keeps a record; changes overwrite it sooner.
 const FOUND_TTL: Duration = Duration::from_secs(300);
@@ -36,14 +36,21 @@ const LOCAL_TTL: Duration = Duration::from_secs(30);
 /// The record behind a hash (None: no credential has it) and its revision.
 #[derive(Clone)]
 pub struct CachedRecord {
-    record: Option<Arc<CredentialRecord>>,
+    record: Option<Arc<KeyRecord>>,
     revision: u64,
 }
 
 impl CachedRecord {
-    fn from_lookup(found: LookupByHashResponse) -> Self {
-        let revision = found.record.as_ref().map_or(0, |r| r.revision);
-        Self { record: found.record.map(Arc::new), revision }
+    /// The keys service's answer; a record this replica cannot read is a failure, never
+    /// taken for "unknown".
+    fn from_lookup(found: &LookupByHashResponse) -> Result<Self, Status> {
+        let record = found
+            .record
+            .as_ref()
+            .map(KeyRecord::from_proto)
+            .transpose()
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Self { revision: record.as_ref().map_or(0, |r| r.revision), record: record.map(Arc::new) })
     }
 }
 
@@ -59,15 +66,17 @@ impl Expiring for CachedRecord {
     }
 }
 
-pub struct KeyAuthenticator {
+pub struct KeyLookup {
     pub format: KeyFormat,
     pub local: Arc<LocalCredentialCache<CachedRecord>>,
     pub cache: Cache,
     pub keys: KeysServiceClient<Channel>,
     pub outbound: Outbound,
+    /// The time expiry and grace periods are decided at.
+    pub clock: Clock,
 }
 
-impl KeyAuthenticator {
+impl KeyLookup {
     /// The principal of a key or token, and the revision of the record it was decided on.
     pub async fn authenticate(&self, raw: &str, min_revision: u64) -> Result<(Principal, u64), Error> {
         let parsed = self.format.parse(raw).map_err(|_| {
@@ -88,7 +97,7 @@ impl KeyAuthenticator {
                 }
             },
         )?;
-        let principal = evaluate(parsed.credential_type, record.record.as_deref(), keyplane_common::time::now())?;
+        let principal = evaluate(parsed.credential_type, record.record.as_deref(), self.clock.now())?;
         Ok((principal, record.revision))
     }
 
@@ -97,11 +106,11 @@ impl KeyAuthenticator {
         let key = record_key(&hash);
         match self.cache.get_versioned(&key).await {
             Ok(Some((_, bytes))) => {
-                if let Ok(found) = LookupByHashResponse::decode(bytes.as_slice()) {
-                    let cached = CachedRecord::from_lookup(found);
-                    if cached.grants_at().is_none_or(|revision| revision >= floor) {
-                        return Ok(cached);
-                    }
+                if let Some(cached) =
+                    LookupByHashResponse::decode(bytes.as_slice()).ok().and_then(|f| CachedRecord::from_lookup(&f).ok())
+                    && cached.grants_at().is_none_or(|revision| revision >= floor)
+                {
+                    return Ok(cached);
                 }
             }
             Ok(None) => {}
@@ -116,7 +125,7 @@ impl KeyAuthenticator {
         if let Err(e) = self.cache.set_unless_newer(&key, revision, &found.encode_to_vec(), ttl).await {
             tracing::debug!(error = %e, "credential cache write failed");
         }
-        Ok(CachedRecord::from_lookup(found))
+        CachedRecord::from_lookup(&found)
     }
 
     /// Whether a bearer claims to be one of our keys or tokens.
