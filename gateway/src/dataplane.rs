@@ -117,19 +117,24 @@ pub async fn forward(State(state): State<AppState>, Ctx(caller): Ctx, request: R
     let (parts, body) = request.into_parts();
     let path = parts.uri.path();
     let (route, resource) = state.dataplane.route(path).ok_or_else(|| ApiError::not_found("no such route"))?;
-    let scope = if matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
-        &route.read_scope
-    } else {
-        &route.write_scope
-    };
+    let is_read = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let scope = if is_read { &route.read_scope } else { &route.write_scope };
     if !key.scopes.allows(scope) {
         return Err(ApiError::forbidden("insufficient_scope", format!("the key lacks the {scope} scope")));
     }
-    if let Some(resource) = resource
-        && !key.resource_ids.is_empty()
-        && !key.resource_ids.iter().any(|r| r == resource)
-    {
-        return Err(ApiError::forbidden("resource_not_allowed", "the key is not pinned to this resource"));
+    // A pinned key reaches its resources and nothing else: not another resource, and no
+    // write to the collection (a new resource is not one it is pinned to). Reads of the
+    // collection are narrowed to its pins by the backend.
+    if !key.resource_ids.is_empty() {
+        match resource {
+            Some(resource) if !key.resource_ids.iter().any(|r| r == resource) => {
+                return Err(ApiError::forbidden("resource_not_allowed", "the key is not pinned to this resource"));
+            }
+            None if !is_read => {
+                return Err(ApiError::forbidden("resource_not_allowed", "a pinned key cannot write to the collection"));
+            }
+            _ => {}
+        }
     }
     let body = to_bytes(body, MAX_BODY).await.map_err(|_| {
         ApiError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is over 1 MiB")

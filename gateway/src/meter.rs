@@ -239,6 +239,7 @@ mod tests {
             resource_ids: vec![],
             expires_at: None,
             grace_ends_at: in_grace.then(Utc::now),
+            revision: 1,
             created_by: None,
         }
     }

@@ -13,3 +13,4 @@ mod revocation;
 mod rotation;
 mod security;
 mod smoke;
+mod takeovers;

@@ -83,7 +83,7 @@ pub async fn dev_mailbox(
     State(state): State<AppState>,
     Ctx(caller): Ctx,
     crate::extract::ApiQuery(query): crate::extract::ApiQuery<MailboxQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<super::NoStore<Json<Value>>, ApiError> {
     let listed = state
         .upstream
         .list_dev_mailbox(&caller, keyplane_proto::identity::v1::ListDevMailboxRequest { to: query.to })
@@ -105,5 +105,5 @@ pub async fn dev_mailbox(
             }))
         })
         .collect();
-    Ok(Json(Value::Array(mails)))
+    Ok(super::NoStore(Json(Value::Array(mails))))
 }

@@ -2,6 +2,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_create_keys;
 mod m20261125_000001_revisions_and_use_batches;
+mod m20261125_000002_fences;
 
 pub struct Migrator;
 
@@ -11,6 +12,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_create_keys::Migration),
             Box::new(m20261125_000001_revisions_and_use_batches::Migration),
+            Box::new(m20261125_000002_fences::Migration),
         ]
     }
 }

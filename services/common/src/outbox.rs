@@ -74,6 +74,12 @@ pub async fn enqueue<C: ConnectionTrait>(
     }
 }
 
+/// Takes an event off the outbox: it was delivered another way (at once, by its writer).
+pub async fn forget<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<(), DbErr> {
+    entity::Entity::delete_by_id(id).exec(db).await?;
+    Ok(())
+}
+
 /// Delivers one batch of payloads; an error means "try again later".
 pub type Deliver = Arc<dyn Fn(Vec<serde_json::Value>) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 

@@ -38,6 +38,10 @@ pub struct KeyPrincipal {
     /// Set while the previous secret of a regenerated key is in its grace period.
     pub grace_ends_at: Option<DateTime<Utc>>,
     pub created_by: Option<Uuid>,
+    /// The revision of the key's record this principal was decided on: a change since
+    /// (a regeneration, say) means the presented secret may no longer be the current one.
+    #[serde(default)]
+    pub revision: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -49,6 +53,8 @@ pub struct McpPrincipal {
     pub prefix: String,
     pub scopes: Scopes,
     pub expires_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub revision: u64,
 }
 
 impl Principal {
@@ -116,6 +122,7 @@ impl TryFrom<pb::Principal> for Principal {
                 expires_at: k.expires_at.as_ref().and_then(time::from_proto),
                 grace_ends_at: if k.in_grace { k.grace_ends_at.as_ref().and_then(time::from_proto) } else { None },
                 created_by: optional_uuid(&k.created_by, "created_by")?,
+                revision: k.revision,
             }),
             Kind::McpToken(t) => Self::McpToken(McpPrincipal {
                 token_id: uuid(&t.token_id, "token_id")?,
@@ -125,6 +132,7 @@ impl TryFrom<pb::Principal> for Principal {
                 prefix: t.prefix,
                 scopes: Scopes::from_parts(t.full_access, &t.scopes),
                 expires_at: t.expires_at.as_ref().and_then(time::from_proto),
+                revision: t.revision,
             }),
             Kind::Service(s) => Self::Service { name: s.name },
         })
@@ -155,6 +163,7 @@ impl From<&Principal> for pb::Principal {
                 in_grace: k.grace_ends_at.is_some(),
                 grace_ends_at: k.grace_ends_at.map(time::to_proto),
                 created_by: k.created_by.map(|u| u.to_string()).unwrap_or_default(),
+                revision: k.revision,
             }),
             Principal::McpToken(t) => Kind::McpToken(pb::McpTokenPrincipal {
                 token_id: t.token_id.to_string(),
@@ -165,6 +174,7 @@ impl From<&Principal> for pb::Principal {
                 expires_at: t.expires_at.map(time::to_proto),
                 name: t.name.clone(),
                 prefix: t.prefix.clone(),
+                revision: t.revision,
             }),
             Principal::Service { name } => Kind::Service(pb::ServicePrincipal { name: name.clone() }),
         };
@@ -197,6 +207,7 @@ mod tests {
                 resource_ids: vec!["fam_1".into()],
                 expires_at: Some(now),
                 grace_ends_at: Some(now),
+                revision: 1,
                 created_by: Some(Uuid::now_v7()),
             }),
             Principal::Service { name: "keys".into() },

@@ -22,6 +22,14 @@ pub enum Error {
     RoleTooLow(keyplane_common::authz::Role, String),
     #[error("no such organization")]
     OrgNotFound,
+    #[error("the credential's creator is no longer a member of this organization")]
+    CreatorNotMember,
+    #[error("only the key's creator, or an owner, may regenerate it: its new secret acts with the creator's role")]
+    NotCreator,
+    #[error("this secret is no longer the key's current one; use the new secret")]
+    StaleSecret,
+    #[error("only the orgs service revokes credentials in bulk")]
+    OrgsOnly,
     #[error("no such API key")]
     KeyNotFound,
     #[error("no such MCP token")]
@@ -49,6 +57,10 @@ impl ServiceError for Error {
             Self::ExpiryNotAllowed(_) => (Kind::PermissionDenied, "expiry_not_allowed"),
             Self::RoleTooLow(..) => (Kind::PermissionDenied, "insufficient_role"),
             Self::OrgNotFound => (Kind::NotFound, "org_not_found"),
+            Self::CreatorNotMember => (Kind::PermissionDenied, "creator_not_member"),
+            Self::NotCreator => (Kind::PermissionDenied, "not_key_creator"),
+            Self::StaleSecret => (Kind::Unauthenticated, "key_in_grace"),
+            Self::OrgsOnly => (Kind::PermissionDenied, "forbidden"),
             Self::KeyNotFound => (Kind::NotFound, "key_not_found"),
             Self::TokenNotFound => (Kind::NotFound, "mcp_token_not_found"),
             Self::KeyRevoked => (Kind::FailedPrecondition, "key_revoked"),

@@ -184,7 +184,8 @@ impl KeysService for KeysGrpc {
         request: Request<pb::RevokeMemberCredentialsRequest>,
     ) -> Result<Response<pb::RevokeOrgCredentialsResponse>, Status> {
         let (caller, r) = split(request)?;
-        let revoked = self.service.revoke_member_credentials(&caller, &r.org_id, &r.user_id).await?;
+        let since = r.member_since.as_ref().and_then(time::from_proto);
+        let revoked = self.service.revoke_member_credentials(&caller, &r.org_id, &r.user_id, since).await?;
         Ok(Response::new(pb::RevokeOrgCredentialsResponse { revoked: u32::try_from(revoked).unwrap_or(u32::MAX) }))
     }
 

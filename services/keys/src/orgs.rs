@@ -13,12 +13,21 @@ use keyplane_common::{
     grpc::Outbound,
     outbox,
     principal::Principal,
+    time,
 };
 use keyplane_proto::orgs::v1::{AppendAuditRequest, AuthorizeRequest, orgs_service_client::OrgsServiceClient};
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-use crate::error::Error;
+use crate::{domain::grant::Membership, error::Error};
+
+/// Who a principal acts as in an org: its role (a key's or token's creator's), and the
+/// membership that gives it (None for services).
+#[derive(Clone, Copy, Debug)]
+pub struct Standing {
+    pub role: Option<Role>,
+    pub membership: Option<Membership>,
+}
 
 #[derive(Clone)]
 pub struct Orgs {
@@ -31,10 +40,10 @@ impl Orgs {
         Self { client, outbound }
     }
 
-    /// Ok with the role the principal acts with (a user's own; a key's or token's
-    /// creator's), or the orgs service's refusal as it is: NOT_FOUND for another tenant's
-    /// org, PERMISSION_DENIED for too little role or scope.
-    pub async fn require(&self, principal: &Principal, org_id: Uuid, action: Action) -> Result<Option<Role>, Error> {
+    /// Ok with the standing the principal acts on (a user's own membership; a key's or
+    /// token's creator's), or the orgs service's refusal as it is: NOT_FOUND for another
+    /// tenant's org, PERMISSION_DENIED for too little role or scope.
+    pub async fn require(&self, principal: &Principal, org_id: Uuid, action: Action) -> Result<Standing, Error> {
         let request = self.outbound.request(
             AuthorizeRequest {
                 principal: Some(principal.into()),
@@ -44,7 +53,9 @@ impl Orgs {
             None,
         );
         let answer = self.client.clone().authorize(request).await.map_err(Error::upstream)?.into_inner();
-        Ok(Role::from_proto(answer.role))
+        let since = answer.member_since.as_ref().and_then(time::from_proto);
+        let membership = principal.user_id().zip(since).map(|(user_id, since)| Membership { user_id, since });
+        Ok(Standing { role: Role::from_proto(answer.role), membership })
     }
 
     /// The outbox relay's delivery of audit events to `orgs.AppendAudit`, which stores each

@@ -22,13 +22,13 @@ use uuid::Uuid;
 
 use crate::{
     domain::{
-        grant::{self, BOOTSTRAP_KEY_NAME},
+        grant::{self, BOOTSTRAP_KEY_NAME, Membership},
         key::{Credential, Kind, Mint},
         key_use::KeyUse,
         regeneration,
     },
     error::Error,
-    orgs::Orgs,
+    orgs::{Orgs, Standing},
     propagate::Propagator,
     store::Store,
 };
@@ -61,6 +61,14 @@ pub struct NewToken {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
+/// Bulk revocations are the orgs service's to decide: a service principal only.
+fn only_orgs(caller: &Caller) -> Result<&Principal, Error> {
+    match caller.principal()? {
+        principal @ Principal::Service { .. } => Ok(principal),
+        _ => Err(Error::OrgsOnly),
+    }
+}
+
 /// A malformed org id names no org: the same answer as another tenant's.
 fn org_id(raw: &str) -> Result<Uuid, Error> {
     Uuid::parse_str(raw).map_err(|_| Error::OrgNotFound)
@@ -86,7 +94,7 @@ impl Service {
     pub async fn create_key(&self, caller: &Caller, new: NewKey) -> Result<(Credential, Secret), Error> {
         let principal = caller.principal()?;
         let org_id = org_id(&new.org_id)?;
-        self.orgs.require(principal, org_id, Action::KeysWrite).await?;
+        let standing = self.orgs.require(principal, org_id, Action::KeysWrite).await?;
         let now = self.clock.now();
         let mut violations = Vec::new();
         let name = text::display_text("name", &new.name, grant::MAX_NAME_LEN).map_err(|v| violations.push(v)).ok();
@@ -120,7 +128,8 @@ impl Service {
             bootstrap: false,
         };
         let key = Credential::mint(mint, &secret, keyplane_common::time::now());
-        let key = self.store.insert(&key, &[audit(caller, principal, &key, "api_key.created")]).await?;
+        let key =
+            self.store.insert(&key, standing.membership, &[audit(caller, principal, &key, "api_key.created")]).await?;
         self.relay.notify_one();
         tracing::info!(key_id = %key.id, org_id = %org_id, key_prefix = %key.prefix, "api key created");
         Ok((key, secret))
@@ -133,11 +142,22 @@ impl Service {
     }
 
     pub async fn get_key(&self, caller: &Caller, org: &str, key_id: &str, action: Action) -> Result<Credential, Error> {
+        Ok(self.key_as(caller, org, key_id, action).await?.0)
+    }
+
+    /// A key of the org, and the standing the caller acts on.
+    async fn key_as(
+        &self,
+        caller: &Caller,
+        org: &str,
+        key_id: &str,
+        action: Action,
+    ) -> Result<(Credential, Standing), Error> {
         let org_id = org_id(org)?;
-        self.orgs.require(caller.principal()?, org_id, action).await?;
+        let standing = self.orgs.require(caller.principal()?, org_id, action).await?;
         let key_id = Uuid::parse_str(key_id).map_err(|_| Error::KeyNotFound)?;
         match self.store.get(key_id).await? {
-            Some(key) if key.org_id == org_id && key.kind == Kind::ApiKey => Ok(key),
+            Some(key) if key.org_id == org_id && key.kind == Kind::ApiKey => Ok((key, standing)),
             _ => Err(Error::KeyNotFound),
         }
     }
@@ -161,7 +181,8 @@ impl Service {
     ) -> Result<(Credential, Secret), Error> {
         let principal = caller.principal()?;
         let grace = regeneration::grace_period(grace)?;
-        let key = self.get_key(caller, org, key_id, Action::KeysWrite).await?;
+        let (key, standing) = self.key_as(caller, org, key_id, Action::KeysWrite).await?;
+        regeneration::may_regenerate(principal, standing.role, &key)?;
         let environment = key.environment.ok_or_else(|| Error::internal("stored key without environment"))?;
         let secret = self.format.generate(CredentialType::ApiKey(environment));
         let regenerated = regeneration::regenerate(&key, &secret, grace, self.clock.now())?;
@@ -183,7 +204,7 @@ impl Service {
     ) -> Result<Option<(Credential, Secret)>, Error> {
         let principal = caller.principal()?;
         let org_id = org_id(org)?;
-        self.orgs.require(principal, org_id, Action::KeysWrite).await?;
+        let standing = self.orgs.require(principal, org_id, Action::KeysWrite).await?;
         let secret = self.format.generate(CredentialType::ApiKey(Environment::Test));
         let mint = Mint {
             kind: Kind::ApiKey,
@@ -198,7 +219,7 @@ impl Service {
         };
         let key = Credential::mint(mint, &secret, keyplane_common::time::now());
         let event = audit(caller, principal, &key, "api_key.created");
-        let created = self.store.ensure_bootstrap(&key, &[event]).await?;
+        let created = self.store.ensure_bootstrap(&key, standing.membership, &[event]).await?;
         if let Some(key) = &created {
             self.relay.notify_one();
             tracing::info!(key_id = %key.id, org_id = %org_id, "bootstrap key created");
@@ -206,29 +227,33 @@ impl Service {
         Ok(created.map(|key| (key, secret)))
     }
 
+    /// The org was deleted: every key and token stops at once, and none is made after.
+    /// Only the orgs service asks, after deciding the deletion.
     pub async fn revoke_org_credentials(&self, caller: &Caller, org: &str) -> Result<usize, Error> {
-        let principal = caller.principal()?;
+        let principal = only_orgs(caller)?;
         let org_id = org_id(org)?;
-        self.orgs.require(principal, org_id, Action::OrgDelete).await?;
         let revoked = self.store.revoke_org(org_id, |c| revocation(caller, principal, c, "org_deleted")).await?;
         self.announce_revoked(&revoked).await;
         Ok(revoked.len())
     }
 
-    /// A member left or was removed: the keys and tokens it created stop at once, so
-    /// nobody keeps a credential of an org they no longer belong to. Only the orgs service
-    /// asks, after deciding the removal.
-    pub async fn revoke_member_credentials(&self, caller: &Caller, org: &str, user: &str) -> Result<usize, Error> {
-        let principal = caller.principal()?;
-        if !matches!(principal, Principal::Service { .. }) {
-            return Err(Error::SessionRequired);
-        }
+    /// A member left or was removed: the keys and tokens it created stop at once, and none
+    /// authorized on the membership that ended is made after. Only the orgs service asks,
+    /// after deciding the removal.
+    pub async fn revoke_member_credentials(
+        &self,
+        caller: &Caller,
+        org: &str,
+        user: &str,
+        member_since: Option<DateTime<Utc>>,
+    ) -> Result<usize, Error> {
+        let principal = only_orgs(caller)?;
         let org_id = org_id(org)?;
         let user_id = FieldViolation::uuid("user_id", user)?;
-        let revoked = self
-            .store
-            .revoke_created_by(org_id, user_id, |c| revocation(caller, principal, c, "member_removed"))
-            .await?;
+        let since = member_since.ok_or_else(|| FieldViolation::new("member_since", "is required"))?;
+        let ended = Membership { user_id, since };
+        let revoked =
+            self.store.revoke_created_by(org_id, ended, |c| revocation(caller, principal, c, "member_removed")).await?;
         self.announce_revoked(&revoked).await;
         tracing::info!(org_id = %org_id, credentials_revoked = revoked.len(), "a former member's credentials revoked");
         Ok(revoked.len())
@@ -267,7 +292,7 @@ impl Service {
         let principal = caller.principal()?;
         let Principal::User(user) = principal else { return Err(Error::SessionRequired) };
         let org_id = org_id(&new.org_id)?;
-        let role = self.orgs.require(principal, org_id, Action::McpTokensCreate).await?;
+        let standing = self.orgs.require(principal, org_id, Action::McpTokensCreate).await?;
         let mut violations = Vec::new();
         let name = text::display_text("name", &new.name, grant::MAX_NAME_LEN).map_err(|v| violations.push(v)).ok();
         let expires_at = grant::expiry(new.expires_at, self.clock.now()).map_err(|v| violations.push(v)).ok();
@@ -280,7 +305,7 @@ impl Service {
         )?;
         // A token acts for its creator: it holds no scope its creator's role could not use.
         // (Its power also follows the creator's role at every use: see orgs' Authorize.)
-        let role = role.ok_or_else(|| Error::internal("a user's authorization came without a role"))?;
+        let role = standing.role.ok_or_else(|| Error::internal("a user's authorization came without a role"))?;
         if !role.may_hold(&grant.scopes) {
             let too_much: Vec<String> =
                 grant.scopes.effective().into_iter().filter(|s| scope_min_role(s) > role).collect();
@@ -299,7 +324,10 @@ impl Service {
             bootstrap: false,
         };
         let token = Credential::mint(mint, &secret, keyplane_common::time::now());
-        let token = self.store.insert(&token, &[audit(caller, principal, &token, "mcp_token.created")]).await?;
+        let token = self
+            .store
+            .insert(&token, standing.membership, &[audit(caller, principal, &token, "mcp_token.created")])
+            .await?;
         self.relay.notify_one();
         Ok((token, secret))
     }

@@ -233,8 +233,11 @@ impl OrgsService for OrgsGrpc {
         let action = Action::parse(&r.action)
             .ok_or_else(|| Error::from(FieldViolation::new("action", "is not a known action")))?;
         let org_id = Uuid::parse_str(&r.org_id).map_err(|_| Error::OrgNotFound)?;
-        let role = self.service.authorize(&principal, org_id, action).await?;
-        Ok(Response::new(pb::AuthorizeResponse { role: Role::to_proto(role).into() }))
+        let membership = self.service.standing(&principal, org_id, action).await?;
+        Ok(Response::new(pb::AuthorizeResponse {
+            role: Role::to_proto(membership.as_ref().map(|m| m.role)).into(),
+            member_since: membership.map(|m| time::to_proto(m.joined_at)),
+        }))
     }
 
     async fn append_audit(

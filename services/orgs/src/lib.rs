@@ -11,6 +11,7 @@ mod store;
 
 use std::sync::Arc;
 
+use domain::revocation::CREDENTIALS_TOPIC;
 use keyplane_common::{db, grpc as kgrpc, mail::MAIL_TOPIC, outbox, runtime::Shared};
 use keyplane_proto::{
     identity::v1::identity_service_client::IdentityServiceClient, keys::v1::keys_service_client::KeysServiceClient,
@@ -42,15 +43,28 @@ pub async fn serve(
         Arc::clone(&mail_relay),
         shutdown.clone(),
     );
+    // Revocations are decided with the change that causes them, and delivered at once;
+    // this relay delivers what keys could not take at that moment.
+    let keys = peers::Keys::new(KeysServiceClient::new(shared.channel(&config.keys_addr)?), outbound);
+    let revocation_relay = Arc::new(Notify::new());
+    let revocation_task = outbox::spawn_relay(
+        database.clone(),
+        CREDENTIALS_TOPIC,
+        keys.deliver_revocations(),
+        Arc::clone(&revocation_relay),
+        shutdown.clone(),
+    );
     let service = Arc::new(service::Service {
         store: store::Store::new(database),
         identity,
-        keys: peers::Keys::new(KeysServiceClient::new(shared.channel(&config.keys_addr)?), outbound),
+        keys,
         mail_relay,
+        revocation_relay,
         public_url: config.public_url,
     });
     let server = OrgsServiceServer::new(grpc::OrgsGrpc::new(service));
     kgrpc::serve_guarded(server, shared.internal_auth("orgs"), listener, shutdown).await?;
     let _ = relay_task.await;
+    let _ = revocation_task.await;
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use keyplane_common::{grpc::Outbound, internal_auth::Caller, mail::OutgoingMail, outbox, principal::Principal};
+use keyplane_common::{grpc::Outbound, internal_auth::Caller, mail::OutgoingMail, outbox, principal::Principal, time};
 use keyplane_proto::{
     identity::v1::{
         BatchGetUsersRequest, FindUserByEmailRequest, GetUserRequest, SendMailRequest, User,
@@ -15,7 +15,10 @@ use keyplane_proto::{
 use tonic::{Code, Status, transport::Channel};
 use uuid::Uuid;
 
-use crate::{domain::org::UserInfo, error::Error};
+use crate::{
+    domain::{org::UserInfo, revocation::Revocation},
+    error::Error,
+};
 
 #[derive(Clone)]
 pub struct Identity {
@@ -88,24 +91,40 @@ impl Keys {
         Self { client, outbound }
     }
 
-    /// Revokes every key and token of the org, as the caller (keys checks it may).
-    pub async fn revoke_org(&self, caller: &Caller, org_id: Uuid) -> Result<u32, Error> {
-        let request = self.outbound.request_as(RevokeOrgCredentialsRequest { org_id: org_id.to_string() }, caller);
-        let answer = self.client.clone().revoke_org_credentials(request).await.map_err(Error::upstream)?;
-        Ok(answer.into_inner().revoked)
+    /// Delivers a revocation decided here, as this service (keys takes it from orgs
+    /// only); the caller's origin goes along for the audit trail.
+    pub async fn revoke(&self, caller: &Caller, revocation: &Revocation) -> Result<u32, Error> {
+        let as_orgs = Caller { principal: Some(Principal::Service { name: "orgs".into() }), ..caller.clone() };
+        let answer = match revocation {
+            Revocation::Org { org_id } => {
+                let request = RevokeOrgCredentialsRequest { org_id: org_id.to_string() };
+                self.client.clone().revoke_org_credentials(self.outbound.request_as(request, &as_orgs)).await
+            }
+            Revocation::Member { org_id, user_id, member_since } => {
+                let request = RevokeMemberCredentialsRequest {
+                    org_id: org_id.to_string(),
+                    user_id: user_id.to_string(),
+                    member_since: Some(time::to_proto(*member_since)),
+                };
+                self.client.clone().revoke_member_credentials(self.outbound.request_as(request, &as_orgs)).await
+            }
+        };
+        Ok(answer.map_err(Error::upstream)?.into_inner().revoked)
     }
 
-    /// Revokes what a former member created in the org; asked as this service, which
-    /// decided the removal.
-    pub async fn revoke_member(&self, caller: &Caller, org_id: Uuid, user_id: Uuid) -> Result<u32, Error> {
-        let as_orgs = Caller { principal: Some(Principal::Service { name: "orgs".into() }), ..caller.clone() };
-        let request = RevokeMemberCredentialsRequest { org_id: org_id.to_string(), user_id: user_id.to_string() };
-        let answer = self
-            .client
-            .clone()
-            .revoke_member_credentials(self.outbound.request_as(request, &as_orgs))
-            .await
-            .map_err(Error::upstream)?;
-        Ok(answer.into_inner().revoked)
+    /// The outbox relay's delivery of revocations keys could not take at once.
+    pub fn deliver_revocations(&self) -> outbox::Deliver {
+        let keys = self.clone();
+        Arc::new(move |payloads| {
+            let keys = keys.clone();
+            Box::pin(async move {
+                let origin = Caller { service: "orgs".into(), ..Caller::default() };
+                for payload in payloads {
+                    let Ok(revocation) = serde_json::from_value::<Revocation>(payload) else { continue };
+                    keys.revoke(&origin, &revocation).await.map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            })
+        })
     }
 }

@@ -21,6 +21,7 @@ use crate::{
         invitation::{self, INVITATION_TTL, Invitation, Status},
         org::{Member, Org, UserInfo},
         org_fields,
+        revocation::Revocation,
     },
     error::Error,
     peers::{Identity, Keys},
@@ -33,6 +34,8 @@ pub struct Service {
     pub keys: Keys,
     /// Wakes the mail relay after an invitation commits.
     pub mail_relay: Arc<Notify>,
+    /// Wakes the revocation relay when a revocation could not be delivered at once.
+    pub revocation_relay: Arc<Notify>,
     /// Where the console is, for links in mail (None: mails name the API route).
     pub public_url: Option<String>,
 }
@@ -66,22 +69,29 @@ fn audit(caller: &Caller, principal: &Principal, org_id: Uuid, action: &str, tar
 }
 
 impl Service {
-    /// May `principal` do `action` on the org? Also the answer of the Authorize RPC. A key
-    /// or token acts with its creator's current role, looked up here at every call.
+    /// May `principal` do `action` on the org? A key or token acts with its creator's
+    /// current role, looked up here at every call.
     pub async fn authorize(&self, principal: &Principal, org_id: Uuid, action: Action) -> Result<Option<Role>, Error> {
+        Ok(self.standing(principal, org_id, action).await?.map(|m| m.role))
+    }
+
+    /// The answer of the Authorize RPC: the membership the principal acts on (none for
+    /// services), or why it may not act.
+    pub async fn standing(&self, principal: &Principal, org_id: Uuid, action: Action) -> Result<Option<Member>, Error> {
         if matches!(principal, Principal::ApiKey(_) | Principal::McpToken(_)) && self.store.org(org_id).await?.is_none()
         {
             // A key of a deleted org has been revoked; say so plainly all the same.
             return Err(Error::OrgNotFound);
         }
-        let acting_role = match principal {
+        let membership = match principal {
             Principal::Service { .. } => None,
             _ => match principal.user_id() {
-                Some(user_id) => self.store.role(org_id, user_id).await?,
+                Some(user_id) => self.store.membership(org_id, user_id).await?,
                 None => None,
             },
         };
-        access::decide(principal, org_id, acting_role, action)
+        access::decide(principal, org_id, membership.as_ref().map(|m| m.role), action)?;
+        Ok(membership)
     }
 
     fn validate(input: &OrgInput) -> Result<NewOrgFields, Error> {
@@ -192,17 +202,34 @@ impl Service {
         self.store.update_org(org_id, checked, event).await
     }
 
-    /// Revokes every key and token of the org first: if that fails, nothing is deleted.
+    /// Deletes the org; the revocation of every key and token is decided in the same
+    /// transaction and delivered at once (or, if keys is away, as soon as it is back).
     pub async fn delete_org(&self, caller: &Caller, org: &str) -> Result<(), Error> {
         let principal = caller.principal()?;
         let org_id = org_id(org)?;
         self.authorize(principal, org_id, Action::OrgDelete).await?;
-        let revoked = self.keys.revoke_org(caller, org_id).await?;
-        let event = audit(caller, principal, org_id, "org.deleted", ("org", org_id.to_string()))
-            .with_metadata(serde_json::json!({ "credentials_revoked": revoked }));
-        self.store.delete_org(org_id, event).await?;
-        tracing::info!(org_id = %org_id, credentials_revoked = revoked, "org deleted");
+        let event = audit(caller, principal, org_id, "org.deleted", ("org", org_id.to_string()));
+        let revocation = Revocation::Org { org_id };
+        let queued = self.store.delete_org(org_id, event, &revocation).await?;
+        self.revoke_now(caller, &revocation, queued).await;
+        tracing::info!(org_id = %org_id, "org deleted");
         Ok(())
+    }
+
+    /// Delivers a queued revocation now; if keys cannot take it, the relay keeps trying.
+    async fn revoke_now(&self, caller: &Caller, revocation: &Revocation, queued: Uuid) {
+        match self.keys.revoke(caller, revocation).await {
+            Ok(revoked) => {
+                tracing::info!(credentials_revoked = revoked, "credentials revoked");
+                if let Err(e) = self.store.forget_revocation(queued).await {
+                    tracing::warn!(error = %e, "a delivered revocation stays queued; it will be delivered again");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "credential revocation not delivered yet; the relay retries");
+                self.revocation_relay.notify_one();
+            }
+        }
     }
 
     pub async fn list_members(&self, caller: &Caller, org: &str, page: Page) -> Result<Vec<MemberView>, Error> {
@@ -216,7 +243,8 @@ impl Service {
     }
 
     /// Admins change members and admins; granting or taking away the owner role takes an
-    /// owner's own session; the last owner is never demoted.
+    /// owner's own session; the last owner is never demoted (decided in the store, under
+    /// the org's lock).
     pub async fn update_member_role(
         &self,
         caller: &Caller,
@@ -229,19 +257,17 @@ impl Service {
         let user_id = Uuid::parse_str(user).map_err(|_| Error::MemberNotFound)?;
         let my_role = self.authorize(principal, org_id, Action::MembersWrite).await?;
         let role = role.ok_or_else(|| FieldViolation::new("role", "must be \"owner\", \"admin\" or \"member\""))?;
-        let current = self.store.role(org_id, user_id).await?.ok_or(Error::MemberNotFound)?;
-        if (role == Role::Owner || current == Role::Owner) && !is_owner_session(principal, my_role) {
-            return Err(Error::OwnerSessionRequired);
-        }
-        let event = audit(caller, principal, org_id, "member.role_changed", ("user", user_id.to_string()))
-            .with_metadata(serde_json::json!({ "from": current.as_str(), "to": role.as_str() }));
-        let member = self.store.update_role(org_id, user_id, role, event).await?;
+        let event = |current: Role| {
+            audit(caller, principal, org_id, "member.role_changed", ("user", user_id.to_string()))
+                .with_metadata(serde_json::json!({ "from": current.as_str(), "to": role.as_str() }))
+        };
+        let member = self.store.update_role(org_id, user_id, role, is_owner_session(principal, my_role), event).await?;
         Ok(MemberView { user: self.identity.user(user_id).await?, member })
     }
 
     /// Admins remove members; anyone may leave; only an owner's session removes an owner.
-    /// The keys and tokens the member created in the org are revoked first: nobody keeps
-    /// a working credential of an org they left.
+    /// What the member created in the org is revoked with the removal: nobody keeps a
+    /// working credential of an org they left.
     pub async fn remove_member(&self, caller: &Caller, org: &str, user: &str) -> Result<(), Error> {
         let principal = caller.principal()?;
         let org_id = org_id(org)?;
@@ -252,17 +278,10 @@ impl Service {
         } else {
             self.authorize(principal, org_id, Action::MembersWrite).await?
         };
-        if !leaving
-            && !is_owner_session(principal, my_role)
-            && self.store.role(org_id, user_id).await? == Some(Role::Owner)
-        {
-            return Err(Error::OwnerSessionRequired);
-        }
-        self.store.ensure_removable(org_id, user_id).await?;
-        let revoked = self.keys.revoke_member(caller, org_id, user_id).await?;
-        let event = audit(caller, principal, org_id, "member.removed", ("user", user_id.to_string()))
-            .with_metadata(serde_json::json!({ "credentials_revoked": revoked }));
-        self.store.remove_member(org_id, user_id, event).await?;
+        let event = audit(caller, principal, org_id, "member.removed", ("user", user_id.to_string()));
+        let (_, revocation, queued) =
+            self.store.remove_member(org_id, user_id, is_owner_session(principal, my_role), leaving, event).await?;
+        self.revoke_now(caller, &revocation, queued).await;
         Ok(())
     }
 

@@ -39,6 +39,7 @@ pub fn evaluate(presented: CredentialType, record: Option<&KeyRecord>, now: Date
             expires_at: record.expires_at,
             grace_ends_at: if record.is_previous_secret { record.previous_secret_until } else { None },
             created_by: record.created_by,
+            revision: record.revision,
         }),
         CredentialType::McpToken => Principal::McpToken(McpPrincipal {
             token_id: record.id,
@@ -48,6 +49,7 @@ pub fn evaluate(presented: CredentialType, record: Option<&KeyRecord>, now: Date
             prefix: record.prefix.clone(),
             scopes: record.scopes.clone(),
             expires_at: record.expires_at,
+            revision: record.revision,
         }),
     })
 }

@@ -5,6 +5,9 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use keyplane_common::{credential::Environment, error::FieldViolation, principal::Principal, scope::Scopes};
+use uuid::Uuid;
+
+use super::key::Credential;
 
 use crate::error::Error;
 
@@ -12,6 +15,14 @@ pub const MAX_NAME_LEN: usize = 100;
 pub const MAX_RESOURCE_IDS: usize = 100;
 pub const MAX_RESOURCE_ID_LEN: usize = 128;
 pub const BOOTSTRAP_KEY_NAME: &str = "First key (bootstrap)";
+
+/// The membership a credential is made on (its creator's, when the org authorized the
+/// call): it is stored only if that membership has not ended meanwhile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Membership {
+    pub user_id: Uuid,
+    pub since: DateTime<Utc>,
+}
 
 /// The scopes and pins a new credential gets.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,19 +50,7 @@ pub fn grant(caller: &Principal, requested: &Request<'_>) -> Result<Grant, Error
         None => None,
     };
     let pins = resource_ids(requested.resource_ids)?;
-    let parent = match caller {
-        Principal::ApiKey(key) => Some(Parent {
-            scopes: &key.scopes,
-            pins: &key.resource_ids,
-            environment: Some(key.environment),
-            expires_at: key.expires_at,
-        }),
-        Principal::McpToken(token) => {
-            Some(Parent { scopes: &token.scopes, pins: &[], environment: None, expires_at: token.expires_at })
-        }
-        Principal::User(_) | Principal::Service { .. } => None,
-    };
-    let Some(parent) = parent else {
+    let Some(parent) = parent_of(caller) else {
         return Ok(Grant { scopes: scopes.unwrap_or(Scopes::Full), resource_ids: pins });
     };
     let scopes = scopes.ok_or(Error::ScopesRequired)?;
@@ -80,6 +79,46 @@ pub fn grant(caller: &Principal, requested: &Request<'_>) -> Result<Grant, Error
         pins
     };
     Ok(Grant { scopes, resource_ids })
+}
+
+/// Whether a key or token `caller` holds everything `target` holds (its scopes, its
+/// environment, no longer a lifetime, its pins): what taking over `target`'s secret takes.
+pub fn covers(caller: &Principal, target: &Credential) -> Result<(), Error> {
+    let Some(parent) = parent_of(caller) else { return Ok(()) };
+    if !parent.scopes.covers(&target.scopes) {
+        return Err(Error::InsufficientScope);
+    }
+    if let (Some(theirs), Some(wanted)) = (parent.environment, target.environment)
+        && theirs != wanted
+    {
+        return Err(Error::EnvironmentNotAllowed(theirs));
+    }
+    if let Some(limit) = parent.expires_at
+        && target.expires_at.is_none_or(|t| t > limit)
+    {
+        return Err(Error::ExpiryNotAllowed(limit));
+    }
+    let within_pins = parent.pins.is_empty()
+        || (!target.resource_ids.is_empty() && target.resource_ids.iter().all(|p| parent.pins.contains(p)));
+    if !within_pins {
+        return Err(Error::ResourceNotAllowed);
+    }
+    Ok(())
+}
+
+fn parent_of(caller: &Principal) -> Option<Parent<'_>> {
+    match caller {
+        Principal::ApiKey(key) => Some(Parent {
+            scopes: &key.scopes,
+            pins: &key.resource_ids,
+            environment: Some(key.environment),
+            expires_at: key.expires_at,
+        }),
+        Principal::McpToken(token) => {
+            Some(Parent { scopes: &token.scopes, pins: &[], environment: None, expires_at: token.expires_at })
+        }
+        Principal::User(_) | Principal::Service { .. } => None,
+    }
 }
 
 /// What the credential making another one holds.
@@ -151,6 +190,7 @@ mod tests {
             resource_ids: pins.iter().map(|s| (*s).to_owned()).collect(),
             expires_at: None,
             grace_ends_at: None,
+            revision: 1,
             created_by: None,
         }
     }

@@ -3,9 +3,12 @@
 //! at most two secrets of a key ever work.
 
 use chrono::{DateTime, Utc};
-use keyplane_common::{credential::Secret, error::FieldViolation};
+use keyplane_common::{authz::Role, credential::Secret, error::FieldViolation, principal::Principal};
 
-use super::key::{Credential, Kind, PreviousSecret, Status};
+use super::{
+    grant,
+    key::{Credential, Kind, PreviousSecret, Status},
+};
 use crate::error::Error;
 
 pub const DEFAULT_GRACE_SECS: i64 = 86_400;
@@ -18,6 +21,28 @@ pub fn grace_period(requested: Option<i64>) -> Result<i64, FieldViolation> {
         Some(s) if (0..=MAX_GRACE_SECS).contains(&s) => Ok(s),
         Some(_) => Err(FieldViolation::new("grace_period_seconds", format!("must be between 0 and {MAX_GRACE_SECS}"))),
     }
+}
+
+/// Whether `caller` may regenerate `target`. A new secret acts with the key's creator's
+/// role, so regenerating is taking the key over: only its creator may (itself, or through
+/// a key or token that holds everything the target holds), or an owner. A key asking to
+/// regenerate itself must present its current secret: a secret that was just rotated out
+/// cannot rotate the key again.
+pub fn may_regenerate(caller: &Principal, caller_role: Option<Role>, target: &Credential) -> Result<(), Error> {
+    if let Principal::ApiKey(key) = caller
+        && key.key_id == target.id
+        && key.revision != target.revision
+    {
+        return Err(Error::StaleSecret);
+    }
+    if matches!(caller, Principal::Service { .. }) {
+        return Ok(());
+    }
+    let own = caller.user_id().is_some_and(|user| Some(user) == target.created_by);
+    if !own && caller_role != Some(Role::Owner) {
+        return Err(Error::NotCreator);
+    }
+    grant::covers(caller, target)
 }
 
 /// The key after regeneration with `new_secret`, or why it cannot be regenerated.
@@ -98,6 +123,60 @@ mod tests {
         let second = regenerate(&first, &secret(), 0, now).unwrap();
         assert_eq!(second.previous, None);
         assert!(second.record_for(&first.hash).is_none());
+    }
+
+    fn user(id: Uuid) -> Principal {
+        Principal::User(keyplane_common::principal::UserPrincipal {
+            user_id: id,
+            session_id: None,
+            email: "a@b.co".into(),
+            name: "a".into(),
+            issuer: "keyplane".into(),
+        })
+    }
+
+    fn key_of(target: &Credential, scopes: Scopes) -> Principal {
+        Principal::ApiKey(keyplane_common::principal::KeyPrincipal {
+            key_id: Uuid::now_v7(),
+            org_id: target.org_id,
+            name: "k".into(),
+            prefix: "p".into(),
+            environment: Environment::Live,
+            scopes,
+            resource_ids: vec![],
+            expires_at: None,
+            grace_ends_at: None,
+            created_by: target.created_by,
+            revision: 1,
+        })
+    }
+
+    #[test]
+    fn only_the_creator_or_an_owner_takes_a_key_over() {
+        let creator = Uuid::now_v7();
+        let target = Credential { created_by: Some(creator), ..key(Utc::now()) };
+        assert!(may_regenerate(&user(creator), Some(Role::Admin), &target).is_ok());
+        assert!(matches!(may_regenerate(&user(Uuid::now_v7()), Some(Role::Admin), &target), Err(Error::NotCreator)));
+        assert!(may_regenerate(&user(Uuid::now_v7()), Some(Role::Owner), &target).is_ok());
+        // The creator's narrower key cannot take over the creator's full one.
+        let narrow = key_of(&target, Scopes::parse(&["write:keys"]).unwrap());
+        assert!(matches!(may_regenerate(&narrow, Some(Role::Admin), &target), Err(Error::InsufficientScope)));
+        assert!(may_regenerate(&key_of(&target, Scopes::Full), Some(Role::Admin), &target).is_ok());
+    }
+
+    #[test]
+    fn a_rotated_out_secret_cannot_rotate_its_key_again() {
+        let creator = Uuid::now_v7();
+        let target = Credential { created_by: Some(creator), revision: 2, ..key(Utc::now()) };
+        let Principal::ApiKey(mut itself) = key_of(&target, Scopes::Full) else { unreachable!() };
+        itself.key_id = target.id;
+        itself.revision = 1;
+        assert!(matches!(
+            may_regenerate(&Principal::ApiKey(itself.clone()), Some(Role::Admin), &target),
+            Err(Error::StaleSecret)
+        ));
+        itself.revision = 2;
+        assert!(may_regenerate(&Principal::ApiKey(itself), Some(Role::Admin), &target).is_ok());
     }
 
     #[test]

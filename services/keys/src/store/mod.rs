@@ -9,16 +9,19 @@ use keyplane_common::{
     scope::Scopes,
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    QuerySelect, Set, TransactionTrait,
-    sea_query::{Expr, ExprTrait, IntoCondition, SimpleExpr},
+    ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, EntityTrait, PaginatorTrait,
+    QueryFilter, QuerySelect, Set, TransactionTrait,
+    sea_query::{Expr, ExprTrait, IntoCondition, OnConflict, SimpleExpr},
 };
 use uuid::Uuid;
 
-use entities::{bootstrap_claims, credentials, use_batches};
+use entities::{bootstrap_claims, credentials, membership_fences, org_fences, use_batches};
 
 use crate::{
-    domain::key::{Credential, Kind, PreviousSecret},
+    domain::{
+        grant::Membership,
+        key::{Credential, Kind, PreviousSecret},
+    },
     error::Error,
 };
 
@@ -43,8 +46,16 @@ impl Store {
         Self { db }
     }
 
-    pub async fn insert(&self, credential: &Credential, audit: &[AuditRecord]) -> Result<Credential, Error> {
+    /// Stores a new credential, unless its org was deleted or the membership it was
+    /// authorized on ended since (the org's fence orders the two).
+    pub async fn insert(
+        &self,
+        credential: &Credential,
+        authorized_on: Option<Membership>,
+        audit: &[AuditRecord],
+    ) -> Result<Credential, Error> {
         let txn = self.db.begin().await?;
+        pass_fences(&txn, credential.org_id, authorized_on).await?;
         let row = credentials::ActiveModel::from(to_row(credential)).insert(&txn).await?;
         outbox::enqueue_audit(&txn, audit).await?;
         txn.commit().await?;
@@ -136,10 +147,12 @@ impl Store {
     pub async fn ensure_bootstrap(
         &self,
         credential: &Credential,
+        authorized_on: Option<Membership>,
         audit: &[AuditRecord],
     ) -> Result<Option<Credential>, Error> {
         let now = keyplane_common::time::now();
         let txn = self.db.begin().await?;
+        pass_fences(&txn, credential.org_id, authorized_on).await?;
         if bootstrap_claims::Entity::find_by_id(credential.org_id).one(&txn).await?.is_some() {
             return Ok(None);
         }
@@ -177,54 +190,58 @@ impl Store {
         }
     }
 
-    /// Revokes every live credential of an org; answers the ones it revoked.
+    /// Revokes every live credential of a deleted org, and closes its fence: none is
+    /// stored after. Answers the ones it revoked.
     pub async fn revoke_org(
         &self,
         org_id: Uuid,
         audit_for: impl Fn(&Credential) -> AuditRecord,
     ) -> Result<Vec<Credential>, Error> {
-        self.revoke_where(credentials::Column::OrgId.eq(org_id), audit_for).await
+        let now = keyplane_common::time::now();
+        let txn = self.db.begin().await?;
+        let fence = lock_fence(&txn, org_id).await?;
+        if fence.closed_at.is_none() {
+            let mut closing: org_fences::ActiveModel = fence.into();
+            closing.closed_at = Set(Some(now));
+            closing.update(&txn).await?;
+        }
+        revoke_where(txn, credentials::Column::OrgId.eq(org_id), audit_for, now).await
     }
 
-    /// Revokes every live credential a user created in an org.
+    /// Revokes every live credential a user created in an org on a membership that
+    /// ended, and fences the membership: none authorized on it is stored after.
     pub async fn revoke_created_by(
         &self,
         org_id: Uuid,
-        user_id: Uuid,
-        audit_for: impl Fn(&Credential) -> AuditRecord,
-    ) -> Result<Vec<Credential>, Error> {
-        let owned =
-            Condition::all().add(credentials::Column::OrgId.eq(org_id)).add(credentials::Column::CreatedBy.eq(user_id));
-        self.revoke_where(owned, audit_for).await
-    }
-
-    async fn revoke_where(
-        &self,
-        which: impl IntoCondition + Clone,
+        ended: Membership,
         audit_for: impl Fn(&Credential) -> AuditRecord,
     ) -> Result<Vec<Credential>, Error> {
         let now = keyplane_common::time::now();
         let txn = self.db.begin().await?;
-        let live: Vec<Credential> = credentials::Entity::find()
-            .filter(which)
-            .filter(credentials::Column::RevokedAt.is_null())
-            .lock_exclusive()
-            .all(&txn)
-            .await?
-            .into_iter()
-            .map(from_row)
-            .collect::<Result<_, _>>()?;
-        let ids: Vec<Uuid> = live.iter().map(|c| c.id).collect();
-        credentials::Entity::update_many()
-            .col_expr(credentials::Column::RevokedAt, Expr::value(now))
-            .col_expr(credentials::Column::Revision, next_revision())
-            .filter(credentials::Column::Id.is_in(ids))
-            .exec(&txn)
-            .await?;
-        let audit: Vec<AuditRecord> = live.iter().map(&audit_for).collect();
-        outbox::enqueue_audit(&txn, &audit).await?;
-        txn.commit().await?;
-        Ok(live.into_iter().map(|c| Credential { revoked_at: Some(now), revision: c.revision + 1, ..c }).collect())
+        lock_fence(&txn, org_id).await?;
+        let fence = membership_fences::ActiveModel {
+            org_id: Set(org_id),
+            user_id: Set(ended.user_id),
+            member_since: Set(ended.since),
+            closed_at: Set(now),
+        };
+        membership_fences::Entity::insert(fence)
+            .on_conflict(
+                OnConflict::columns([
+                    membership_fences::Column::OrgId,
+                    membership_fences::Column::UserId,
+                    membership_fences::Column::MemberSince,
+                ])
+                .do_nothing()
+                .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await
+            .or_else(|e| if matches!(e, sea_orm::DbErr::RecordNotInserted) { Ok(0) } else { Err(e) })?;
+        let owned = Condition::all()
+            .add(credentials::Column::OrgId.eq(org_id))
+            .add(credentials::Column::CreatedBy.eq(ended.user_id));
+        revoke_where(txn, owned, audit_for, now).await
     }
 
     /// Moves `last_used_at` forward and records uses of rotated secrets, in one
@@ -263,6 +280,65 @@ impl Store {
         txn.commit().await?;
         Ok(true)
     }
+}
+
+/// The org's fence, locked for the rest of the transaction (made on first use).
+async fn lock_fence(txn: &DatabaseTransaction, org_id: Uuid) -> Result<org_fences::Model, Error> {
+    let fence = org_fences::ActiveModel { org_id: Set(org_id), closed_at: Set(None) };
+    org_fences::Entity::insert(fence)
+        .on_conflict(OnConflict::column(org_fences::Column::OrgId).do_nothing().to_owned())
+        .exec_without_returning(txn)
+        .await
+        .or_else(|e| if matches!(e, sea_orm::DbErr::RecordNotInserted) { Ok(0) } else { Err(e) })?;
+    org_fences::Entity::find_by_id(org_id)
+        .lock_exclusive()
+        .one(txn)
+        .await?
+        .ok_or_else(|| Error::internal("an org fence vanished"))
+}
+
+/// Refuses a new credential of a deleted org, or one authorized on a membership that ended.
+async fn pass_fences(txn: &DatabaseTransaction, org_id: Uuid, authorized_on: Option<Membership>) -> Result<(), Error> {
+    if lock_fence(txn, org_id).await?.closed_at.is_some() {
+        return Err(Error::OrgNotFound);
+    }
+    if let Some(membership) = authorized_on {
+        let ended =
+            membership_fences::Entity::find_by_id((org_id, membership.user_id, membership.since)).one(txn).await?;
+        if ended.is_some() {
+            return Err(Error::CreatorNotMember);
+        }
+    }
+    Ok(())
+}
+
+/// Revokes the live credentials `which` selects, with their audit events, and commits.
+async fn revoke_where(
+    txn: DatabaseTransaction,
+    which: impl IntoCondition,
+    audit_for: impl Fn(&Credential) -> AuditRecord,
+    now: DateTime<Utc>,
+) -> Result<Vec<Credential>, Error> {
+    let live: Vec<Credential> = credentials::Entity::find()
+        .filter(which)
+        .filter(credentials::Column::RevokedAt.is_null())
+        .lock_exclusive()
+        .all(&txn)
+        .await?
+        .into_iter()
+        .map(from_row)
+        .collect::<Result<_, _>>()?;
+    let ids: Vec<Uuid> = live.iter().map(|c| c.id).collect();
+    credentials::Entity::update_many()
+        .col_expr(credentials::Column::RevokedAt, Expr::value(now))
+        .col_expr(credentials::Column::Revision, next_revision())
+        .filter(credentials::Column::Id.is_in(ids))
+        .exec(&txn)
+        .await?;
+    let audit: Vec<AuditRecord> = live.iter().map(&audit_for).collect();
+    outbox::enqueue_audit(&txn, &audit).await?;
+    txn.commit().await?;
+    Ok(live.into_iter().map(|c| Credential { revoked_at: Some(now), revision: c.revision + 1, ..c }).collect())
 }
 
 fn kind_name(kind: Kind) -> &'static str {

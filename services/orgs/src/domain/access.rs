@@ -106,6 +106,7 @@ mod tests {
             resource_ids: vec![],
             expires_at: None,
             grace_ends_at: None,
+            revision: 1,
             created_by: Some(Uuid::now_v7()),
         }
     }

@@ -56,6 +56,16 @@ impl Invitation {
     }
 }
 
+/// Whether a member of `role` may invite to `invited`: admins invite members and admins,
+/// owners anybody, members nobody.
+pub fn may_invite(role: Role, invited: Role) -> bool {
+    match role {
+        Role::Member => false,
+        Role::Admin => invited != Role::Owner,
+        Role::Owner => true,
+    }
+}
+
 /// The mail that tells the invitee, in plain text.
 pub fn mail(
     invitation_id: Uuid,
@@ -111,6 +121,13 @@ mod tests {
         assert_eq!(invitation.status_at(later), "expired");
         let declined = Invitation { status: Status::Declined, ..invitation };
         assert_eq!(declined.status_at(later), "declined", "an answered invitation does not expire");
+    }
+
+    #[test]
+    fn admins_invite_members_and_admins_owners_anybody() {
+        assert!(!may_invite(Role::Member, Role::Member));
+        assert!(may_invite(Role::Admin, Role::Admin) && !may_invite(Role::Admin, Role::Owner));
+        assert!(may_invite(Role::Owner, Role::Owner));
     }
 
     #[test]

@@ -4,4 +4,5 @@ pub mod access;
 pub mod invitation;
 pub mod org;
 pub mod org_fields;
+pub mod revocation;
 pub mod slug;

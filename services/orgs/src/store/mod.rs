@@ -23,8 +23,9 @@ use entities::{audit_events, dev_orgs, invitations, members, orgs};
 
 use crate::{
     domain::{
-        invitation::{Invitation, Status},
+        invitation::{Invitation, Status, may_invite},
         org::{Member, Org},
+        revocation::{CREDENTIALS_TOPIC, Revocation},
         slug,
     },
     error::Error,
@@ -118,10 +119,16 @@ impl Store {
         Err(Error::internal("could not allocate an org after several attempts"))
     }
 
+    /// The user's developer org, while the user is still in it: one it left is forgotten
+    /// (the next call makes another).
     async fn dev_org(&self, user_id: Uuid) -> Result<Option<Org>, Error> {
         let Some(claim) = dev_orgs::Entity::find_by_id(user_id).one(&self.db).await? else {
             return Ok(None);
         };
+        if self.role(claim.org_id, user_id).await?.is_none() {
+            dev_orgs::Entity::delete_by_id(user_id).exec(&self.db).await?;
+            return Ok(None);
+        }
         self.org(claim.org_id).await
     }
 
@@ -186,17 +193,30 @@ impl Store {
         Ok(to_org(org))
     }
 
-    pub async fn delete_org(&self, id: Uuid, audit: AuditRecord) -> Result<(), Error> {
+    /// Deletes an org with its members and pending invitations, and queues the revocation
+    /// of its credentials, in one transaction. Answers the queued revocation's id.
+    pub async fn delete_org(&self, id: Uuid, audit: AuditRecord, revocation: &Revocation) -> Result<Uuid, Error> {
         let txn = self.db.begin().await?;
         members::Entity::delete_many().filter(members::Column::OrgId.eq(id)).exec(&txn).await?;
         dev_orgs::Entity::delete_many().filter(dev_orgs::Column::OrgId.eq(id)).exec(&txn).await?;
+        close_invitations(&txn, invitations::Column::OrgId.eq(id)).await?;
         let deleted = orgs::Entity::delete_by_id(id).exec(&txn).await?;
         if deleted.rows_affected == 0 {
             return Err(Error::OrgNotFound);
         }
         append_audit(&txn, &[audit]).await?;
+        let queued = queue_revocation(&txn, revocation).await?;
         txn.commit().await?;
-        Ok(())
+        Ok(queued)
+    }
+
+    /// Takes a revocation off the outbox once it was delivered at once.
+    pub async fn forget_revocation(&self, id: Uuid) -> Result<(), Error> {
+        Ok(outbox::forget(&self.db, id).await?)
+    }
+
+    pub async fn membership(&self, org_id: Uuid, user_id: Uuid) -> Result<Option<Member>, Error> {
+        members::Entity::find_by_id((org_id, user_id)).one(&self.db).await?.map(to_member).transpose()
     }
 
     pub async fn members(&self, org_id: Uuid, page: &Page) -> Result<Vec<Member>, Error> {
@@ -204,53 +224,90 @@ impl Store {
         page.apply(select, members::Column::UserId).all(&self.db).await?.into_iter().map(to_member).collect()
     }
 
-    /// Changes a member's role; the last owner is never demoted (the org row is locked, as
-    /// for removals).
+    /// Changes a member's role, deciding inside the transaction (the org row locked, as
+    /// for removals): only an owner's own session grants or takes away the owner role,
+    /// and the last owner is never demoted. Pending invitations the member made for a role
+    /// it can no longer grant are revoked with it.
     pub async fn update_role(
         &self,
         org_id: Uuid,
         user_id: Uuid,
         role: Role,
-        audit: AuditRecord,
+        by_owner_session: bool,
+        audit: impl FnOnce(Role) -> AuditRecord,
     ) -> Result<Member, Error> {
         let txn = self.db.begin().await?;
         orgs::Entity::find_by_id(org_id).lock_exclusive().one(&txn).await?.ok_or(Error::OrgNotFound)?;
         let member = members::Entity::find_by_id((org_id, user_id)).one(&txn).await?.ok_or(Error::MemberNotFound)?;
-        if member.role == Role::Owner.as_str() && role != Role::Owner {
+        let current = to_member(member.clone())?.role;
+        if (role == Role::Owner || current == Role::Owner) && !by_owner_session {
+            return Err(Error::OwnerSessionRequired);
+        }
+        if current == Role::Owner && role != Role::Owner {
             ensure_another_owner(&txn, org_id).await?;
         }
         let mut active: members::ActiveModel = member.into();
         active.role = Set(role.as_str().to_owned());
         let member = active.update(&txn).await?;
-        append_audit(&txn, &[audit]).await?;
+        let beyond: Vec<&str> = [Role::Member, Role::Admin, Role::Owner]
+            .into_iter()
+            .filter(|invited| !may_invite(role, *invited))
+            .map(Role::as_str)
+            .collect();
+        close_invitations(
+            &txn,
+            Condition::all()
+                .add(invitations::Column::OrgId.eq(org_id))
+                .add(invitations::Column::InvitedBy.eq(user_id.to_string()))
+                .add(invitations::Column::Role.is_in(beyond)),
+        )
+        .await?;
+        append_audit(&txn, &[audit(current)]).await?;
         txn.commit().await?;
         to_member(member)
     }
 
-    /// Fails with `LastOwner` when removing this member would leave the org without one.
-    pub async fn ensure_removable(&self, org_id: Uuid, user_id: Uuid) -> Result<(), Error> {
-        let txn = self.db.begin().await?;
-        let member = members::Entity::find_by_id((org_id, user_id)).one(&txn).await?.ok_or(Error::MemberNotFound)?;
-        if member.role == Role::Owner.as_str() {
-            ensure_another_owner(&txn, org_id).await?;
-        }
-        txn.commit().await?;
-        Ok(())
-    }
-
-    /// Removes a member; the org row is locked so that two owners cannot remove each
-    /// other at once and leave the org without one.
-    pub async fn remove_member(&self, org_id: Uuid, user_id: Uuid, audit: AuditRecord) -> Result<Member, Error> {
+    /// Removes a member, deciding inside the transaction: only an owner's own session
+    /// removes an owner (a member may always leave), and never the last one. With the
+    /// membership go the member's developer-org claim and the invitations it made, and the
+    /// revocation of what it created is queued. Answers the former membership and the
+    /// queued revocation's id.
+    pub async fn remove_member(
+        &self,
+        org_id: Uuid,
+        user_id: Uuid,
+        by_owner_session: bool,
+        leaving: bool,
+        audit: AuditRecord,
+    ) -> Result<(Member, Revocation, Uuid), Error> {
         let txn = self.db.begin().await?;
         orgs::Entity::find_by_id(org_id).lock_exclusive().one(&txn).await?.ok_or(Error::OrgNotFound)?;
         let member = members::Entity::find_by_id((org_id, user_id)).one(&txn).await?.ok_or(Error::MemberNotFound)?;
-        if member.role == Role::Owner.as_str() {
+        let member = to_member(member)?;
+        if member.role == Role::Owner {
+            if !leaving && !by_owner_session {
+                return Err(Error::OwnerSessionRequired);
+            }
             ensure_another_owner(&txn, org_id).await?;
         }
         members::Entity::delete_by_id((org_id, user_id)).exec(&txn).await?;
+        dev_orgs::Entity::delete_many()
+            .filter(dev_orgs::Column::UserId.eq(user_id))
+            .filter(dev_orgs::Column::OrgId.eq(org_id))
+            .exec(&txn)
+            .await?;
+        close_invitations(
+            &txn,
+            Condition::all()
+                .add(invitations::Column::OrgId.eq(org_id))
+                .add(invitations::Column::InvitedBy.eq(user_id.to_string())),
+        )
+        .await?;
         append_audit(&txn, &[audit]).await?;
+        let revocation = Revocation::Member { org_id, user_id, member_since: member.joined_at };
+        let queued = queue_revocation(&txn, &revocation).await?;
         txn.commit().await?;
-        to_member(member)
+        Ok((member, revocation, queued))
     }
 
     /// Stores an invitation and queues its mail, unless the address has a pending one.
@@ -491,6 +548,28 @@ fn to_audit_record(row: audit_events::Model) -> AuditRecord {
         user_agent: row.user_agent,
         metadata: row.metadata,
     }
+}
+
+/// Revokes the pending invitations `which` selects: their inviter may no longer grant them.
+async fn close_invitations(
+    txn: &DatabaseTransaction,
+    which: impl sea_orm::sea_query::IntoCondition,
+) -> Result<(), Error> {
+    invitations::Entity::update_many()
+        .col_expr(invitations::Column::Status, sea_orm::sea_query::Expr::value(Status::Revoked.as_str()))
+        .col_expr(invitations::Column::RespondedAt, sea_orm::sea_query::Expr::value(keyplane_common::time::now()))
+        .filter(which)
+        .filter(invitations::Column::Status.eq(Status::Pending.as_str()))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+async fn queue_revocation(txn: &DatabaseTransaction, revocation: &Revocation) -> Result<Uuid, Error> {
+    let id = Uuid::now_v7();
+    let payload = serde_json::to_value(revocation).map_err(|e| Error::internal(e.to_string()))?;
+    outbox::enqueue(txn, CREDENTIALS_TOPIC, &[(id, payload)]).await?;
+    Ok(id)
 }
 
 async fn ensure_another_owner(txn: &DatabaseTransaction, org_id: Uuid) -> Result<(), Error> {
