@@ -15,9 +15,16 @@ test: ## Run every test on PostgreSQL and Redis (local servers, or throwaway one
 	$(CARGO) build --workspace --bins
 	tests/with-services.sh $(CARGO) test --workspace
 
-lint: ## Formatting and clippy, as strict as CI should be
+lint: ## Formatting, clippy, and the shape of the services
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@# domain/ and service.rs speak the domain: wire and storage types stay in grpc.rs and store/.
+	@if grep -rnwE 'prost|tonic|sea_orm|keyplane_proto' services/*/src/domain services/*/src/service.rs; then \
+		echo "domain/ and service.rs must not use prost, tonic, sea-orm or the protos"; exit 1; fi
+	@# No service crate depends on another: they talk gRPC.
+	@for crate in identity keys orgs usage advisors families; do \
+		if $(CARGO) tree -p keyplane-$$crate --edges normal --prefix none | grep -E '^keyplane-(identity|keys|orgs|usage|advisors|families) ' | grep -v "^keyplane-$$crate "; then \
+			echo "keyplane-$$crate depends on another service"; exit 1; fi; done
 
 fmt: ## Format the code
 	$(CARGO) fmt --all

@@ -4,7 +4,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use keyplane_common::config::{CommonConfig, Env, Mode, Target};
 
-use crate::dataplane::DataRoute;
+use keyplane_common::scope::CATALOGUE;
 
 #[derive(Clone)]
 pub struct Config {
@@ -130,5 +130,96 @@ impl Config {
             trusted_proxies: trusted_proxies(env),
             dev_mailbox: common.dev_mailbox,
         }
+    }
+}
+
+/// Where data-plane paths start.
+pub const DATA_PLANE_PREFIX: &str = "/api/v1/developer/";
+
+/// One entry of the route table.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataRoute {
+    /// A path prefix under `/api/v1/developer/`; the next path segment is the resource id
+    /// checked against a pinned key's `resource_ids`.
+    pub prefix: String,
+    /// Base URL of the backend; the request path is appended unchanged.
+    pub upstream: String,
+    /// Scope needed for GET, HEAD and OPTIONS.
+    pub read_scope: String,
+    /// Scope needed for every other method.
+    pub write_scope: String,
+}
+
+impl DataRoute {
+    pub fn families(upstream: String) -> Self {
+        Self {
+            prefix: "/api/v1/developer/families".into(),
+            upstream,
+            read_scope: "read:families".into(),
+            write_scope: "write:families".into(),
+        }
+    }
+
+    pub fn check(&self) -> Result<(), String> {
+        if !self.prefix.starts_with(DATA_PLANE_PREFIX) || self.prefix.ends_with('/') {
+            return Err(format!(
+                "route prefix {:?} must start with {DATA_PLANE_PREFIX} and not end with /",
+                self.prefix
+            ));
+        }
+        if !(self.upstream.starts_with("http://") || self.upstream.starts_with("https://")) {
+            return Err(format!("route upstream {:?} must be an http(s) URL", self.upstream));
+        }
+        for scope in [&self.read_scope, &self.write_scope] {
+            if !CATALOGUE.contains(&scope.as_str()) {
+                return Err(format!("route scope {scope:?} is not in the catalogue"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The resource id a path names under this route, if it matches the route.
+    pub fn matches<'p>(&self, path: &'p str) -> Option<Option<&'p str>> {
+        let rest = path.strip_prefix(self.prefix.as_str())?;
+        if rest.is_empty() {
+            return Some(None);
+        }
+        let rest = rest.strip_prefix('/')?;
+        Some(rest.split('/').next().filter(|s| !s.is_empty()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_match_by_prefix_and_name_the_resource() {
+        let route = DataRoute::families("http://f".into());
+        assert_eq!(route.matches("/api/v1/developer/families"), Some(None));
+        assert_eq!(route.matches("/api/v1/developer/families/abc"), Some(Some("abc")));
+        assert_eq!(route.matches("/api/v1/developer/families/abc/members"), Some(Some("abc")));
+        assert_eq!(route.matches("/api/v1/developer/familiesx"), None);
+        assert_eq!(route.matches("/api/v1/developer/policies"), None);
+    }
+
+    #[test]
+    fn routes_are_checked() {
+        assert!(DataRoute::families("http://f".into()).check().is_ok());
+        let bad = DataRoute { prefix: "/admin".into(), ..DataRoute::families("http://f".into()) };
+        assert!(bad.check().is_err());
+        let bad = DataRoute { read_scope: "read:everything".into(), ..DataRoute::families("http://f".into()) };
+        assert!(bad.check().is_err());
+    }
+
+    #[test]
+    fn trusted_proxies_are_a_count_or_networks() {
+        assert_eq!(TrustedProxies::parse("2").unwrap(), TrustedProxies::Count(2));
+        assert_eq!(TrustedProxies::parse("0").unwrap(), TrustedProxies::None);
+        assert!(
+            matches!(TrustedProxies::parse("10.0.0.0/8, 192.0.2.7").unwrap(), TrustedProxies::Networks(n) if n.len() == 2)
+        );
+        assert!(TrustedProxies::parse("ten").is_err());
     }
 }

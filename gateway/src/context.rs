@@ -1,5 +1,7 @@
 //! The outermost middleware: gives every request an id (the caller's, if sane), records
-//! where it came from, and writes every error response in the contract's JSON shape.
+//! where it came from in the request's [`Caller`] (the one name handlers know the caller
+//! by; the auth middleware adds the principal), and writes every error response in the
+//! contract's JSON shape.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -10,17 +12,12 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use keyplane_common::error_body::{ErrorBody, REQUEST_ID_HEADER};
+use keyplane_common::{
+    error_body::{ErrorBody, REQUEST_ID_HEADER},
+    internal_auth::Caller,
+};
 
 use crate::{config::TrustedProxies, error::ApiError, state::AppState};
-
-/// Where a request came from, for audit records and per-source limits.
-#[derive(Clone, Debug)]
-pub struct RequestContext {
-    pub request_id: String,
-    pub client_ip: String,
-    pub user_agent: String,
-}
 
 /// A request id the caller sent is kept if it is short and plain.
 fn sane(id: &str) -> bool {
@@ -97,7 +94,9 @@ pub async fn context(State(state): State<AppState>, mut request: Request, next: 
         .filter(|id| sane(id))
         .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
     let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-    let context = RequestContext {
+    let caller = Caller {
+        service: "gateway".into(),
+        principal: None,
         client_ip: client_ip(request.headers(), peer, &state.trusted_proxies),
         user_agent: request
             .headers()
@@ -107,7 +106,7 @@ pub async fn context(State(state): State<AppState>, mut request: Request, next: 
             .unwrap_or_default(),
         request_id: request_id.clone(),
     };
-    request.extensions_mut().insert(context);
+    request.extensions_mut().insert(caller);
     let response = if is_canonical_path(request.uri().path()) {
         next.run(request).await
     } else {

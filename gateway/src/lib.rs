@@ -2,16 +2,21 @@
 //! (through the identity service, with a small local cache), translates REST to gRPC, and
 //! forwards data-plane calls to the platform's backends. It keeps nothing durable.
 
-mod auth;
+// Components (what the gateway holds and calls), then the state that bundles them, then
+// the middleware and handlers that use the state: dependencies run one way.
 pub mod config;
-mod context;
-pub mod dataplane;
 mod error;
-mod extract;
+mod forwarder;
 mod meter;
-mod rest;
-mod state;
 mod upstream;
+mod verifier;
+
+mod state;
+
+mod auth;
+mod context;
+mod extract;
+mod rest;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -45,15 +50,15 @@ pub async fn serve(
     let upstream = upstream::Upstream::connect(&config, &shared)?;
     let local = LocalCredentialCache::new(100_000);
     local.follow(&shared.cache, shutdown.clone());
-    let meter = Arc::new(meter::UseMeter::default());
+    let meter = Arc::new(meter::UseMeter::new(meter::Bounds::default()));
     // The flusher outlives the listener: it is cancelled only after requests drained.
     let flusher_stop = CancellationToken::new();
     let flusher = meter.spawn_flusher(upstream.clone(), flusher_stop.clone());
     let state = AppState(Arc::new(Inner {
-        verifier: auth::verifier::Verifier::new(local, upstream.clone()),
+        verifier: verifier::Verifier::new(local, upstream.clone(), shared.clock().clone()),
         upstream,
         meter,
-        dataplane: dataplane::Dataplane::new(
+        forwarder: forwarder::Forwarder::new(
             config.routes.clone(),
             config.dataplane_secrets.clone(),
             config.request_timeout,
@@ -83,7 +88,7 @@ fn app(state: AppState) -> Router {
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
             let request_id = request
                 .extensions()
-                .get::<context::RequestContext>()
+                .get::<keyplane_common::internal_auth::Caller>()
                 .map(|c| c.request_id.as_str())
                 .unwrap_or_default();
             let span =

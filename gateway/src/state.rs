@@ -4,13 +4,13 @@ use std::{ops::Deref, sync::Arc, time::Duration};
 
 use keyplane_common::{cache::Cache, credential::KeyFormat};
 
-use crate::{auth::verifier::Verifier, dataplane::Dataplane, meter::UseMeter, upstream::Upstream};
+use crate::{forwarder::Forwarder, meter::UseMeter, upstream::Upstream, verifier::Verifier};
 
 pub struct Inner {
     pub upstream: Upstream,
     pub verifier: Verifier,
     pub meter: Arc<UseMeter>,
-    pub dataplane: Dataplane,
+    pub forwarder: Forwarder,
     pub cache: Cache,
     pub key_format: KeyFormat,
     pub trusted_proxies: crate::config::TrustedProxies,

@@ -155,7 +155,7 @@ async fn a_slow_backend_times_out_with_504() {
     tokio::spawn(async move { axum::serve(listener, slow).await });
 
     let p = Platform::start().await;
-    let route = keyplane_gateway::dataplane::DataRoute {
+    let route = keyplane_gateway::config::DataRoute {
         prefix: "/api/v1/developer/slow".into(),
         upstream,
         read_scope: "read:families".into(),

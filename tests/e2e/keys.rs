@@ -125,7 +125,7 @@ async fn scopes_pins_and_expiry_are_validated() {
         .key(&user.token, &org, json!({"name": "soon", "environment": "test", "expires_at": (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339()}))
         .await;
     assert_eq!(p.api.get("/api/v1/developer/families", Some(&expiring)).await.status, 200);
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    p.clock.advance(Duration::from_secs(3));
     let expired = p.api.get("/api/v1/developer/families", Some(&expiring)).await;
     assert_eq!((expired.status, expired.error_code()), (401, "key_expired"));
 }

@@ -69,68 +69,86 @@ async fn the_old_secret_works_in_its_grace_period_and_each_use_is_audited() {
     assert!(actions.contains(&"api_key.created") && actions.contains(&"api_key.regenerated"), "{actions:?}");
 }
 
+/// A test key of a new user's org, with its org and a way to regenerate it.
+struct Rotating {
+    p: Platform,
+    token: String,
+    org: String,
+}
+
+impl Rotating {
+    async fn start() -> Self {
+        let p = Platform::start().await;
+        let user = p.api.signup().await;
+        let (org, _) = p.api.dev_org(&user, false).await;
+        Self { p, token: user.token, org }
+    }
+
+    async fn key(&self) -> (String, String) {
+        self.p.api.key(&self.token, &self.org, json!({"name": "k", "environment": "test"})).await
+    }
+
+    async fn regenerate(&self, id: &str, grace: i64) -> keyplane_e2e::Reply {
+        let path = format!("/api/v1/developers/orgs/{}/keys/{id}/regenerate", self.org);
+        self.p.api.post(&path, Some(&self.token), json!({"grace_period_seconds": grace})).await
+    }
+
+    async fn status(&self, secret: &str) -> u16 {
+        self.p.api.get("/api/v1/developer/families", Some(secret)).await.status
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn grace_periods_end() {
-    let p = Platform::start().await;
-    let user = p.api.signup().await;
-    let (org, _) = p.api.dev_org(&user, false).await;
-    let regenerate = |id: String, grace: i64| {
-        let (api, token, org) = (p.api.clone(), user.token.clone(), org.clone());
-        async move {
-            let reply = api
-                .post(
-                    &format!("/api/v1/developers/orgs/{org}/keys/{id}/regenerate"),
-                    Some(&token),
-                    json!({"grace_period_seconds": grace}),
-                )
-                .await;
-            assert_eq!(reply.status, 200, "{}", reply.text);
-            reply.str("key")
-        }
-    };
+async fn with_no_grace_period_the_old_secret_stops_at_once() {
+    let r = Rotating::start().await;
+    let (id, old) = r.key().await;
+    assert_eq!(r.status(&old).await, 200, "its verdict is cached");
+    let new = r.regenerate(&id, 0).await.str("key");
+    assert_eq!(r.status(&old).await, 401);
+    assert_eq!(r.status(&new).await, 200);
+}
 
-    // Grace 0: the old secret is refused at once.
-    let (id, old) = p.api.key(&user.token, &org, json!({"name": "a", "environment": "test"})).await;
-    assert_eq!(p.api.get("/api/v1/developer/families", Some(&old)).await.status, 200);
-    let new = regenerate(id, 0).await;
-    let refused = p.api.get("/api/v1/developer/families", Some(&old)).await;
-    assert_eq!(refused.status, 401, "{}", refused.text);
-    assert_eq!(p.api.get("/api/v1/developer/families", Some(&new)).await.status, 200);
-
-    // Grace 1 s: works, then one second after, refused.
-    let (id, old) = p.api.key(&user.token, &org, json!({"name": "b", "environment": "test"})).await;
-    let _new = regenerate(id.clone(), 1).await;
-    assert_eq!(p.api.get("/api/v1/developer/families", Some(&old)).await.status, 200);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    let late = p.api.get("/api/v1/developer/families", Some(&old)).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_old_secret_stops_when_its_grace_period_ends() {
+    let r = Rotating::start().await;
+    let (id, old) = r.key().await;
+    let regenerated = r.regenerate(&id, 60).await;
+    assert_eq!(regenerated.status, 200, "{}", regenerated.text);
+    assert_eq!(r.status(&old).await, 200, "inside the grace period");
+    r.p.clock.advance(std::time::Duration::from_secs(61));
+    let late = r.p.api.get("/api/v1/developer/families", Some(&old)).await;
     assert_eq!((late.status, late.error_code()), (401, "key_revoked"));
+    assert_eq!(r.status(&regenerated.str("key")).await, 200);
+}
 
-    // Twice inside a grace period: only the newest secret and its predecessor work.
-    let (id, first) = p.api.key(&user.token, &org, json!({"name": "c", "environment": "test"})).await;
-    let second = regenerate(id.clone(), 3600).await;
-    let third = regenerate(id.clone(), 3600).await;
-    assert_eq!(p.api.get("/api/v1/developer/families", Some(&first)).await.status, 401);
-    assert_eq!(p.api.get("/api/v1/developer/families", Some(&second)).await.status, 200);
-    assert_eq!(p.api.get("/api/v1/developer/families", Some(&third)).await.status, 200);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regenerating_twice_leaves_the_newest_secret_and_its_predecessor() {
+    let r = Rotating::start().await;
+    let (id, first) = r.key().await;
+    let second = r.regenerate(&id, 3600).await.str("key");
+    let third = r.regenerate(&id, 3600).await.str("key");
+    assert_eq!(r.status(&first).await, 401);
+    assert_eq!(r.status(&second).await, 200);
+    assert_eq!(r.status(&third).await, 200);
+}
 
-    let out_of_range = p
-        .api
-        .post(
-            &format!("/api/v1/developers/orgs/{org}/keys/{id}/regenerate"),
-            Some(&user.token),
-            json!({"grace_period_seconds": 604_801}),
-        )
-        .await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grace_period_is_at_most_a_week() {
+    let r = Rotating::start().await;
+    let (id, _) = r.key().await;
+    let out_of_range = r.regenerate(&id, 604_801).await;
     assert_eq!((out_of_range.status, out_of_range.error_code()), (400, "validation_failed"));
+    assert_eq!(out_of_range.body["details"][0]["field"], "grace_period_seconds");
+}
 
-    // A revoked key cannot be brought back by regenerating it.
-    p.api.delete(&format!("/api/v1/developers/orgs/{org}/keys/{id}"), Some(&user.token)).await;
-    let after_revoke =
-        p.api.post(&format!("/api/v1/developers/orgs/{org}/keys/{id}/regenerate"), Some(&user.token), json!({})).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_key_is_not_brought_back_and_its_grace_ends_too() {
+    let r = Rotating::start().await;
+    let (id, _) = r.key().await;
+    let in_grace = r.regenerate(&id, 3600).await.str("key");
+    let _newest = r.regenerate(&id, 3600).await;
+    r.p.api.delete(&format!("/api/v1/developers/orgs/{}/keys/{id}", r.org), Some(&r.token)).await;
+    let after_revoke = r.regenerate(&id, 0).await;
     assert_eq!((after_revoke.status, after_revoke.error_code()), (409, "key_revoked"));
-    assert_eq!(
-        p.api.get("/api/v1/developer/families", Some(&second)).await.status,
-        401,
-        "revocation ends the grace too"
-    );
+    assert_eq!(r.status(&in_grace).await, 401, "revocation ends the grace too");
 }

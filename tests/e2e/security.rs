@@ -713,7 +713,7 @@ async fn responses_that_carry_a_secret_are_never_stored() {
 async fn a_data_plane_failure_logs_no_query() {
     let p = Platform::start().await;
     let closed = Platform::closed_address().await;
-    let route = keyplane_gateway::dataplane::DataRoute {
+    let route = keyplane_gateway::config::DataRoute {
         prefix: "/api/v1/developer/gone".into(),
         upstream: closed,
         read_scope: "read:families".into(),

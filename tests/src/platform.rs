@@ -25,6 +25,9 @@ fn random_hex() -> String {
 
 pub struct Platform {
     pub api: Api,
+    /// The time expiry and grace periods are decided at: a test moves it forward rather
+    /// than sleeping.
+    pub clock: keyplane_common::time::Clock,
     pub env: TestEnv,
     pub config: PlatformConfig,
     pub internal_secret: String,
@@ -60,12 +63,15 @@ impl Platform {
         }
         let listeners = Listeners::bind(|_| SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("bind");
         let addrs = Target::ALL.iter().map(|t| (*t, listeners.addr(*t))).collect::<Vec<_>>();
-        let config = PlatformConfig::from_env(vars.clone(), |t| listeners.addr(t)).expect("a valid test configuration");
+        let mut config =
+            PlatformConfig::from_env(vars.clone(), |t| listeners.addr(t)).expect("a valid test configuration");
+        let clock = keyplane_common::time::Clock::adjustable();
+        config.common.clock = clock.clone();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(run(config.clone(), listeners, shutdown.clone()));
         let gateway = addrs.iter().find(|(t, _)| *t == Target::Gateway).map(|(_, a)| *a).expect("gateway");
         let api = Api::new(format!("http://{gateway}"));
-        let platform = Self { api, env, config, internal_secret, addrs, vars, shutdown, task: Some(task) };
+        let platform = Self { api, clock, env, config, internal_secret, addrs, vars, shutdown, task: Some(task) };
         platform.wait_ready().await;
         platform
     }
@@ -116,8 +122,9 @@ impl Platform {
         for (name, value) in settings {
             vars.set(name, value.clone());
         }
-        let common = CommonConfig::from_env(&mut vars, Mode::AllInOne);
+        let mut common = CommonConfig::from_env(&mut vars, Mode::AllInOne);
         vars.finish().expect("valid replica settings");
+        common.clock = self.clock.clone();
         Shared::new(common).expect("cache")
     }
 

@@ -1,8 +1,9 @@
 //! Accounts and sessions, who-am-I, and key verification for the platform's backends.
 
+use axum::Extension;
 use axum::{Json, extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
-use keyplane_common::principal::Principal;
+use keyplane_common::{internal_auth::Caller, principal::Principal};
 use keyplane_proto::{
     identity::v1::{
         GetUserRequest, LoginRequest, LogoutRequest, RefreshRequest, ResendVerificationRequest, SignupRequest,
@@ -18,7 +19,7 @@ use super::{
     NoStore,
     dto::{Org, Session, User},
 };
-use crate::{auth::Ctx, error::ApiError, extract::ApiJson, state::AppState};
+use crate::{error::ApiError, extract::ApiJson, state::AppState};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,7 +45,7 @@ pub struct RefreshBody {
 
 pub async fn signup(
     State(state): State<AppState>,
-    Ctx(caller): Ctx,
+    Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<SignupBody>,
 ) -> Result<NoStore<(StatusCode, Json<Session>)>, ApiError> {
     let request = SignupRequest { email: body.email, password: body.password, name: body.name };
@@ -53,7 +54,7 @@ pub async fn signup(
 
 pub async fn login(
     State(state): State<AppState>,
-    Ctx(caller): Ctx,
+    Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<NoStore<Json<Session>>, ApiError> {
     let request = LoginRequest { email: body.email, password: body.password };
@@ -62,7 +63,7 @@ pub async fn login(
 
 pub async fn refresh(
     State(state): State<AppState>,
-    Ctx(caller): Ctx,
+    Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<RefreshBody>,
 ) -> Result<NoStore<Json<Session>>, ApiError> {
     let request = RefreshRequest { refresh_token: body.refresh_token };
@@ -78,7 +79,7 @@ pub struct VerifyEmailBody {
 /// `POST /api/v1/auth/verify-email`: spends the token a verification mail carried.
 pub async fn verify_email(
     State(state): State<AppState>,
-    Ctx(caller): Ctx,
+    Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<VerifyEmailBody>,
 ) -> Result<Json<Value>, ApiError> {
     let user = state.upstream.verify_email(&caller, VerifyEmailRequest { token: body.token }).await?;
@@ -86,18 +87,24 @@ pub async fn verify_email(
 }
 
 /// `POST /api/v1/auth/verify-email/resend`: another verification mail for the caller.
-pub async fn resend_verification(State(state): State<AppState>, Ctx(caller): Ctx) -> Result<StatusCode, ApiError> {
+pub async fn resend_verification(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<StatusCode, ApiError> {
     state.upstream.resend_verification(&caller, ResendVerificationRequest {}).await?;
     Ok(StatusCode::ACCEPTED)
 }
 
-pub async fn logout(State(state): State<AppState>, Ctx(caller): Ctx) -> Result<StatusCode, ApiError> {
+pub async fn logout(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<StatusCode, ApiError> {
     state.upstream.logout(&caller, LogoutRequest {}).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /api/v1/auth/me`: who the credential is.
-pub async fn me(State(state): State<AppState>, Ctx(caller): Ctx) -> Result<Json<Value>, ApiError> {
+pub async fn me(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<Json<Value>, ApiError> {
     match caller.principal.clone() {
         Some(Principal::User(user)) => {
             let profile = state.upstream.get_user(&caller, GetUserRequest { id: user.user_id.to_string() }).await?;
@@ -115,10 +122,7 @@ pub async fn me(State(state): State<AppState>, Ctx(caller): Ctx) -> Result<Json<
         }
         Some(Principal::ApiKey(key)) => {
             // The key's own org, whatever its scopes: asked as the gateway itself.
-            let service = keyplane_common::internal_auth::Caller {
-                principal: Some(Principal::Service { name: "gateway".into() }),
-                ..caller.clone()
-            };
+            let service = Caller { principal: Some(Principal::Service { name: "gateway".into() }), ..caller.clone() };
             let org = state.upstream.get_org(&service, GetOrgRequest { org_id: key.org_id.to_string() }).await?;
             Ok(Json(json!({
                 "principal": "api_key",
@@ -179,7 +183,7 @@ fn refused(code: &str) -> Json<Verification> {
 /// revoked, so timing tells nothing either.
 pub async fn verify(
     State(state): State<AppState>,
-    Ctx(caller): Ctx,
+    Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<VerifyBody>,
 ) -> Result<Json<Verification>, ApiError> {
     let Ok(parsed) = state.key_format.parse(&body.key) else { return Ok(refused("invalid_api_key")) };

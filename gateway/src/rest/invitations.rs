@@ -1,11 +1,13 @@
 //! Invitations: how anybody joins an org. Admins invite an address; whoever has verified
 //! that address may accept or decline.
 
+use axum::Extension;
 use axum::{
     Json,
     extract::{Path, State},
     http::StatusCode,
 };
+use keyplane_common::internal_auth::Caller;
 use keyplane_proto::orgs::v1::{
     CreateInvitationRequest, ListInvitationsRequest, ListMyInvitationsRequest, RespondToInvitationRequest,
     RevokeInvitationRequest,
@@ -18,7 +20,6 @@ use super::{
     orgs::role_of,
 };
 use crate::{
-    auth::Ctx,
     error::ApiError,
     extract::{ApiJson, ApiQuery},
     state::AppState,
@@ -33,7 +34,7 @@ pub struct InvitationBody {
 
 async fn invite(
     state: &AppState,
-    caller: &keyplane_common::internal_auth::Caller,
+    caller: &Caller,
     org_id: String,
     body: InvitationBody,
 ) -> Result<Invitation, ApiError> {
@@ -44,7 +45,7 @@ async fn invite(
 /// `POST …/members`: nobody joins without accepting, so adding a member invites it (202).
 pub async fn invite_member(
     State(state): State<AppState>,
-    Ctx(caller): Ctx,
+    Extension(caller): Extension<Caller>,
     Path(org_id): Path<String>,
     ApiJson(body): ApiJson<InvitationBody>,
 ) -> Result<(StatusCode, Json<Invitation>), ApiError> {
@@ -53,7 +54,7 @@ pub async fn invite_member(
 
 pub async fn create(
     State(state): State<AppState>,
-    Ctx(caller): Ctx,
+    Extension(caller): Extension<Caller>,
     Path(org_id): Path<String>,
     ApiJson(body): ApiJson<InvitationBody>,
 ) -> Result<(StatusCode, Json<Invitation>), ApiError> {
@@ -62,7 +63,7 @@ pub async fn create(
 
 pub async fn list(
     State(state): State<AppState>,
-    Ctx(caller): Ctx,
+    Extension(caller): Extension<Caller>,
     Path(org_id): Path<String>,
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<Paged<Invitation>>, ApiError> {
@@ -75,7 +76,7 @@ pub async fn list(
 
 pub async fn revoke(
     State(state): State<AppState>,
-    Ctx(caller): Ctx,
+    Extension(caller): Extension<Caller>,
     Path((org_id, invitation_id)): Path<(String, String)>,
 ) -> Result<Json<Invitation>, ApiError> {
     let request = RevokeInvitationRequest { org_id, invitation_id };
@@ -85,7 +86,7 @@ pub async fn revoke(
 /// `GET /api/v1/invitations`: the caller's pending invitations, to its verified address.
 pub async fn mine(
     State(state): State<AppState>,
-    Ctx(caller): Ctx,
+    Extension(caller): Extension<Caller>,
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<Paged<Invitation>>, ApiError> {
     let listed =
@@ -95,7 +96,7 @@ pub async fn mine(
 
 pub async fn accept(
     State(state): State<AppState>,
-    Ctx(caller): Ctx,
+    Extension(caller): Extension<Caller>,
     Path(invitation_id): Path<String>,
 ) -> Result<Json<Member>, ApiError> {
     let request = RespondToInvitationRequest { invitation_id };
@@ -104,7 +105,7 @@ pub async fn accept(
 
 pub async fn decline(
     State(state): State<AppState>,
-    Ctx(caller): Ctx,
+    Extension(caller): Extension<Caller>,
     Path(invitation_id): Path<String>,
 ) -> Result<Json<Invitation>, ApiError> {
     let request = RespondToInvitationRequest { invitation_id };

@@ -1,13 +1,14 @@
 //! API keys of an org, and MCP tokens of the caller.
 
 use axum::{
-    Json,
+    Extension, Json,
     extract::{Path, State},
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use chrono::{DateTime, Utc};
 use keyplane_common::credential::Environment;
+use keyplane_common::internal_auth::Caller;
 use keyplane_proto::{
     keys::v1::{
         CreateKeyRequest, CreateMcpTokenRequest, GetKeyRequest, ListKeysRequest, ListMcpTokensRequest,
@@ -22,7 +23,6 @@ use super::{
     dto::{ApiKey, CreatedKey, CreatedMcpToken, McpToken, Paged},
 };
 use crate::{
-    auth::Ctx,
     error::ApiError,
     extract::{ApiJson, ApiQuery, OptionalJson},
     state::AppState,
@@ -31,7 +31,7 @@ use crate::{
 /// The seed's plain-array list: the next page goes in a `Link` header.
 pub async fn list(
     State(state): State<AppState>,
-    Ctx(caller): Ctx,
+    Extension(caller): Extension<Caller>,
     Path(org_id): Path<String>,
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Response, ApiError> {
@@ -68,7 +68,7 @@ pub struct CreateKeyBody {
 
 pub async fn create(
     State(state): State<AppState>,
-    Ctx(caller): Ctx,
+    Extension(caller): Extension<Caller>,
     Path(org_id): Path<String>,
     ApiJson(body): ApiJson<CreateKeyBody>,
 ) -> Result<NoStore<(StatusCode, Json<CreatedKey>)>, ApiError> {
@@ -86,7 +86,7 @@ pub async fn create(
 
 pub async fn get(
     State(state): State<AppState>,
-    Ctx(caller): Ctx,
+    Extension(caller): Extension<Caller>,
     Path((org_id, key_id)): Path<(String, String)>,
 ) -> Result<Json<ApiKey>, ApiError> {
     Ok(Json(state.upstream.get_key(&caller, GetKeyRequest { org_id, key_id }).await?.into()))
@@ -94,7 +94,7 @@ pub async fn get(
 
 pub async fn revoke(
     State(state): State<AppState>,
-    Ctx(caller): Ctx,
+    Extension(caller): Extension<Caller>,
     Path((org_id, key_id)): Path<(String, String)>,
 ) -> Result<Json<ApiKey>, ApiError> {
     Ok(Json(state.upstream.revoke_key(&caller, RevokeKeyRequest { org_id, key_id }).await?.into()))
@@ -108,7 +108,7 @@ pub struct RegenerateBody {
 
 pub async fn regenerate(
     State(state): State<AppState>,
-    Ctx(caller): Ctx,
+    Extension(caller): Extension<Caller>,
     Path((org_id, key_id)): Path<(String, String)>,
     OptionalJson(body): OptionalJson<RegenerateBody>,
 ) -> Result<NoStore<Json<CreatedKey>>, ApiError> {
@@ -118,7 +118,7 @@ pub async fn regenerate(
 
 pub async fn list_mcp_tokens(
     State(state): State<AppState>,
-    Ctx(caller): Ctx,
+    Extension(caller): Extension<Caller>,
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<Paged<McpToken>>, ApiError> {
     let listed = state.upstream.list_mcp_tokens(&caller, ListMcpTokensRequest { page: Some(page.request()?) }).await?;
@@ -136,7 +136,7 @@ pub struct CreateMcpTokenBody {
 
 pub async fn create_mcp_token(
     State(state): State<AppState>,
-    Ctx(caller): Ctx,
+    Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<CreateMcpTokenBody>,
 ) -> Result<NoStore<(StatusCode, Json<CreatedMcpToken>)>, ApiError> {
     let request = CreateMcpTokenRequest {
@@ -150,7 +150,7 @@ pub async fn create_mcp_token(
 
 pub async fn revoke_mcp_token(
     State(state): State<AppState>,
-    Ctx(caller): Ctx,
+    Extension(caller): Extension<Caller>,
     Path(token_id): Path<String>,
 ) -> Result<Json<McpToken>, ApiError> {
     Ok(Json(state.upstream.revoke_mcp_token(&caller, RevokeMcpTokenRequest { token_id }).await?.into()))

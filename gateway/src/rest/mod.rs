@@ -1,6 +1,7 @@
 //! The public REST surface: routes grouped by the credential they accept.
 
 pub mod auth;
+pub mod dataplane;
 pub mod dto;
 pub mod invitations;
 pub mod keys;
@@ -18,7 +19,7 @@ use keyplane_common::error::FieldViolation;
 use keyplane_proto::types::v1::PageRequest;
 use serde::Deserialize;
 
-use crate::{auth as guard, dataplane, error::ApiError, state::AppState};
+use crate::{auth as guard, error::ApiError, state::AppState};
 
 /// `limit` and `cursor` of a list.
 #[derive(Deserialize, Default)]

@@ -1,11 +1,12 @@
 //! Orgs, members, the audit log, and the one-call developer bootstrap.
 
 use axum::{
-    Json,
+    Extension, Json,
     extract::{Path, State},
     http::StatusCode,
 };
 use chrono::{DateTime, Utc};
+use keyplane_common::internal_auth::Caller;
 use keyplane_proto::{
     keys::v1::EnsureBootstrapKeyRequest,
     orgs::v1::{
@@ -20,7 +21,6 @@ use super::{
     dto::{AuditEvent, Member, Org, Paged},
 };
 use crate::{
-    auth::Ctx,
     error::ApiError,
     extract::{ApiJson, ApiQuery, OptionalJson},
     state::AppState,
@@ -55,7 +55,7 @@ pub struct DevOrg {
 /// first key when it has none.
 pub async fn ensure_dev_org(
     State(state): State<AppState>,
-    Ctx(caller): Ctx,
+    Extension(caller): Extension<Caller>,
     OptionalJson(body): OptionalJson<EnsureDevOrgBody>,
 ) -> Result<NoStore<Json<DevOrg>>, ApiError> {
     let ensured = state.upstream.ensure_dev_org(&caller, EnsureDevOrgRequest { name: body.name }).await?;
@@ -74,7 +74,7 @@ pub async fn ensure_dev_org(
 
 pub async fn list(
     State(state): State<AppState>,
-    Ctx(caller): Ctx,
+    Extension(caller): Extension<Caller>,
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<Paged<Org>>, ApiError> {
     let listed = state.upstream.list_orgs(&caller, ListOrgsRequest { page: Some(page.request()?) }).await?;
@@ -93,7 +93,7 @@ pub struct CreateOrgBody {
 
 pub async fn create(
     State(state): State<AppState>,
-    Ctx(caller): Ctx,
+    Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<CreateOrgBody>,
 ) -> Result<(StatusCode, Json<Org>), ApiError> {
     let request = CreateOrgRequest { name: body.name, description: body.description, website_url: body.website_url };
@@ -102,7 +102,7 @@ pub async fn create(
 
 pub async fn get(
     State(state): State<AppState>,
-    Ctx(caller): Ctx,
+    Extension(caller): Extension<Caller>,
     Path(org_id): Path<String>,
 ) -> Result<Json<Org>, ApiError> {
     Ok(Json(state.upstream.get_org(&caller, GetOrgRequest { org_id }).await?.into()))
@@ -118,7 +118,7 @@ pub struct UpdateOrgBody {
 
 pub async fn update(
     State(state): State<AppState>,
-    Ctx(caller): Ctx,
+    Extension(caller): Extension<Caller>,
     Path(org_id): Path<String>,
     ApiJson(body): ApiJson<UpdateOrgBody>,
 ) -> Result<Json<Org>, ApiError> {
@@ -129,7 +129,7 @@ pub async fn update(
 
 pub async fn delete(
     State(state): State<AppState>,
-    Ctx(caller): Ctx,
+    Extension(caller): Extension<Caller>,
     Path(org_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     state.upstream.delete_org(&caller, DeleteOrgRequest { org_id }).await?;
@@ -138,7 +138,7 @@ pub async fn delete(
 
 pub async fn members(
     State(state): State<AppState>,
-    Ctx(caller): Ctx,
+    Extension(caller): Extension<Caller>,
     Path(org_id): Path<String>,
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<Paged<Member>>, ApiError> {
@@ -155,7 +155,7 @@ pub struct RoleBody {
 
 pub async fn update_member_role(
     State(state): State<AppState>,
-    Ctx(caller): Ctx,
+    Extension(caller): Extension<Caller>,
     Path((org_id, user_id)): Path<(String, String)>,
     ApiJson(body): ApiJson<RoleBody>,
 ) -> Result<Json<Member>, ApiError> {
@@ -170,7 +170,7 @@ pub fn role_of(name: &str) -> Role {
 
 pub async fn remove_member(
     State(state): State<AppState>,
-    Ctx(caller): Ctx,
+    Extension(caller): Extension<Caller>,
     Path((org_id, user_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     state.upstream.remove_member(&caller, RemoveMemberRequest { org_id, user_id }).await?;
@@ -189,7 +189,7 @@ pub struct AuditQuery {
 
 pub async fn audit_log(
     State(state): State<AppState>,
-    Ctx(caller): Ctx,
+    Extension(caller): Extension<Caller>,
     Path(org_id): Path<String>,
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<Json<Paged<AuditEvent>>, ApiError> {

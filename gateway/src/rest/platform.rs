@@ -3,17 +3,18 @@
 use std::time::Duration;
 
 use axum::{
-    Json,
+    Extension, Json,
     extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
 };
 use keyplane_common::error::FieldViolation;
+use keyplane_common::internal_auth::Caller;
 use keyplane_proto::identity::v1::GetJwksRequest;
 use serde_json::{Value, json};
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
-use crate::{auth::Ctx, error::ApiError, state::AppState};
+use crate::{error::ApiError, state::AppState};
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -58,7 +59,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /.well-known/jwks.json`: the keys that verify self-issued session bearers.
-pub async fn jwks(State(state): State<AppState>, Ctx(caller): Ctx) -> Result<Response, ApiError> {
+pub async fn jwks(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<Response, ApiError> {
     let jwks = state.upstream.get_jwks(&caller, GetJwksRequest {}).await?;
     let keys: Vec<Value> = jwks
         .keys
@@ -81,7 +82,7 @@ pub struct MailboxQuery {
 /// `GET /dev/mailbox?to=`: what the development mailer "sent" to an address, newest first.
 pub async fn dev_mailbox(
     State(state): State<AppState>,
-    Ctx(caller): Ctx,
+    Extension(caller): Extension<Caller>,
     crate::extract::ApiQuery(query): crate::extract::ApiQuery<MailboxQuery>,
 ) -> Result<super::NoStore<Json<Value>>, ApiError> {
     let listed = state

@@ -7,9 +7,8 @@ mod orgs;
 
 use keyplane_common::{config::Target, grpc::Outbound, internal_auth::Caller, runtime::Shared};
 use keyplane_proto::{
-    advisors::v1::advisors_service_client::AdvisorsServiceClient,
     identity::v1::identity_service_client::IdentityServiceClient, keys::v1::keys_service_client::KeysServiceClient,
-    orgs::v1::orgs_service_client::OrgsServiceClient, usage::v1::usage_service_client::UsageServiceClient,
+    orgs::v1::orgs_service_client::OrgsServiceClient,
 };
 use tonic::{Request, transport::Channel};
 
@@ -20,8 +19,6 @@ pub struct Upstream {
     pub identity: IdentityServiceClient<Channel>,
     pub keys: KeysServiceClient<Channel>,
     pub orgs: OrgsServiceClient<Channel>,
-    pub usage: UsageServiceClient<Channel>,
-    pub advisors: AdvisorsServiceClient<Channel>,
     /// Every service's channel, for readiness checks.
     pub channels: Vec<(Target, Channel)>,
     outbound: Outbound,
@@ -42,8 +39,6 @@ impl Upstream {
             identity: IdentityServiceClient::new(channel(Target::Identity)),
             keys: KeysServiceClient::new(channel(Target::Keys)),
             orgs: OrgsServiceClient::new(channel(Target::Orgs)),
-            usage: UsageServiceClient::new(channel(Target::Usage)),
-            advisors: AdvisorsServiceClient::new(channel(Target::Advisors)),
             channels,
             outbound: shared.outbound("gateway"),
         })

@@ -40,9 +40,10 @@ pub fn email_address(field: &str, raw: &str) -> Result<String, FieldViolation> {
     if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(invalid());
     }
-    let (local, domain) = email.rsplit_once('@').ok_or_else(invalid)?;
+    let (local, domain) = email.split_once('@').ok_or_else(invalid)?;
     if local.is_empty()
         || domain.is_empty()
+        || domain.contains('@')
         || !domain.contains('.')
         || domain.starts_with('.')
         || domain.ends_with('.')

@@ -15,6 +15,7 @@ use keyplane_common::{
     credential_cache::{Expiring, LocalCredentialCache, LookupError},
     internal_auth::Caller,
     principal::Principal,
+    time::Clock,
 };
 use keyplane_proto::identity::v1::AuthenticateRequest;
 
@@ -50,11 +51,13 @@ impl Expiring for Verdict {
 pub struct Verifier {
     local: Arc<LocalCredentialCache<Verdict>>,
     upstream: Upstream,
+    /// The time expiry and grace periods are decided at.
+    clock: Clock,
 }
 
 impl Verifier {
-    pub fn new(local: Arc<LocalCredentialCache<Verdict>>, upstream: Upstream) -> Self {
-        Self { local, upstream }
+    pub fn new(local: Arc<LocalCredentialCache<Verdict>>, upstream: Upstream, clock: Clock) -> Self {
+        Self { local, upstream, clock }
     }
 
     /// An API key or MCP token whose shape is already checked.
@@ -68,7 +71,7 @@ impl Verifier {
                 LookupError::Stale => ApiError::unavailable(),
             })?;
         match verdict {
-            Verdict::Valid { principal, .. } => still_valid(principal),
+            Verdict::Valid { principal, .. } => still_valid(principal, self.clock.now()),
             Verdict::Refused(error) => Err((*error).clone()),
         }
     }
@@ -112,8 +115,7 @@ impl Verifier {
 
 /// A cached principal is checked against the clock at every use: expiry and the end of
 /// a grace period need no message to take effect.
-fn still_valid(principal: Arc<Principal>) -> Result<Arc<Principal>, ApiError> {
-    let now = keyplane_common::time::now();
+fn still_valid(principal: Arc<Principal>, now: chrono::DateTime<chrono::Utc>) -> Result<Arc<Principal>, ApiError> {
     let (expires_at, grace_ends_at) = match principal.as_ref() {
         Principal::ApiKey(key) => (key.expires_at, key.grace_ends_at),
         Principal::McpToken(token) => (token.expires_at, None),

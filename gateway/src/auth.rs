@@ -1,15 +1,14 @@
-//! Who is calling, and whether that kind of credential may call this route.
+//! Who is calling, and whether that kind of credential may call this route: the
+//! middleware that puts the verified principal into the request's [`Caller`].
 //!
 //! Each group of routes carries one policy. A credential of the wrong kind for the route
 //! is refused before anything is looked up; a key of the wrong shape or checksum too.
 
-pub mod verifier;
-
 use std::sync::Arc;
 
 use axum::{
-    extract::{FromRequestParts, Request, State},
-    http::{HeaderMap, StatusCode, header, request::Parts},
+    extract::{Request, State},
+    http::{HeaderMap, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -19,7 +18,7 @@ use keyplane_common::{
     principal::Principal,
 };
 
-use crate::{context::RequestContext, error::ApiError, state::AppState};
+use crate::{error::ApiError, state::AppState};
 
 /// Credentials longer than this are refused before any parsing.
 pub const MAX_CREDENTIAL_LEN: usize = 8 * 1024;
@@ -41,10 +40,6 @@ pub enum Policy {
     /// RFC 9421 signatures only: any bearer is refused.
     Signature,
 }
-
-/// The verified principal of the request.
-#[derive(Clone)]
-pub struct Authenticated(pub Arc<Principal>);
 
 /// A bearer, classified by its shape alone.
 enum Bearer<'a> {
@@ -102,25 +97,11 @@ fn session_required() -> ApiError {
     ApiError::unauthorized("session_required", "this route needs a session bearer, not an API key")
 }
 
-/// The caller as the services see it: the request's principal (once authenticated) and
-/// where it came from.
-fn caller(extensions: &axum::http::Extensions) -> Caller {
-    let context = extensions.get::<RequestContext>();
-    let text = |f: fn(&RequestContext) -> &String| context.map(|c| f(c).clone()).unwrap_or_default();
-    Caller {
-        service: "gateway".into(),
-        principal: extensions.get::<Authenticated>().map(|a| (*a.0).clone()),
-        client_ip: text(|c| &c.client_ip),
-        user_agent: text(|c| &c.user_agent),
-        request_id: text(|c| &c.request_id),
-    }
-}
-
 async fn authenticate(
     state: &AppState,
     policy: Policy,
     headers: &HeaderMap,
-    origin: Caller,
+    caller: &Caller,
 ) -> Result<Arc<Principal>, ApiError> {
     if policy == Policy::Signature {
         return Err(ApiError::unauthorized(
@@ -136,7 +117,7 @@ async fn authenticate(
     })?;
     match (classify(state, token)?, policy) {
         (Bearer::Session(_), Policy::Key) => Err(use_api_key()),
-        (Bearer::Session(token), _) => state.verifier.verify_session(token, &origin).await,
+        (Bearer::Session(token), _) => state.verifier.verify_session(token, caller).await,
         (Bearer::Secret(parsed), policy) => {
             let is_key = matches!(parsed.credential_type, CredentialType::ApiKey(_));
             match policy {
@@ -144,10 +125,10 @@ async fn authenticate(
                 Policy::Key | Policy::Management | Policy::Identify if !is_key => return Err(use_api_key()),
                 _ => {}
             }
-            let principal = state.verifier.verify_secret(&parsed.secret, &origin).await?;
+            let principal = state.verifier.verify_secret(&parsed.secret, caller).await?;
             if let Principal::ApiKey(key) = principal.as_ref() {
                 // Every use of a previous secret is audited, a refused one too.
-                state.meter.record(key, &origin);
+                state.meter.record(key, caller);
                 if policy == Policy::Management && key.grace_ends_at.is_some() {
                     return Err(ApiError::unauthorized(
                         "key_in_grace",
@@ -160,11 +141,16 @@ async fn authenticate(
     }
 }
 
+/// Authenticates the request for `policy` and puts the principal into its [`Caller`]
+/// (which the context middleware put there, with where the request came from).
 async fn require(state: AppState, policy: Policy, mut request: Request, next: Next) -> Response {
-    let origin = caller(request.extensions());
-    match authenticate(&state, policy, request.headers(), origin).await {
+    let Some(caller) = request.extensions().get::<Caller>().cloned() else {
+        return ApiError::internal().into_response();
+    };
+    match authenticate(&state, policy, request.headers(), &caller).await {
         Ok(principal) => {
-            request.extensions_mut().insert(Authenticated(principal));
+            let authenticated = Caller { principal: Some(Arc::unwrap_or_clone(principal)), ..caller };
+            request.extensions_mut().insert(authenticated);
             next.run(request).await
         }
         Err(error) => error.into_response(),
@@ -189,24 +175,4 @@ pub async fn key(State(state): State<AppState>, request: Request, next: Next) ->
 
 pub async fn signature(State(state): State<AppState>, request: Request, next: Next) -> Response {
     require(state, Policy::Signature, request, next).await
-}
-
-/// The caller of a handler: its principal (when the route needs one) and origin.
-pub struct Ctx(pub Caller);
-
-impl Ctx {
-    pub fn principal(&self) -> Result<&Principal, ApiError> {
-        self.0
-            .principal
-            .as_ref()
-            .ok_or_else(|| ApiError::unauthorized("unauthenticated", "this route needs a credential"))
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Ctx {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(caller(&parts.extensions)))
-    }
 }

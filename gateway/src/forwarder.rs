@@ -1,0 +1,166 @@
+//! Data-plane forwarding: `/api/v1/developer/*` goes to the platform's backends by a route
+//! table. The caller's `Authorization` never leaves the gateway; the verified identity goes
+//! instead, signed (see `keyplane_common::dataplane`). Whether the key may make the call is
+//! the handler's to decide (`rest::dataplane`); this is how the call is made.
+
+use axum::{
+    body::{Body, Bytes},
+    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header},
+    response::Response,
+};
+use keyplane_common::{dataplane, error_body::REQUEST_ID_HEADER};
+
+use crate::{config::DataRoute, error::ApiError};
+
+pub struct Forwarder {
+    /// Longest prefix first.
+    routes: Vec<DataRoute>,
+    http: reqwest::Client,
+    /// The first signs.
+    secrets: Vec<Vec<u8>>,
+}
+
+/// One call to forward: where it goes, what it is, and who it is for.
+pub struct Call<'a> {
+    pub route: &'a DataRoute,
+    pub method: &'a Method,
+    pub path_and_query: &'a str,
+    pub headers: &'a HeaderMap,
+    pub body: Bytes,
+    pub identity: &'a dataplane::Identity,
+    pub request_id: &'a str,
+}
+
+impl Forwarder {
+    pub fn new(mut routes: Vec<DataRoute>, secrets: Vec<Vec<u8>>, timeout: std::time::Duration) -> Self {
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("a plain HTTP client builds");
+        Self { routes, http, secrets }
+    }
+
+    /// The route a path takes, and the resource id it names under it.
+    pub fn route<'p>(&self, path: &'p str) -> Option<(&DataRoute, Option<&'p str>)> {
+        self.routes.iter().find_map(|r| r.matches(path).map(|resource| (r, resource)))
+    }
+
+    pub async fn forward(&self, call: Call<'_>) -> Result<Response, ApiError> {
+        let signed = dataplane::sign(
+            &self.secrets[0],
+            chrono::Utc::now().timestamp(),
+            call.method.as_str(),
+            call.path_and_query,
+            call.identity,
+            &call.body,
+        );
+        let headers = outgoing_headers(call.headers, signed, call.request_id);
+        let url = format!("{}{}", call.route.upstream.trim_end_matches('/'), call.path_and_query);
+        let upstream =
+            self.http.request(call.method.clone(), url).headers(headers).body(call.body).send().await.map_err(|e| {
+                if e.is_timeout() {
+                    ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", "the backend did not answer in time")
+                } else {
+                    // Without the URL: its query may carry what the caller meant for the backend only.
+                    tracing::warn!(error = %e.without_url(), prefix = %call.route.prefix, "data-plane backend unreachable");
+                    ApiError::new(StatusCode::BAD_GATEWAY, "bad_gateway", "the backend is unavailable")
+                }
+            })?;
+        let mut response = Response::builder().status(upstream.status());
+        for (name, value) in upstream.headers() {
+            if !hop_by_hop(name) {
+                response = response.header(name, value);
+            }
+        }
+        response.body(Body::from_stream(upstream.bytes_stream())).map_err(|_| ApiError::internal())
+    }
+}
+
+/// Headers that describe one hop, not the message: never forwarded either way.
+fn hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+            | "content-length"
+    )
+}
+
+/// What goes upstream: the client's headers, less hop-by-hop ones, its credential and any
+/// identity header it made up; then the signed identity, the request id and trace context.
+fn outgoing_headers(incoming: &HeaderMap, signed: Vec<(HeaderName, HeaderValue)>, request_id: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, value) in incoming {
+        let made_up_identity = dataplane::ALL.contains(name);
+        if !hop_by_hop(name) && name != header::AUTHORIZATION && !made_up_identity {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    headers.extend(signed);
+    if let Ok(value) = request_id.parse() {
+        headers.insert(REQUEST_ID_HEADER, value);
+    }
+    keyplane_common::telemetry::inject_headers(&mut headers);
+    headers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity() -> dataplane::Identity {
+        dataplane::Identity {
+            org_id: "org".into(),
+            key_id: "key".into(),
+            environment: "test".into(),
+            scopes: vec!["read:families".into()],
+            resource_ids: vec![],
+        }
+    }
+
+    #[test]
+    fn the_credential_and_made_up_identity_never_go_upstream() {
+        let mut incoming = HeaderMap::new();
+        incoming.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer phosra_test_secret"));
+        incoming.insert("x-keyplane-org-id", HeaderValue::from_static("someone-else"));
+        incoming.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        incoming.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        let signed = dataplane::sign(b"secret", 1000, "GET", "/x", &identity(), b"");
+        let out = outgoing_headers(&incoming, signed, "req-1");
+        assert!(out.get(header::AUTHORIZATION).is_none());
+        assert!(out.get(header::CONNECTION).is_none());
+        assert_eq!(out.get("x-keyplane-org-id").unwrap(), "org", "the signed identity replaces the made-up one");
+        assert_eq!(out.get_all("x-keyplane-org-id").iter().count(), 1);
+        assert_eq!(out.get(header::ACCEPT).unwrap(), "application/json");
+        assert_eq!(out.get(REQUEST_ID_HEADER).unwrap(), "req-1");
+        let verified = dataplane::verify(&[b"secret".to_vec()], &out, "GET", "/x", b"", 1000);
+        assert_eq!(verified.unwrap(), identity(), "what a backend receives verifies");
+    }
+
+    #[test]
+    fn the_longest_prefix_takes_the_call() {
+        let route = |prefix: &str| DataRoute {
+            prefix: prefix.into(),
+            upstream: "http://u".into(),
+            read_scope: "read:families".into(),
+            write_scope: "write:families".into(),
+        };
+        let forwarder = Forwarder::new(
+            vec![route("/api/v1/developer/families"), route("/api/v1/developer/families/special")],
+            vec![b"s".to_vec()],
+            std::time::Duration::from_secs(1),
+        );
+        let (taken, resource) = forwarder.route("/api/v1/developer/families/special/x").unwrap();
+        assert_eq!((taken.prefix.as_str(), resource), ("/api/v1/developer/families/special", Some("x")));
+        assert!(forwarder.route("/api/v1/developer/policies").is_none());
+    }
+}

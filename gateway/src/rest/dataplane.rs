@@ -1,0 +1,129 @@
+//! The data plane's handler: whether the key may make the call (its scope for the method,
+//! and its pins), then the call, through the forwarder.
+
+use axum::{
+    Extension,
+    body::to_bytes,
+    extract::{Request, State},
+    http::{Method, StatusCode},
+    response::Response,
+};
+use keyplane_common::{
+    dataplane::Identity,
+    internal_auth::Caller,
+    principal::{KeyPrincipal, Principal},
+};
+
+use crate::{config::DataRoute, error::ApiError, forwarder::Call, state::AppState};
+
+const MAX_BODY: usize = 1024 * 1024;
+
+/// Whether `key` may call `route` with `method`, on `resource` (the id the path names).
+/// A pinned key reaches its resources and nothing else: not another resource, and no write
+/// to the collection (a new resource is not one it is pinned to); reads of the collection
+/// are narrowed to its pins by the backend.
+pub fn access(key: &KeyPrincipal, route: &DataRoute, method: &Method, resource: Option<&str>) -> Result<(), ApiError> {
+    let is_read = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let scope = if is_read { &route.read_scope } else { &route.write_scope };
+    if !key.scopes.allows(scope) {
+        return Err(ApiError::forbidden("insufficient_scope", format!("the key lacks the {scope} scope")));
+    }
+    if key.resource_ids.is_empty() {
+        return Ok(());
+    }
+    match resource {
+        Some(resource) if !key.resource_ids.iter().any(|r| r == resource) => {
+            Err(ApiError::forbidden("resource_not_allowed", "the key is not pinned to this resource"))
+        }
+        None if !is_read => {
+            Err(ApiError::forbidden("resource_not_allowed", "a pinned key cannot write to the collection"))
+        }
+        _ => Ok(()),
+    }
+}
+
+pub async fn forward(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let Some(Principal::ApiKey(key)) = caller.principal.as_ref() else {
+        return Err(ApiError::unauthorized("use_api_key", "use an API key"));
+    };
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path();
+    let (route, resource) = state.forwarder.route(path).ok_or_else(|| ApiError::not_found("no such route"))?;
+    access(key, route, &parts.method, resource)?;
+    let body = to_bytes(body, MAX_BODY).await.map_err(|_| {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is over 1 MiB")
+    })?;
+    let identity = Identity {
+        org_id: key.org_id.to_string(),
+        key_id: key.key_id.to_string(),
+        environment: key.environment.as_str().to_owned(),
+        scopes: key.scopes.effective(),
+        resource_ids: key.resource_ids.clone(),
+    };
+    let path_and_query = parts.uri.path_and_query().map_or(path, |p| p.as_str());
+    state
+        .forwarder
+        .forward(Call {
+            route,
+            method: &parts.method,
+            path_and_query,
+            headers: &parts.headers,
+            body,
+            identity: &identity,
+            request_id: &caller.request_id,
+        })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use keyplane_common::{credential::Environment, scope::Scopes};
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn key(scopes: &[&str], pins: &[&str]) -> KeyPrincipal {
+        KeyPrincipal {
+            key_id: Uuid::now_v7(),
+            org_id: Uuid::now_v7(),
+            name: "k".into(),
+            prefix: "p".into(),
+            environment: Environment::Test,
+            scopes: Scopes::parse(scopes).unwrap(),
+            resource_ids: pins.iter().map(|s| (*s).to_owned()).collect(),
+            expires_at: None,
+            grace_ends_at: None,
+            created_by: None,
+            revision: 1,
+        }
+    }
+
+    fn code(result: Result<(), ApiError>) -> Option<String> {
+        result.err().map(|e| e.code)
+    }
+
+    #[test]
+    fn reads_and_writes_take_their_own_scope() {
+        let route = DataRoute::families("http://f".into());
+        let reader = key(&["read:families"], &[]);
+        assert_eq!(code(access(&reader, &route, &Method::GET, None)), None);
+        assert_eq!(code(access(&reader, &route, &Method::HEAD, Some("f1"))), None);
+        assert_eq!(code(access(&reader, &route, &Method::POST, None)).as_deref(), Some("insufficient_scope"));
+        assert_eq!(code(access(&reader, &route, &Method::DELETE, Some("f1"))).as_deref(), Some("insufficient_scope"));
+    }
+
+    #[test]
+    fn a_pinned_key_reaches_its_resources_and_nothing_else() {
+        let route = DataRoute::families("http://f".into());
+        let pinned = key(&["read:families", "write:families"], &["f1"]);
+        assert_eq!(code(access(&pinned, &route, &Method::GET, Some("f1"))), None);
+        assert_eq!(code(access(&pinned, &route, &Method::PUT, Some("f1"))), None);
+        assert_eq!(code(access(&pinned, &route, &Method::GET, None)), None, "the backend narrows the list");
+        assert_eq!(code(access(&pinned, &route, &Method::GET, Some("f2"))).as_deref(), Some("resource_not_allowed"));
+        assert_eq!(code(access(&pinned, &route, &Method::POST, None)).as_deref(), Some("resource_not_allowed"));
+    }
+}
