@@ -89,8 +89,7 @@ impl Rotating {
     }
 
     async fn regenerate(&self, id: &str, grace: i64) -> keyplane_e2e::Reply {
-        let path = format!("/api/v1/developers/orgs/{}/keys/{id}/regenerate", self.org);
-        self.p.api.post(&path, Some(&self.token), json!({"grace_period_seconds": grace})).await
+        self.p.api.regenerate(&self.token, &self.org, id, grace).await
     }
 
     async fn status(&self, secret: &str) -> u16 {

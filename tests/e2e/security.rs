@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use keyplane_common::{config::Target, credential::SecretHash, principal::Principal};
-use keyplane_e2e::{Api, Platform, eventually, logs, proxy::Proxy};
+use keyplane_e2e::{Platform, eventually, logs, proxy::Proxy};
 use keyplane_proto::{
     identity::v1::{AuthenticateRequest, identity_service_client::IdentityServiceClient},
     keys::v1::{
@@ -21,15 +21,6 @@ fn random_hex() -> String {
     format!("{:032x}{:032x}", rand::random::<u128>(), rand::random::<u128>())
 }
 
-async fn regenerate(api: &Api, bearer: &str, org: &str, id: &str, grace: i64) -> keyplane_e2e::Reply {
-    api.post(
-        &format!("/api/v1/developers/orgs/{org}/keys/{id}/regenerate"),
-        Some(bearer),
-        json!({"grace_period_seconds": grace}),
-    )
-    .await
-}
-
 /// Item 1: the old secret of a regenerated key, in its grace period, used to be able to
 /// regenerate the key again and take the newest secret.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,12 +29,12 @@ async fn an_old_secret_in_its_grace_period_manages_nothing() {
     let user = p.api.signup().await;
     let (org, _) = p.api.dev_org(&user, false).await;
     let (id, old) = p.api.key(&user.token, &org, json!({"name": "leaked", "environment": "live"})).await;
-    let rotated = regenerate(&p.api, &user.token, &org, &id, 3600).await;
+    let rotated = p.api.regenerate(&user.token, &org, &id, 3600).await;
     assert_eq!(rotated.status, 200);
 
     let keys = format!("/api/v1/developers/orgs/{org}/keys");
     for attempt in [
-        regenerate(&p.api, &old, &org, &id, 0).await,
+        p.api.regenerate(&old, &org, &id, 0).await,
         p.api.create_key(&old, &org, json!({"name": "mine", "environment": "live", "scopes": ["read:keys"]})).await,
         p.api.delete(&format!("{keys}/{id}"), Some(&old)).await,
         p.api.get(&keys, Some(&old)).await,
@@ -279,7 +270,7 @@ async fn a_delayed_retry_of_an_older_cache_write_cannot_undo_a_revocation() {
 
     // The regeneration commits, but its cache write fails and waits for a retry…
     proxy.cut();
-    let rotated = regenerate(&gateway, &user.token, &org, &id, 3600).await;
+    let rotated = gateway.regenerate(&user.token, &org, &id, 3600).await;
     assert_eq!(rotated.status, 200, "{}", rotated.text);
     let new = rotated.str("key");
     // …while the revocation succeeds everywhere.
@@ -539,7 +530,7 @@ async fn rotated_key_uses_from_many_sources_keep_their_addresses() {
     let user = p.api.signup().await;
     let (org, _) = p.api.dev_org(&user, false).await;
     let (id, old) = p.api.key(&user.token, &org, json!({"name": "leaked", "environment": "live"})).await;
-    assert_eq!(regenerate(&p.api, &user.token, &org, &id, 3600).await.status, 200);
+    assert_eq!(p.api.regenerate(&user.token, &org, &id, 3600).await.status, 200);
     let sources = 150;
     for i in 0..sources {
         let reply = gateway
@@ -692,7 +683,7 @@ async fn responses_that_carry_a_secret_are_never_stored() {
     let org = p.api.post("/api/ensure-dev-org", Some(&token), json!({"bootstrap_key": true})).await;
     let org_id = org.str("id");
     let key = p.api.create_key(&token, &org_id, json!({"name": "k", "environment": "test"})).await;
-    let regenerated = regenerate(&p.api, &token, &org_id, &key.str("id"), 0).await;
+    let regenerated = p.api.regenerate(&token, &org_id, &key.str("id"), 0).await;
     let mcp = p.api.post("/api/v1/mcp-tokens", Some(&token), json!({"name": "t", "org_id": org_id})).await;
     for (what, reply) in [
         ("signup", &signup),

@@ -2,19 +2,10 @@
 //! it, and races between an authorization and the change it allowed.
 
 use futures_util::future::join_all;
-use keyplane_e2e::{Api, Platform, User};
+use keyplane_e2e::{Platform, User};
 use serde_json::json;
 
 const FAMILIES: &str = "/api/v1/developer/families";
-
-async fn regenerate(api: &Api, bearer: &str, org: &str, id: &str, grace: i64) -> keyplane_e2e::Reply {
-    api.post(
-        &format!("/api/v1/developers/orgs/{org}/keys/{id}/regenerate"),
-        Some(bearer),
-        json!({"grace_period_seconds": grace}),
-    )
-    .await
-}
 
 /// An owner with an org, and an admin of it.
 async fn owner_and_admin(p: &Platform) -> (User, User, String) {
@@ -43,17 +34,17 @@ async fn only_a_keys_creator_or_an_owner_may_regenerate_it() {
         .await;
 
     for bearer in [&admin.token, &narrow] {
-        let takeover = regenerate(&p.api, bearer, &org, &owners_id, 604_800).await;
+        let takeover = p.api.regenerate(bearer, &org, &owners_id, 604_800).await;
         assert_eq!((takeover.status, takeover.error_code()), (403, "not_key_creator"), "{}", takeover.text);
     }
     // The admin's own narrow key cannot widen itself into the admin's full key either.
-    let widen = regenerate(&p.api, &narrow, &org, &admins_id, 0).await;
+    let widen = p.api.regenerate(&narrow, &org, &admins_id, 0).await;
     assert_eq!((widen.status, widen.error_code()), (403, "insufficient_scope"), "{}", widen.text);
     assert_eq!(p.api.get(FAMILIES, Some(&owners_key)).await.status, 200, "the owner's key is untouched");
 
     // The creator regenerates its own key; an owner regenerates anybody's.
-    assert_eq!(regenerate(&p.api, &admin.token, &org, &admins_id, 0).await.status, 200);
-    assert_eq!(regenerate(&p.api, &owner.token, &org, &admins_id, 0).await.status, 200);
+    assert_eq!(p.api.regenerate(&admin.token, &org, &admins_id, 0).await.status, 200);
+    assert_eq!(p.api.regenerate(&owner.token, &org, &admins_id, 0).await.status, 200);
 }
 
 /// Regenerations sent at once with one secret: the first rotates it out, and a secret
@@ -65,7 +56,7 @@ async fn a_secret_rotated_out_by_a_parallel_request_cannot_rotate_again() {
     let (org, _) = p.api.dev_org(&user, false).await;
     let (id, secret) = p.api.key(&user.token, &org, json!({"name": "k", "environment": "live"})).await;
     assert_eq!(p.api.get("/api/v1/auth/me", Some(&secret)).await.status, 200, "its verdict is cached");
-    let replies = join_all((0..8).map(|_| regenerate(&p.api, &secret, &org, &id, 3600))).await;
+    let replies = join_all((0..8).map(|_| p.api.regenerate(&secret, &org, &id, 3600))).await;
     let rotated = replies.iter().filter(|r| r.status == 200).count();
     assert_eq!(rotated, 1, "{replies:?}");
     for reply in replies.iter().filter(|r| r.status != 200) {

@@ -181,6 +181,12 @@ impl Api {
         self.post(&format!("/api/v1/developers/orgs/{org}/keys"), Some(bearer), body).await
     }
 
+    /// Regenerates key `id` of `org` with a grace period for the old secret.
+    pub async fn regenerate(&self, bearer: &str, org: &str, id: &str, grace_seconds: i64) -> Reply {
+        let path = format!("/api/v1/developers/orgs/{org}/keys/{id}/regenerate");
+        self.post(&path, Some(bearer), json!({"grace_period_seconds": grace_seconds})).await
+    }
+
     /// A new test key with the given fields; answers (id, secret).
     pub async fn key(&self, bearer: &str, org: &str, body: Value) -> (String, String) {
         let reply = self.create_key(bearer, org, body).await;
