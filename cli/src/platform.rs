@@ -89,7 +89,7 @@ impl PlatformConfig {
             identity: keyplane_identity::Config::from_env(&mut env, &common, mode, url(Target::Keys)),
             keys: keyplane_keys::Config::from_env(&mut env, &common, mode, url(Target::Orgs)),
             orgs: keyplane_orgs::Config::from_env(&mut env, &common, mode, url(Target::Identity), url(Target::Keys)),
-            usage: keyplane_usage::Config::from_env(&mut env, &common, mode),
+            usage: keyplane_usage::Config::from_env(&mut env, &common, mode, url(Target::Orgs)),
             advisors: keyplane_advisors::Config::from_env(&mut env, &common, mode),
             families: keyplane_families::Config::from_env(&mut env, &common, mode, dataplane_secrets.clone()),
             gateway: keyplane_gateway::Config::from_env(&mut env, &common, mode, peers, dataplane_secrets),

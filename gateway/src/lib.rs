@@ -9,6 +9,7 @@ mod error;
 mod forwarder;
 mod meter;
 mod upstream;
+mod usage_counter;
 mod verifier;
 
 mod state;
@@ -51,13 +52,18 @@ pub async fn serve(
     let local = LocalCredentialCache::new(100_000);
     local.follow(&shared.cache, shutdown.clone());
     let meter = Arc::new(meter::UseMeter::new(meter::Bounds::default()));
-    // The flusher outlives the listener: it is cancelled only after requests drained.
+    let usage = Arc::new(usage_counter::UsageCounter::new(usage_counter::Bounds::default(), shared.clock().clone()));
+    // The flushers outlive the listener: they are cancelled only after requests drained.
     let flusher_stop = CancellationToken::new();
-    let flusher = meter.spawn_flusher(upstream.clone(), flusher_stop.clone());
+    let flushers = [
+        meter.spawn_flusher(upstream.clone(), flusher_stop.clone()),
+        usage.spawn_flusher(upstream.clone(), flusher_stop.clone()),
+    ];
     let state = AppState(Arc::new(Inner {
         verifier: verifier::Verifier::new(local, upstream.clone(), shared.clock().clone()),
         upstream,
         meter,
+        usage,
         forwarder: forwarder::Forwarder::new(
             config.routes.clone(),
             config.dataplane_secrets.clone(),
@@ -74,7 +80,9 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
     flusher_stop.cancel();
-    let _ = flusher.await;
+    for flusher in flushers {
+        let _ = flusher.await;
+    }
     Ok(())
 }
 

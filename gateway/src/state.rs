@@ -4,12 +4,15 @@ use std::{ops::Deref, sync::Arc, time::Duration};
 
 use keyplane_common::{cache::Cache, credential::KeyFormat};
 
-use crate::{forwarder::Forwarder, meter::UseMeter, upstream::Upstream, verifier::Verifier};
+use crate::{
+    forwarder::Forwarder, meter::UseMeter, upstream::Upstream, usage_counter::UsageCounter, verifier::Verifier,
+};
 
 pub struct Inner {
     pub upstream: Upstream,
     pub verifier: Verifier,
     pub meter: Arc<UseMeter>,
+    pub usage: Arc<UsageCounter>,
     pub forwarder: Forwarder,
     pub cache: Cache,
     pub key_format: KeyFormat,

@@ -1,6 +1,7 @@
 //! Database migrations of Keyplane: one [`MigratorTrait`] per service, since each service
 //! owns its tables and its own database (or PostgreSQL schema). They run on PostgreSQL and
-//! on SQLite alike, so they use sea-query's schema builder, never raw SQL.
+//! on SQLite alike, so they use sea-query's schema builder; the one exception is the
+//! PostgreSQL usage table, partitioned by month, which sea-query cannot say.
 
 pub use sea_orm_migration::MigratorTrait;
 

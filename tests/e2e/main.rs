@@ -14,3 +14,4 @@ mod rotation;
 mod security;
 mod smoke;
 mod takeovers;
+mod usage;

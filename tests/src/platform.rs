@@ -186,6 +186,19 @@ impl Platform {
         (addr, stop)
     }
 
+    /// Another usage replica on the same database, with a changed configuration; answers
+    /// its gRPC address.
+    pub async fn usage_replica(&self, change: impl FnOnce(&mut keyplane_usage::Config)) -> (String, CancellationToken) {
+        let mut config = self.config.usage.clone();
+        change(&mut config);
+        let listener = listener().await;
+        let addr = format!("http://{}", listener.local_addr().expect("addr"));
+        let stop = self.shutdown.child_token();
+        tokio::spawn(keyplane_usage::serve(config, self.shared_with(&[]), listener, stop.clone()));
+        self.wait_serving(&addr).await;
+        (addr, stop)
+    }
+
     async fn wait_serving(&self, addr: &str) {
         use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
         let serving = crate::eventually(Duration::from_secs(10), || async {

@@ -7,6 +7,7 @@ pub mod invitations;
 pub mod keys;
 pub mod orgs;
 pub mod platform;
+pub mod usage;
 
 use axum::{
     Router,
@@ -90,6 +91,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/api/v1/developers/orgs/{org_id}/invitations", get(invitations::list).post(invitations::create))
         .route("/api/v1/developers/orgs/{org_id}/invitations/{id}", delete(invitations::revoke))
         .route("/api/v1/developers/orgs/{org_id}/audit-log", get(orgs::audit_log))
+        .route("/api/v1/developers/orgs/{org_id}/usage", get(usage::get))
         .route("/api/v1/developers/orgs/{org_id}/keys", get(keys::list).post(keys::create))
         .route("/api/v1/developers/orgs/{org_id}/keys/{key_id}", get(keys::get).delete(keys::revoke))
         .route("/api/v1/developers/orgs/{org_id}/keys/{key_id}/regenerate", post(keys::regenerate))

@@ -4,11 +4,12 @@
 mod identity;
 mod keys;
 mod orgs;
+mod usage;
 
 use keyplane_common::{config::Target, grpc::Outbound, internal_auth::Caller, runtime::Shared};
 use keyplane_proto::{
     identity::v1::identity_service_client::IdentityServiceClient, keys::v1::keys_service_client::KeysServiceClient,
-    orgs::v1::orgs_service_client::OrgsServiceClient,
+    orgs::v1::orgs_service_client::OrgsServiceClient, usage::v1::usage_service_client::UsageServiceClient,
 };
 use tonic::{Request, transport::Channel};
 
@@ -19,6 +20,7 @@ pub struct Upstream {
     pub identity: IdentityServiceClient<Channel>,
     pub keys: KeysServiceClient<Channel>,
     pub orgs: OrgsServiceClient<Channel>,
+    pub usage: UsageServiceClient<Channel>,
     /// Every service's channel, for readiness checks.
     pub channels: Vec<(Target, Channel)>,
     outbound: Outbound,
@@ -39,6 +41,7 @@ impl Upstream {
             identity: IdentityServiceClient::new(channel(Target::Identity)),
             keys: KeysServiceClient::new(channel(Target::Keys)),
             orgs: OrgsServiceClient::new(channel(Target::Orgs)),
+            usage: UsageServiceClient::new(channel(Target::Usage)),
             channels,
             outbound: shared.outbound("gateway"),
         })

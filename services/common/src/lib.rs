@@ -21,6 +21,7 @@ pub mod grpc;
 pub mod internal_auth;
 pub mod key_record;
 pub mod mail;
+pub mod orgs_peer;
 pub mod outbox;
 pub mod page;
 pub mod principal;

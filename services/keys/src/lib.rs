@@ -12,10 +12,8 @@ mod store;
 
 use std::sync::Arc;
 
-use keyplane_common::{db, grpc as kgrpc, outbox, runtime::Shared};
-use keyplane_proto::{
-    keys::v1::keys_service_server::KeysServiceServer, orgs::v1::orgs_service_client::OrgsServiceClient,
-};
+use keyplane_common::{db, grpc as kgrpc, orgs_peer::OrgsPeer, outbox, runtime::Shared};
+use keyplane_proto::keys::v1::keys_service_server::KeysServiceServer;
 use tokio::{net::TcpListener, sync::Notify};
 use tokio_util::sync::CancellationToken;
 
@@ -29,12 +27,12 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let database = db::connect(&config.base.database_url, "keys", config.base.db_max_connections).await?;
-    let orgs = orgs::Orgs::new(OrgsServiceClient::new(shared.channel(&config.orgs_addr)?), shared.outbound("keys"));
+    let orgs = orgs::Orgs { peer: OrgsPeer::new(shared.channel(&config.orgs_addr)?, shared.outbound("keys")) };
     let relay = Arc::new(Notify::new());
     let relay_task = outbox::spawn_relay(
         database.clone(),
         outbox::AUDIT_TOPIC,
-        orgs.deliver_audit(),
+        orgs.peer.deliver_audit(),
         Arc::clone(&relay),
         shutdown.clone(),
     );

@@ -1,0 +1,73 @@
+//! An org's hourly usage, as the gateways counted it.
+
+use std::collections::BTreeMap;
+
+use axum::{
+    Extension, Json,
+    extract::{Path, State},
+};
+use chrono::{DateTime, Utc};
+use keyplane_common::{internal_auth::Caller, time};
+use keyplane_proto::usage::v1::QueryRequest;
+use serde::{Deserialize, Serialize};
+
+use crate::{error::ApiError, extract::ApiQuery, state::AppState};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageQuery {
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    key_id: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct Usage {
+    org_id: String,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    granularity: &'static str,
+    data: Vec<Hour>,
+}
+
+#[derive(Serialize)]
+pub struct Hour {
+    hour: Option<DateTime<Utc>>,
+    requests: u64,
+    errors: u64,
+    /// Requests per status class: `{"2xx": 9, "4xx": 1}`.
+    by_status: BTreeMap<String, u64>,
+}
+
+/// `GET /api/v1/developers/orgs/{orgId}/usage?from&to&key_id`.
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(org_id): Path<String>,
+    ApiQuery(query): ApiQuery<UsageQuery>,
+) -> Result<Json<Usage>, ApiError> {
+    let request = QueryRequest {
+        org_id,
+        from: query.from.map(time::to_proto),
+        to: query.to.map(time::to_proto),
+        key_id: query.key_id.unwrap_or_default(),
+    };
+    let answer = state.upstream.query_usage(&caller, request).await?;
+    let at = |t: Option<prost_types::Timestamp>| t.as_ref().and_then(time::from_proto);
+    Ok(Json(Usage {
+        org_id: answer.org_id,
+        from: at(answer.from),
+        to: at(answer.to),
+        granularity: "hour",
+        data: answer
+            .data
+            .into_iter()
+            .map(|h| Hour {
+                hour: at(h.hour),
+                requests: h.requests,
+                errors: h.errors,
+                by_status: h.by_status.into_iter().map(|s| (s.status_class, s.count)).collect(),
+            })
+            .collect(),
+    }))
+}
