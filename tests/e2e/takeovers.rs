@@ -232,3 +232,108 @@ async fn loose_ends_of_deletions_and_pins() {
     let mailbox = p.api.get(&format!("/dev/mailbox?to={}", invitee.email), None).await;
     assert_eq!(mailbox.header("cache-control"), Some("no-store"));
 }
+
+/// What a second attack found: invitations sent in parallel with the inviter's demotion
+/// outlived it (their role was checked before the org's lock), and an accomplice came in
+/// as an owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_invitation_made_during_the_inviters_demotion_outlives_it() {
+    let p = Platform::start().await;
+    let (legit, rogue) = (p.api.signup().await, p.api.verified_signup().await);
+    let (org, _) = p.api.dev_org(&legit, false).await;
+    p.api.join(&legit.token, &org, &rogue, "owner").await;
+    let invitations = format!("/api/v1/developers/orgs/{org}/invitations");
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let invite_until_done = || async {
+        let mut made = 0;
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            let email = format!("accomplice-{}@example.com", uuid::Uuid::now_v7().simple());
+            let reply = p.api.post(&invitations, Some(&rogue.token), json!({"email": email, "role": "owner"})).await;
+            made += usize::from(reply.status == 201);
+        }
+        made
+    };
+    let demotion = async {
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        let path = format!("/api/v1/developers/orgs/{org}/members/{}", rogue.id);
+        let reply = p.api.put(&path, Some(&legit.token), json!({"role": "member"})).await;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        reply
+    };
+    let (made, demoted) = tokio::join!(join_all((0..8).map(|_| invite_until_done())), demotion);
+    assert_eq!(demoted.status, 200, "{}", demoted.text);
+    assert!(made.iter().sum::<usize>() > 0, "some invitations were made before the demotion");
+    let listed = p.api.get(&format!("{invitations}?limit=100"), Some(&legit.token)).await;
+    let surviving: Vec<&serde_json::Value> = listed.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["status"] == "pending" && i["invited_by"] == rogue.id.as_str())
+        .collect();
+    assert!(surviving.is_empty(), "owner invitations outlived their inviter's demotion: {surviving:?}");
+}
+
+/// An owner who regenerated an admin's key held its new secret after being removed: the
+/// key now goes with whoever regenerated it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_who_took_a_key_over_loses_it_with_the_org() {
+    let p = Platform::start().await;
+    let (legit, admin, org) = owner_and_admin(&p).await;
+    let rogue = p.api.verified_signup().await;
+    p.api.join(&legit.token, &org, &rogue, "owner").await;
+    let (key_id, admins_secret) = p.api.key(&admin.token, &org, json!({"name": "ci", "environment": "live"})).await;
+    let taken = p.api.regenerate(&rogue.token, &org, &key_id, 604_800).await;
+    assert_eq!(taken.status, 200, "{}", taken.text);
+    let rogues_secret = taken.str("key");
+    assert_eq!(p.api.get("/api/v1/auth/me", Some(&rogues_secret)).await.status, 200);
+
+    let path = format!("/api/v1/developers/orgs/{org}/members/{}", rogue.id);
+    assert_eq!(p.api.delete(&path, Some(&legit.token)).await.status, 204);
+    for secret in [&rogues_secret, &admins_secret] {
+        let refused = keyplane_e2e::eventually(std::time::Duration::from_secs(1), || async {
+            p.api.get("/api/v1/auth/me", Some(secret)).await.status == 401
+        })
+        .await;
+        assert!(refused, "a secret of the key taken over still works after its holder left");
+    }
+    let minted = p.api.create_key(&rogues_secret, &org, json!({"name": "again", "environment": "live"})).await;
+    assert_eq!(minted.status, 401, "{}", minted.text);
+}
+
+/// A key, however strong, never brings a person in or changes a role: a test-only,
+/// pinned, expiring key used to invite an admin who then minted a live key of any power,
+/// and the invitation outlived the key's revocation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_people_bring_people_in() {
+    let p = Platform::start().await;
+    let (owner, admin, org) = owner_and_admin(&p).await;
+    let attacker = p.api.verified_signup().await;
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    let (_, bounded) = p
+        .api
+        .key(
+            &owner.token,
+            &org,
+            json!({"name": "b", "environment": "test", "scopes": ["write:orgs", "read:families"],
+                   "resource_ids": ["fam_1"], "expires_at": later}),
+        )
+        .await;
+    let (_, full) = p.api.key(&owner.token, &org, json!({"name": "root", "environment": "live"})).await;
+    let invitations = format!("/api/v1/developers/orgs/{org}/invitations");
+    let members = format!("/api/v1/developers/orgs/{org}/members");
+    for key in [&bounded, &full] {
+        for (path, body) in [
+            (&invitations, json!({"email": attacker.email, "role": "admin"})),
+            (&members, json!({"email": attacker.email, "role": "member"})),
+        ] {
+            let refused = p.api.post(path, Some(key), body).await;
+            assert_eq!((refused.status, refused.error_code()), (403, "forbidden"), "{}", refused.text);
+        }
+        let promote = p.api.put(&format!("{members}/{}", admin.id), Some(key), json!({"role": "member"})).await;
+        assert_eq!((promote.status, promote.error_code()), (403, "forbidden"), "{}", promote.text);
+    }
+    assert!(p.api.get("/api/v1/invitations", Some(&attacker.token)).await.body["data"].as_array().unwrap().is_empty());
+    // Taking power away stays open to a key that may write the org: removing a member.
+    assert_eq!(p.api.delete(&format!("{members}/{}", admin.id), Some(&full)).await.status, 204);
+}

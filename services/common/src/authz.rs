@@ -70,6 +70,8 @@ pub enum Action {
     OrgDelete,
     MembersRead,
     MembersWrite,
+    /// Bringing people in or changing their role: people do this, never a key.
+    MembersGrant,
     KeysRead,
     KeysWrite,
     UsageRead,
@@ -87,6 +89,7 @@ impl Action {
         Self::OrgDelete,
         Self::MembersRead,
         Self::MembersWrite,
+        Self::MembersGrant,
         Self::KeysRead,
         Self::KeysWrite,
         Self::UsageRead,
@@ -104,6 +107,7 @@ impl Action {
             Self::OrgDelete => "org.delete",
             Self::MembersRead => "members.read",
             Self::MembersWrite => "members.write",
+            Self::MembersGrant => "members.grant",
             Self::KeysRead => "keys.read",
             Self::KeysWrite => "keys.write",
             Self::UsageRead => "usage.read",
@@ -130,6 +134,7 @@ impl Action {
             | Self::McpTokensCreate => Role::Member,
             Self::OrgUpdate
             | Self::MembersWrite
+            | Self::MembersGrant
             | Self::KeysWrite
             | Self::AuditRead
             | Self::AdvisorsWrite
@@ -146,6 +151,9 @@ impl Action {
             Self::KeysRead => Some("read:keys"),
             Self::KeysWrite => Some("write:keys"),
             Self::UsageRead => Some("read:usage"),
+            // A key that could invite would hand a person more than the key holds: a
+            // test-only, pinned or expiring key inviting an admin who then mints anything.
+            Self::MembersGrant => None,
             Self::AdvisorsRead | Self::AdvisorsWrite | Self::McpTokensCreate | Self::McpTokensAdmin => None,
         }
     }

@@ -185,11 +185,14 @@ impl Service {
         regeneration::may_regenerate(principal, standing.role, &key)?;
         let environment = key.environment.ok_or_else(|| Error::internal("stored key without environment"))?;
         let secret = self.format.generate(CredentialType::ApiKey(environment));
-        let regenerated = regeneration::regenerate(&key, &secret, grace, self.clock.now())?;
-        let event = audit(caller, principal, &key, "api_key.regenerated").with_metadata(
-            serde_json::json!({ "name": key.name, "grace_period_seconds": grace, "previous_prefix": key.prefix }),
-        );
-        let updated = self.store.regenerate(&key, &regenerated, &[event]).await?;
+        let regenerated = regeneration::regenerate(&key, &secret, grace, self.clock.now(), principal.user_id())?;
+        let event = audit(caller, principal, &key, "api_key.regenerated").with_metadata(serde_json::json!({
+            "name": key.name,
+            "grace_period_seconds": grace,
+            "previous_prefix": key.prefix,
+            "previous_holder": key.created_by,
+        }));
+        let updated = self.store.regenerate(&key, &regenerated, standing.membership, &[event]).await?;
         self.relay.notify_one();
         // The secret before last stops now; the last one moves into its grace period.
         self.propagator.publish(&updated, key.hashes()).await;

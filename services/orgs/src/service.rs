@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::{
     domain::{
-        access::{self, is_owner_session},
+        access::{self, Actor, is_owner_session},
         invitation::{self, INVITATION_TTL, Invitation, Status},
         org::{Member, Org, UserInfo},
         org_fields,
@@ -255,13 +255,14 @@ impl Service {
         let principal = caller.principal()?;
         let org_id = org_id(org)?;
         let user_id = Uuid::parse_str(user).map_err(|_| Error::MemberNotFound)?;
-        let my_role = self.authorize(principal, org_id, Action::MembersWrite).await?;
+        self.authorize(principal, org_id, Action::MembersGrant).await?;
         let role = role.ok_or_else(|| FieldViolation::new("role", "must be \"owner\", \"admin\" or \"member\""))?;
         let event = |current: Role| {
             audit(caller, principal, org_id, "member.role_changed", ("user", user_id.to_string()))
                 .with_metadata(serde_json::json!({ "from": current.as_str(), "to": role.as_str() }))
         };
-        let member = self.store.update_role(org_id, user_id, role, is_owner_session(principal, my_role), event).await?;
+        let actor = Actor { principal, action: Action::MembersGrant };
+        let member = self.store.update_role(org_id, user_id, role, actor, event).await?;
         Ok(MemberView { user: self.identity.user(user_id).await?, member })
     }
 
@@ -273,14 +274,10 @@ impl Service {
         let org_id = org_id(org)?;
         let user_id = Uuid::parse_str(user).map_err(|_| Error::MemberNotFound)?;
         let leaving = principal.user_id() == Some(user_id) && matches!(principal, Principal::User(_));
-        let my_role = if leaving {
-            self.authorize(principal, org_id, Action::OrgRead).await?
-        } else {
-            self.authorize(principal, org_id, Action::MembersWrite).await?
-        };
+        let actor = Actor { principal, action: if leaving { Action::OrgRead } else { Action::MembersWrite } };
+        self.authorize(principal, org_id, actor.action).await?;
         let event = audit(caller, principal, org_id, "member.removed", ("user", user_id.to_string()));
-        let (_, revocation, queued) =
-            self.store.remove_member(org_id, user_id, is_owner_session(principal, my_role), leaving, event).await?;
+        let (_, revocation, queued) = self.store.remove_member(org_id, user_id, actor, leaving, event).await?;
         self.revoke_now(caller, &revocation, queued).await;
         Ok(())
     }
@@ -296,7 +293,7 @@ impl Service {
     ) -> Result<InvitationView, Error> {
         let principal = caller.principal()?;
         let org_id = org_id(org)?;
-        let my_role = self.authorize(principal, org_id, Action::MembersWrite).await?;
+        let my_role = self.authorize(principal, org_id, Action::MembersGrant).await?;
         let mut violations = Vec::new();
         let email = text::email_address("email", email).map_err(|v| violations.push(v)).ok();
         let role = role.or_else(|| {
@@ -335,7 +332,8 @@ impl Service {
         };
         let event = audit(caller, principal, org_id, "invitation.created", ("invitation", id.to_string()))
             .with_metadata(serde_json::json!({ "email": email, "role": role.as_str() }));
-        let invitation = self.store.create_invitation(NewInvitation { invitation: row, mail }, event).await?;
+        let actor = Actor { principal, action: Action::MembersGrant };
+        let invitation = self.store.create_invitation(NewInvitation { invitation: row, mail }, actor, event).await?;
         self.mail_relay.notify_one();
         Ok(InvitationView { invitation, org_name: org.name })
     }

@@ -45,12 +45,16 @@ pub fn may_regenerate(caller: &Principal, caller_role: Option<Role>, target: &Cr
     grant::covers(caller, target)
 }
 
-/// The key after regeneration with `new_secret`, or why it cannot be regenerated.
+/// The key after regeneration with `new_secret` by the user `by` (None: a service), or why
+/// it cannot be regenerated. The new secret is in the regenerator's hands, so the key is
+/// theirs from now on: it acts with their role, and goes with them when they leave the
+/// org (an owner who took over an admin's key and was then removed kept it before).
 pub fn regenerate(
     key: &Credential,
     new_secret: &Secret,
     grace_secs: i64,
     now: DateTime<Utc>,
+    by: Option<uuid::Uuid>,
 ) -> Result<Credential, Error> {
     if key.kind != Kind::ApiKey {
         return Err(Error::KeyNotFound);
@@ -68,6 +72,7 @@ pub fn regenerate(
         prefix: new_secret.display_prefix().to_owned(),
         previous,
         revision: key.revision + 1,
+        created_by: by.or(key.created_by),
         ..key.clone()
     })
 }
@@ -106,21 +111,30 @@ mod tests {
     fn the_old_secret_works_for_the_grace_period_and_the_one_before_stops() {
         let now = Utc::now();
         let first = key(now);
-        let second = regenerate(&first, &secret(), 3600, now).unwrap();
+        let second = regenerate(&first, &secret(), 3600, now, first.created_by).unwrap();
         assert_eq!(second.id, first.id, "same key");
         assert_eq!(second.previous, Some(PreviousSecret { hash: first.hash, until: now + chrono::Duration::hours(1) }));
         assert!(second.revision > first.revision);
-        let third = regenerate(&second, &secret(), 3600, now).unwrap();
+        let third = regenerate(&second, &secret(), 3600, now, None).unwrap();
         assert_eq!(third.previous.map(|p| p.hash), Some(second.hash));
         assert!(third.record_for(&first.hash).is_none(), "the secret before last works no more");
         assert!(third.record_for(&second.hash).is_some() && third.record_for(&third.hash).is_some());
+        assert_eq!(third.created_by, first.created_by, "a service's regeneration keeps the holder");
+    }
+
+    #[test]
+    fn the_regenerator_holds_the_key_from_then_on() {
+        let now = Utc::now();
+        let first = key(now);
+        let owner = Uuid::now_v7();
+        assert_eq!(regenerate(&first, &secret(), 60, now, Some(owner)).unwrap().created_by, Some(owner));
     }
 
     #[test]
     fn no_grace_means_the_old_secret_stops_at_once() {
         let now = Utc::now();
         let first = key(now);
-        let second = regenerate(&first, &secret(), 0, now).unwrap();
+        let second = regenerate(&first, &secret(), 0, now, None).unwrap();
         assert_eq!(second.previous, None);
         assert!(second.record_for(&first.hash).is_none());
     }
@@ -191,11 +205,11 @@ mod tests {
     fn revoked_and_expired_keys_stay_dead() {
         let now = Utc::now();
         let revoked = Credential { revoked_at: Some(now), ..key(now) };
-        assert!(matches!(regenerate(&revoked, &secret(), 60, now), Err(Error::KeyRevoked)));
+        assert!(matches!(regenerate(&revoked, &secret(), 60, now, None), Err(Error::KeyRevoked)));
         let expired = Credential { expires_at: Some(now), ..key(now) };
-        assert!(matches!(regenerate(&expired, &secret(), 60, now), Err(Error::KeyExpired)));
+        assert!(matches!(regenerate(&expired, &secret(), 60, now, None), Err(Error::KeyExpired)));
         let token = Credential { kind: Kind::McpToken, ..key(now) };
-        assert!(matches!(regenerate(&token, &secret(), 60, now), Err(Error::KeyNotFound)));
+        assert!(matches!(regenerate(&token, &secret(), 60, now, None), Err(Error::KeyNotFound)));
         let _ = SecretHash::of("unused");
     }
 }

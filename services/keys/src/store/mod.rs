@@ -115,18 +115,23 @@ impl Store {
 
     /// Stores a regenerated key, if its secret is still the one it was regenerated from
     /// and it was not revoked meanwhile.
+    /// Stores a key's new secret and holder, unless the membership the regeneration was
+    /// authorized on ended since (a removal racing it must not leave the new secret alive).
     pub async fn regenerate(
         &self,
         before: &Credential,
         after: &Credential,
+        authorized_on: Option<Membership>,
         audit: &[AuditRecord],
     ) -> Result<Credential, Error> {
         let txn = self.db.begin().await?;
+        pass_fences(&txn, before.org_id, authorized_on).await?;
         let updated = credentials::Entity::update_many()
             .col_expr(credentials::Column::Hash, Expr::value(after.hash.to_hex()))
             .col_expr(credentials::Column::Prefix, Expr::value(after.prefix.clone()))
             .col_expr(credentials::Column::PreviousHash, Expr::value(after.previous.map(|p| p.hash.to_hex())))
             .col_expr(credentials::Column::PreviousExpiresAt, Expr::value(after.previous.map(|p| p.until)))
+            .col_expr(credentials::Column::CreatedBy, Expr::value(after.created_by))
             .col_expr(credentials::Column::Revision, next_revision())
             .filter(credentials::Column::Id.eq(before.id))
             .filter(credentials::Column::Hash.eq(before.hash.to_hex()))

@@ -70,6 +70,32 @@ fn on_behalf(scopes: &Scopes, creator_role: Option<Role>, action: Action) -> Res
     Ok(Some(role))
 }
 
+/// Who changes an org's membership, decided again under the org's lock with the role the
+/// actor holds there and then: a check made before the lock could be overtaken by the
+/// actor's own demotion or removal (invitations, say, racing a demotion would outlive it).
+#[derive(Clone, Copy)]
+pub struct Actor<'a> {
+    pub principal: &'a Principal,
+    pub action: Action,
+}
+
+impl Actor<'_> {
+    /// The user whose role counts: the principal itself, or a key's or token's creator.
+    pub fn user_id(&self) -> Option<Uuid> {
+        match self.principal {
+            Principal::Service { .. } => None,
+            principal => principal.user_id(),
+        }
+    }
+
+    /// Decides with the actor's current `role`; answers whether it acts as an owner in
+    /// its own session.
+    pub fn decide(&self, org_id: Uuid, role: Option<Role>) -> Result<bool, Error> {
+        decide(self.principal, org_id, role, self.action)?;
+        Ok(is_owner_session(self.principal, role))
+    }
+}
+
 /// Whether the principal is an owner signed in as itself: what granting or taking away
 /// the owner role takes (never a key, whoever made it).
 pub fn is_owner_session(principal: &Principal, role: Option<Role>) -> bool {

@@ -23,6 +23,7 @@ use entities::{audit_events, dev_orgs, invitations, members, orgs};
 
 use crate::{
     domain::{
+        access::Actor,
         invitation::{Invitation, Status, may_invite},
         org::{Member, Org},
         revocation::{CREDENTIALS_TOPIC, Revocation},
@@ -233,11 +234,11 @@ impl Store {
         org_id: Uuid,
         user_id: Uuid,
         role: Role,
-        by_owner_session: bool,
+        actor: Actor<'_>,
         audit: impl FnOnce(Role) -> AuditRecord,
     ) -> Result<Member, Error> {
         let txn = self.db.begin().await?;
-        orgs::Entity::find_by_id(org_id).lock_exclusive().one(&txn).await?.ok_or(Error::OrgNotFound)?;
+        let by_owner_session = lock_org_for(&txn, org_id, actor).await?;
         let member = members::Entity::find_by_id((org_id, user_id)).one(&txn).await?.ok_or(Error::MemberNotFound)?;
         let current = to_member(member.clone())?.role;
         if (role == Role::Owner || current == Role::Owner) && !by_owner_session {
@@ -276,12 +277,12 @@ impl Store {
         &self,
         org_id: Uuid,
         user_id: Uuid,
-        by_owner_session: bool,
+        actor: Actor<'_>,
         leaving: bool,
         audit: AuditRecord,
     ) -> Result<(Member, Revocation, Uuid), Error> {
         let txn = self.db.begin().await?;
-        orgs::Entity::find_by_id(org_id).lock_exclusive().one(&txn).await?.ok_or(Error::OrgNotFound)?;
+        let by_owner_session = lock_org_for(&txn, org_id, actor).await?;
         let member = members::Entity::find_by_id((org_id, user_id)).one(&txn).await?.ok_or(Error::MemberNotFound)?;
         let member = to_member(member)?;
         if member.role == Role::Owner {
@@ -311,10 +312,19 @@ impl Store {
     }
 
     /// Stores an invitation and queues its mail, unless the address has a pending one.
-    pub async fn create_invitation(&self, new: NewInvitation, audit: AuditRecord) -> Result<Invitation, Error> {
+    /// Inviting an owner takes an owner's own session, decided under the org's lock.
+    pub async fn create_invitation(
+        &self,
+        new: NewInvitation,
+        actor: Actor<'_>,
+        audit: AuditRecord,
+    ) -> Result<Invitation, Error> {
         let now = keyplane_common::time::now();
         let txn = self.db.begin().await?;
-        orgs::Entity::find_by_id(new.invitation.org_id).lock_exclusive().one(&txn).await?.ok_or(Error::OrgNotFound)?;
+        let by_owner_session = lock_org_for(&txn, new.invitation.org_id, actor).await?;
+        if new.invitation.role == Role::Owner && !by_owner_session {
+            return Err(Error::OwnerSessionRequired);
+        }
         let pending = invitations::Entity::find()
             .filter(invitations::Column::OrgId.eq(new.invitation.org_id))
             .filter(invitations::Column::Email.eq(new.invitation.email.clone()))
@@ -570,6 +580,17 @@ async fn queue_revocation(txn: &DatabaseTransaction, revocation: &Revocation) ->
     let payload = serde_json::to_value(revocation).map_err(|e| Error::internal(e.to_string()))?;
     outbox::enqueue(txn, CREDENTIALS_TOPIC, &[(id, payload)]).await?;
     Ok(id)
+}
+
+/// Locks the org's row for the rest of the transaction, then decides the actor's right
+/// with the role it holds now; answers whether it acts as an owner in its own session.
+async fn lock_org_for(txn: &DatabaseTransaction, org_id: Uuid, actor: Actor<'_>) -> Result<bool, Error> {
+    orgs::Entity::find_by_id(org_id).lock_exclusive().one(txn).await?.ok_or(Error::OrgNotFound)?;
+    let role = match actor.user_id() {
+        Some(user_id) => members::Entity::find_by_id((org_id, user_id)).one(txn).await?.map(to_member).transpose()?,
+        None => None,
+    };
+    actor.decide(org_id, role.map(|m| m.role))
 }
 
 async fn ensure_another_owner(txn: &DatabaseTransaction, org_id: Uuid) -> Result<(), Error> {
