@@ -86,7 +86,13 @@ impl PlatformConfig {
         };
         let config = Self {
             migrate_on_start: env.bool_or("KEYPLANE_MIGRATE_ON_START", true),
-            identity: keyplane_identity::Config::from_env(&mut env, &common, mode, url(Target::Keys)),
+            identity: keyplane_identity::Config::from_env(
+                &mut env,
+                &common,
+                mode,
+                url(Target::Keys),
+                url(Target::Orgs),
+            ),
             keys: keyplane_keys::Config::from_env(&mut env, &common, mode, url(Target::Orgs)),
             orgs: keyplane_orgs::Config::from_env(&mut env, &common, mode, url(Target::Identity), url(Target::Keys)),
             usage: keyplane_usage::Config::from_env(&mut env, &common, mode, url(Target::Orgs)),

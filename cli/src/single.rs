@@ -30,7 +30,7 @@ impl SingleConfig {
         let common = CommonConfig::from_env(&mut env, mode);
         let config = match target {
             Target::Identity => {
-                TargetConfig::Identity(keyplane_identity::Config::from_env(&mut env, &common, mode, None))
+                TargetConfig::Identity(keyplane_identity::Config::from_env(&mut env, &common, mode, None, None))
             }
             Target::Keys => TargetConfig::Keys(keyplane_keys::Config::from_env(&mut env, &common, mode, None)),
             Target::Orgs => TargetConfig::Orgs(keyplane_orgs::Config::from_env(&mut env, &common, mode, None, None)),

@@ -193,4 +193,21 @@ impl Api {
         assert_eq!(reply.status, 201, "create key: {}", reply.text);
         (reply.str("id"), reply.str("key"))
     }
+
+    /// Every event of an org's audit log that `query` selects (`action=…&actor=…`),
+    /// newest first, all pages.
+    pub async fn audit_log(&self, bearer: &str, org: &str, query: &str) -> Vec<Value> {
+        let mut events = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let path = format!("/api/v1/developers/orgs/{org}/audit-log?limit=100&{query}{cursor}");
+            let reply = self.get(&path, Some(bearer)).await;
+            assert_eq!(reply.status, 200, "audit log: {}", reply.text);
+            events.extend(reply.body["data"].as_array().cloned().unwrap_or_default());
+            match reply.body["next_cursor"].as_str() {
+                Some(next) => cursor = format!("&cursor={next}"),
+                None => return events,
+            }
+        }
+    }
 }

@@ -166,24 +166,42 @@ impl Platform {
     /// Another identity replica on the same database, with changed shared settings; answers
     /// its gRPC address.
     pub async fn identity_replica(&self, settings: &[(&str, String)]) -> (String, CancellationToken) {
+        self.identity_replica_with(settings, |_| {}).await
+    }
+
+    /// An identity replica with changed shared settings and configuration (other peers).
+    pub async fn identity_replica_with(
+        &self,
+        settings: &[(&str, String)],
+        change: impl FnOnce(&mut keyplane_identity::Config),
+    ) -> (String, CancellationToken) {
+        let mut config = self.config.identity.clone();
+        change(&mut config);
         let shared = self.shared_with(settings);
-        let listener = listener().await;
-        let addr = format!("http://{}", listener.local_addr().expect("addr"));
-        let stop = self.shutdown.child_token();
-        tokio::spawn(keyplane_identity::serve(self.config.identity.clone(), shared, listener, stop.clone()));
-        self.wait_serving(&addr).await;
-        (addr, stop)
+        self.replica(None, |listener, stop| keyplane_identity::serve(config, shared, listener, stop)).await
     }
 
     /// Another keys replica on the same database, with changed shared settings.
     pub async fn keys_replica(&self, settings: &[(&str, String)]) -> (String, CancellationToken) {
+        self.keys_replica_with(settings, |_| {}).await
+    }
+
+    pub async fn keys_replica_with(
+        &self,
+        settings: &[(&str, String)],
+        change: impl FnOnce(&mut keyplane_keys::Config),
+    ) -> (String, CancellationToken) {
+        let mut config = self.config.keys.clone();
+        change(&mut config);
         let shared = self.shared_with(settings);
-        let listener = listener().await;
-        let addr = format!("http://{}", listener.local_addr().expect("addr"));
-        let stop = self.shutdown.child_token();
-        tokio::spawn(keyplane_keys::serve(self.config.keys.clone(), shared, listener, stop.clone()));
-        self.wait_serving(&addr).await;
-        (addr, stop)
+        self.replica(None, |listener, stop| keyplane_keys::serve(config, shared, listener, stop)).await
+    }
+
+    /// An orgs process on the same database, at `at` (to start one again where a stopped
+    /// one listened) or a fresh port.
+    pub async fn orgs_replica(&self, at: Option<SocketAddr>) -> (String, CancellationToken) {
+        let (config, shared) = (self.config.orgs.clone(), self.shared_with(&[]));
+        self.replica(at, |listener, stop| keyplane_orgs::serve(config, shared, listener, stop)).await
     }
 
     /// Another usage replica on the same database, with a changed configuration; answers
@@ -191,10 +209,27 @@ impl Platform {
     pub async fn usage_replica(&self, change: impl FnOnce(&mut keyplane_usage::Config)) -> (String, CancellationToken) {
         let mut config = self.config.usage.clone();
         change(&mut config);
-        let listener = listener().await;
+        let shared = self.shared_with(&[]);
+        self.replica(None, |listener, stop| keyplane_usage::serve(config, shared, listener, stop)).await
+    }
+
+    /// Starts one service on its own listener, stopped with the answered token (or with
+    /// the platform), and waits until it serves.
+    async fn replica<F>(
+        &self,
+        at: Option<SocketAddr>,
+        serve: impl FnOnce(tokio::net::TcpListener, CancellationToken) -> F,
+    ) -> (String, CancellationToken)
+    where
+        F: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let listener = match at {
+            Some(addr) => tokio::net::TcpListener::bind(addr).await.expect("the address is free again"),
+            None => listener().await,
+        };
         let addr = format!("http://{}", listener.local_addr().expect("addr"));
         let stop = self.shutdown.child_token();
-        tokio::spawn(keyplane_usage::serve(config, self.shared_with(&[]), listener, stop.clone()));
+        tokio::spawn(serve(listener, stop.clone()));
         self.wait_serving(&addr).await;
         (addr, stop)
     }

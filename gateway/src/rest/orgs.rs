@@ -183,6 +183,7 @@ pub struct AuditQuery {
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
     action: Option<String>,
+    actor: Option<String>,
     limit: Option<u32>,
     cursor: Option<String>,
 }
@@ -199,6 +200,7 @@ pub async fn audit_log(
         from: query.from.map(keyplane_common::time::to_proto),
         to: query.to.map(keyplane_common::time::to_proto),
         action: query.action.unwrap_or_default(),
+        actor: query.actor.unwrap_or_default(),
         page: Some(page.request()?),
     };
     let listed = state.upstream.list_audit_events(&caller, request).await?;

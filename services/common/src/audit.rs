@@ -44,6 +44,44 @@ impl AuditRecord {
         }
     }
 
+    /// An event of the platform rather than of one org (a signing-key rotation, a failed
+    /// login): stored under the nil org id. The orgs service also files one addressed to a
+    /// user under each org that user is a member of (see [`AuditRecord::copy_for`]).
+    pub fn platform(actor: (&str, String), action: &str, target: (&str, String)) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            org_id: Uuid::nil(),
+            at: time::now(),
+            actor_type: actor.0.to_owned(),
+            actor_id: actor.1,
+            action: action.to_owned(),
+            target_type: target.0.to_owned(),
+            target_id: target.1,
+            ip: String::new(),
+            user_agent: String::new(),
+            metadata: serde_json::Value::Object(serde_json::Map::new()),
+        }
+    }
+
+    pub fn is_platform(&self) -> bool {
+        self.org_id.is_nil()
+    }
+
+    /// The copy of a platform event filed under `org_id`, with an id derived from both, so
+    /// that a redelivered event files the same copies again (and they are stored once).
+    /// The id keeps the original's time (a UUIDv7's first 48 bits): logs are read in id
+    /// order.
+    pub fn copy_for(&self, org_id: Uuid) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new().chain_update(self.id.as_bytes()).chain_update(org_id.as_bytes()).finalize();
+        let mut bytes = [0u8; 16];
+        bytes[..6].copy_from_slice(&self.id.as_bytes()[..6]);
+        bytes[6..].copy_from_slice(&digest[..10]);
+        bytes[6] = (bytes[6] & 0x0f) | 0x70; // version 7
+        bytes[8] = (bytes[8] & 0x3f) | 0x80; // RFC 9562 variant
+        Self { id: Uuid::from_bytes(bytes), org_id, ..self.clone() }
+    }
+
     /// Records where the request came from.
     pub fn from_caller(mut self, caller: &crate::internal_auth::Caller) -> Self {
         self.ip = caller.client_ip.clone();
@@ -149,5 +187,18 @@ mod tests {
         )
         .with_metadata(serde_json::json!({"count": 3, "scopes": ["read:keys"], "nested": {"ok": true}}));
         assert_eq!(AuditRecord::from_proto(&record.to_proto()), Some(record));
+    }
+
+    #[test]
+    fn a_platform_events_copies_are_stable_distinct_and_keep_its_time() {
+        let event = AuditRecord::platform(("anonymous", "192.0.2.1".into()), "auth.login_failed", ("user", "u".into()));
+        assert!(event.is_platform());
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let (copy_a, copy_b) = (event.copy_for(a), event.copy_for(b));
+        assert_eq!(copy_a.id, event.copy_for(a).id, "the same copy every time");
+        assert_ne!(copy_a.id, copy_b.id);
+        assert_eq!(copy_a.id.get_version_num(), 7);
+        assert_eq!(copy_a.id.get_timestamp(), event.id.get_timestamp(), "ordered with the original");
+        assert_eq!((copy_a.org_id, copy_a.action.as_str()), (a, "auth.login_failed"));
     }
 }

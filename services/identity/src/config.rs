@@ -37,6 +37,8 @@ impl Default for AccessTokenMark {
 pub struct Config {
     pub base: ServiceBase,
     pub keys_addr: String,
+    /// Where audit events go.
+    pub orgs_addr: String,
     /// `iss` and `aud` of self-issued session bearers.
     pub jwt_issuer: String,
     pub jwt_audience: String,
@@ -56,7 +58,13 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn from_env(env: &mut Env, common: &CommonConfig, mode: Mode, keys_addr: Option<String>) -> Self {
+    pub fn from_env(
+        env: &mut Env,
+        common: &CommonConfig,
+        mode: Mode,
+        keys_addr: Option<String>,
+        orgs_addr: Option<String>,
+    ) -> Self {
         let external_issuers: Vec<ExternalIssuer> = env
             .json_list("KEYPLANE_OIDC_ISSUERS", "{\"issuer\", \"jwks_url\", \"audience\", \"access_token\"?}")
             .unwrap_or_default();
@@ -72,6 +80,7 @@ impl Config {
         Self {
             base: ServiceBase::from_env(env, common, Target::Identity, mode),
             keys_addr: env.peer_addr(Target::Keys, keys_addr),
+            orgs_addr: env.peer_addr(Target::Orgs, orgs_addr),
             jwt_issuer: env.string_or("KEYPLANE_JWT_ISSUER", "keyplane"),
             jwt_audience: env.string_or("KEYPLANE_JWT_AUDIENCE", "keyplane"),
             access_token_ttl: env.seconds_or("KEYPLANE_ACCESS_TOKEN_TTL_SECS", 900, 60, 86_400),

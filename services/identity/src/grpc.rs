@@ -54,8 +54,8 @@ impl IdentityService for IdentityGrpc {
     }
 
     async fn login(&self, request: Request<pb::LoginRequest>) -> Result<Response<pb::SessionTokens>, Status> {
-        let r = request.into_inner();
-        Ok(Response::new(tokens(self.service.login(&r.email, &r.password).await?)))
+        let (caller, r) = split(request)?;
+        Ok(Response::new(tokens(self.service.login(&r.email, &r.password, &caller).await?)))
     }
 
     async fn refresh(&self, request: Request<pb::RefreshRequest>) -> Result<Response<pb::SessionTokens>, Status> {
@@ -102,9 +102,10 @@ impl IdentityService for IdentityGrpc {
 
     async fn rotate_signing_key(
         &self,
-        _: Request<pb::RotateSigningKeyRequest>,
+        request: Request<pb::RotateSigningKeyRequest>,
     ) -> Result<Response<pb::RotateSigningKeyResponse>, Status> {
-        let kid = self.service.bearer.ring.rotate().await?;
+        let (caller, _) = split(request)?;
+        let kid = self.service.rotate_signing_key(&caller).await?;
         tracing::info!(kid = %kid, "session signing key rotated");
         Ok(Response::new(pb::RotateSigningKeyResponse { kid }))
     }

@@ -5,6 +5,7 @@
 pub mod config;
 mod domain;
 mod error;
+mod failed_logins;
 mod grpc;
 mod hashing;
 mod jwt;
@@ -16,7 +17,8 @@ mod store;
 use std::{sync::Arc, time::Duration};
 
 use keyplane_common::{
-    credential_cache::LocalCredentialCache, db, grpc as kgrpc, mail::MAIL_TOPIC, outbox, runtime::Shared,
+    credential_cache::LocalCredentialCache, db, grpc as kgrpc, mail::MAIL_TOPIC, orgs_peer::OrgsPeer, outbox,
+    runtime::Shared,
 };
 use keyplane_proto::{
     identity::v1::identity_service_server::IdentityServiceServer, keys::v1::keys_service_client::KeysServiceClient,
@@ -40,8 +42,27 @@ pub async fn serve(
     let ring = jwt::keyring::KeyRing::load(store.clone(), retire_for, shared.config.sealer()?).await?;
     let mailer = Arc::new(mailer::Mailer::new(&config.mail, store.clone())?);
     let mail_relay = Arc::new(Notify::new());
-    let relay_task =
-        outbox::spawn_relay(database, MAIL_TOPIC, mailer.deliver_fn(), Arc::clone(&mail_relay), shutdown.clone());
+    let relay_task = outbox::spawn_relay(
+        database.clone(),
+        MAIL_TOPIC,
+        mailer.deliver_fn(),
+        Arc::clone(&mail_relay),
+        shutdown.clone(),
+    );
+    // Audit events (signing keys, failed sign-ins) go to the orgs service's log.
+    let orgs = OrgsPeer::new(shared.channel(&config.orgs_addr)?, shared.outbound("identity"));
+    let audit_relay = Arc::new(Notify::new());
+    let audit_task = outbox::spawn_relay(
+        database,
+        outbox::AUDIT_TOPIC,
+        orgs.deliver_audit(),
+        Arc::clone(&audit_relay),
+        shutdown.clone(),
+    );
+    let failed_logins = Arc::new(failed_logins::FailedLogins::default());
+    // Stopped after the server, so the last failures are written.
+    let flusher_stop = CancellationToken::new();
+    let flusher = failed_logins.spawn_flusher(store.clone(), Arc::clone(&audit_relay), flusher_stop.clone());
     ring.refresh_periodically(shutdown.clone());
     tokio::task::spawn_blocking(domain::password::warm_up);
 
@@ -87,9 +108,14 @@ pub async fn serve(
         public_url: config.public_url.clone(),
         dev_mailbox: config.mail.dev_mailbox,
         revocations: service::SessionRevocations::start(shared.cache.clone(), revoked_for, shutdown.clone()),
+        failed_logins,
+        audit_relay,
     });
     let server = IdentityServiceServer::new(grpc::IdentityGrpc::new(service));
     kgrpc::serve_guarded(server, shared.internal_auth("identity"), listener, shutdown).await?;
+    flusher_stop.cancel();
+    let _ = flusher.await;
     let _ = relay_task.await;
+    let _ = audit_task.await;
     Ok(())
 }

@@ -4,8 +4,10 @@
 use std::{sync::Arc, time::Duration};
 
 use keyplane_common::{
+    audit::AuditRecord,
     cache::Cache,
     error::{Failure, FieldViolation},
+    internal_auth::Caller,
     mail::OutgoingMail,
     principal::{Principal, UserPrincipal},
     text,
@@ -23,6 +25,7 @@ use crate::{
         verification::{self, VERIFICATION_TTL},
     },
     error::Error,
+    failed_logins::FailedLogins,
     hashing::HashingPool,
     jwt::{BearerVerifier, VerifiedBearer, external::ExternalIdentity},
     key_lookup::KeyLookup,
@@ -56,6 +59,9 @@ pub struct Service {
     pub public_url: Option<String>,
     pub dev_mailbox: bool,
     pub revocations: SessionRevocations,
+    pub failed_logins: Arc<FailedLogins>,
+    /// Wakes the audit relay after a commit that queued an audit event.
+    pub audit_relay: Arc<Notify>,
 }
 
 impl Service {
@@ -79,7 +85,9 @@ impl Service {
     }
 
     /// Unknown email and wrong password get the same answer in the same time.
-    pub async fn login(&self, email: &str, password: &str) -> Result<IssuedSession, Error> {
+    /// Signs in with a password. A failure is audited (grouped per address and source):
+    /// the same answer for an unknown address as for a wrong password, to the caller.
+    pub async fn login(&self, email: &str, password: &str, caller: &Caller) -> Result<IssuedSession, Error> {
         let (user, stored) = match Email::parse(email) {
             Ok(email) => self.store.password_account(email.as_str()).await?.unzip(),
             Err(_) => (None, None),
@@ -89,8 +97,28 @@ impl Service {
         let valid = self.hashing.run(move || password::verify(&password, stored.as_deref())).await?;
         match user {
             Some(user) if valid => self.start_session(user).await,
-            _ => Err(Error::InvalidCredentials),
+            user => {
+                self.failed_logins.record(email, user.map(|u| u.id), caller, keyplane_common::time::now());
+                Err(Error::InvalidCredentials)
+            }
         }
+    }
+
+    /// Starts signing session bearers with a new key, audited as the platform's event.
+    pub async fn rotate_signing_key(&self, caller: &Caller) -> Result<String, Error> {
+        let actor = match &caller.principal {
+            Some(principal) => principal.actor(),
+            None => ("service", caller.service.clone()),
+        };
+        let kid = self
+            .bearer
+            .ring
+            .rotate(|kid| {
+                AuditRecord::platform(actor, "signing_key.rotated", ("signing_key", kid.to_owned())).from_caller(caller)
+            })
+            .await?;
+        self.audit_relay.notify_one();
+        Ok(kid)
     }
 
     /// A verification token for `email` and the mail that carries it.

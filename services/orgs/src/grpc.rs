@@ -22,7 +22,7 @@ use crate::{
     domain::org::Org,
     error::Error,
     service::{InvitationView, MemberView, OrgInput, Service},
-    store::OrgChanges,
+    store::{AuditFilter, OrgChanges},
 };
 
 pub struct OrgsGrpc {
@@ -255,10 +255,17 @@ impl OrgsService for OrgsGrpc {
     ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
         let (caller, r) = split(request)?;
         let page = page(r.page.as_ref())?;
-        let action = Some(r.action).filter(|a| !a.is_empty());
-        let from = r.from.as_ref().and_then(time::from_proto);
-        let to = r.to.as_ref().and_then(time::from_proto);
-        let events = self.service.audit_log(&caller, &r.org_id, from, to, action, page).await?;
+        let filter = AuditFilter {
+            from: r.from.as_ref().and_then(time::from_proto),
+            to: r.to.as_ref().and_then(time::from_proto),
+            action: Some(r.action).filter(|a| !a.is_empty()),
+            // `type:id`, or an id of any type.
+            actor: Some(r.actor).filter(|a| !a.is_empty()).map(|actor| match actor.split_once(':') {
+                Some((kind, id)) => (Some(kind.to_owned()), id.to_owned()),
+                None => (None, actor),
+            }),
+        };
+        let events = self.service.audit_log(&caller, &r.org_id, filter, page).await?;
         let (events, next_cursor) = page.split(events, |e| e.id);
         Ok(Response::new(pb::ListAuditEventsResponse {
             events: events.iter().map(AuditRecord::to_proto).collect(),

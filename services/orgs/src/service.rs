@@ -1,8 +1,5 @@
 //! The orgs use cases.
 
-use std::{collections::HashMap, sync::Arc};
-
-use chrono::{DateTime, Utc};
 use keyplane_common::{
     audit::AuditRecord,
     authz::{Action, Role},
@@ -12,6 +9,7 @@ use keyplane_common::{
     principal::Principal,
     text,
 };
+use std::{collections::HashMap, sync::Arc};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -25,7 +23,7 @@ use crate::{
     },
     error::Error,
     peers::{Identity, Keys},
-    store::{AuditQuery, NewInvitation, NewOrg, OrgChanges, Store},
+    store::{AuditFilter, NewInvitation, NewOrg, OrgChanges, Store},
 };
 
 pub struct Service {
@@ -432,22 +430,32 @@ impl Service {
         Ok(InvitationView { invitation, org_name })
     }
 
+    /// Stores events once per id. A platform event about a user (a failed login) is also
+    /// filed under every org the user is a member of, where its admins read it.
     pub async fn append_audit(&self, events: Vec<AuditRecord>) -> Result<u64, Error> {
-        self.store.append_audit(&events).await
+        let mut filed = Vec::with_capacity(events.len());
+        for event in events {
+            if event.is_platform()
+                && event.target_type == "user"
+                && let Ok(user_id) = Uuid::parse_str(&event.target_id)
+            {
+                filed.extend(self.store.org_ids_of(user_id).await?.into_iter().map(|org| event.copy_for(org)));
+            }
+            filed.push(event);
+        }
+        self.store.append_audit(&filed).await
     }
 
     pub async fn audit_log(
         &self,
         caller: &Caller,
         org: &str,
-        from: Option<DateTime<Utc>>,
-        to: Option<DateTime<Utc>>,
-        action: Option<String>,
+        filter: AuditFilter,
         page: Page,
     ) -> Result<Vec<AuditRecord>, Error> {
         let org_id = org_id(org)?;
         self.authorize(caller.principal()?, org_id, Action::AuditRead).await?;
-        self.store.audit_events(AuditQuery { org_id, from, to, action }, &page).await
+        self.store.audit_events(org_id, filter, &page).await
     }
 }
 

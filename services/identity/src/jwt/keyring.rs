@@ -14,7 +14,10 @@ use std::{
 use base64::Engine;
 use ed25519_dalek::{SigningKey, pkcs8::EncodePrivateKey};
 use jsonwebtoken::{DecodingKey, EncodingKey};
-use keyplane_common::crypto::{Sealer, is_sealed};
+use keyplane_common::{
+    audit::AuditRecord,
+    crypto::{Sealer, is_sealed},
+};
 use keyplane_proto::identity::v1::Jwk;
 use rand::{TryRng, rngs::SysRng};
 use tokio::sync::Mutex;
@@ -156,13 +159,14 @@ impl KeyRing {
         self.state.read().expect("keyring lock").jwks.clone()
     }
 
-    /// Starts signing with a new key; the others retire but stay published.
-    pub async fn rotate(&self) -> Result<String, Error> {
+    /// Starts signing with a new key; the others retire but stay published. `audit` is
+    /// the rotation's event, told the new `kid`.
+    pub async fn rotate(&self, audit: impl FnOnce(&str) -> AuditRecord) -> Result<String, Error> {
         let key = new_key(&self.sealer)?;
         let kid = key.kid.clone();
         let unpublish_at = keyplane_common::time::now()
             + chrono::Duration::from_std(self.retire_for).map_err(|e| Error::internal(e.to_string()))?;
-        self.store.add_signing_key(key, unpublish_at).await?;
+        self.store.add_signing_key(key, unpublish_at, &audit(&kid)).await?;
         self.reload().await?;
         Ok(kid)
     }

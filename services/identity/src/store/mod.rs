@@ -4,6 +4,7 @@ mod entities;
 
 use chrono::{DateTime, Utc};
 use keyplane_common::{
+    audit::AuditRecord,
     db::is_unique_violation,
     mail::{MAIL_TOPIC, MailKind, OutgoingMail},
     outbox,
@@ -349,10 +350,12 @@ impl Store {
     }
 
     /// Adds a signing key and retires every other one, published until `unpublish_at`.
+    /// Starts signing with `key`, retiring the others, with the rotation's audit event.
     pub async fn add_signing_key(
         &self,
         key: signing_keys::Model,
         unpublish_others_at: DateTime<Utc>,
+        audit: &AuditRecord,
     ) -> Result<(), Error> {
         let now = keyplane_common::time::now();
         let txn = self.db.begin().await?;
@@ -365,8 +368,14 @@ impl Store {
             .filter(signing_keys::Column::RetiredAt.is_null())
             .exec(&txn)
             .await?;
+        outbox::enqueue_audit(&txn, std::slice::from_ref(audit)).await?;
         txn.commit().await?;
         Ok(())
+    }
+
+    /// Queues audit events for the orgs service's log.
+    pub async fn enqueue_audit(&self, events: &[AuditRecord]) -> Result<(), Error> {
+        Ok(outbox::enqueue_audit(&self.db, events).await?)
     }
 
     /// Replaces a signing key's stored (sealed) private key: sealing under a new operator

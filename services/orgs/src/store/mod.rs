@@ -54,11 +54,13 @@ pub struct OrgChanges {
 }
 
 /// Filters of the audit log.
-pub struct AuditQuery {
-    pub org_id: Uuid,
+#[derive(Default)]
+pub struct AuditFilter {
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
     pub action: Option<String>,
+    /// (type, id), or (None, id) for any type.
+    pub actor: Option<(Option<String>, String)>,
 }
 
 /// Attempts at a free slug: the first few take the next number, the rest add a random
@@ -431,13 +433,24 @@ impl Store {
     }
 
     /// Stores audit events; an id already stored is skipped. Answers how many were new.
+    /// The orgs a user is a member of, every one (for filing platform events about them).
+    pub async fn org_ids_of(&self, user_id: Uuid) -> Result<Vec<Uuid>, Error> {
+        Ok(members::Entity::find()
+            .select_only()
+            .column(members::Column::OrgId)
+            .filter(members::Column::UserId.eq(user_id))
+            .into_tuple()
+            .all(&self.db)
+            .await?)
+    }
+
     pub async fn append_audit(&self, events: &[AuditRecord]) -> Result<u64, Error> {
         Ok(append_audit(&self.db, events).await?)
     }
 
     /// One page of an org's audit log, newest first (ids are time-ordered).
-    pub async fn audit_events(&self, query: AuditQuery, page: &Page) -> Result<Vec<AuditRecord>, Error> {
-        let mut select = audit_events::Entity::find().filter(audit_events::Column::OrgId.eq(query.org_id));
+    pub async fn audit_events(&self, org_id: Uuid, query: AuditFilter, page: &Page) -> Result<Vec<AuditRecord>, Error> {
+        let mut select = audit_events::Entity::find().filter(audit_events::Column::OrgId.eq(org_id));
         if let Some(from) = query.from {
             select = select.filter(audit_events::Column::At.gte(from));
         }
@@ -446,6 +459,12 @@ impl Store {
         }
         if let Some(action) = query.action {
             select = select.filter(audit_events::Column::Action.eq(action));
+        }
+        if let Some((actor_type, actor_id)) = query.actor {
+            select = select.filter(audit_events::Column::ActorId.eq(actor_id));
+            if let Some(actor_type) = actor_type {
+                select = select.filter(audit_events::Column::ActorType.eq(actor_type));
+            }
         }
         let rows = page.apply_newest_first(select, audit_events::Column::Id).all(&self.db).await?;
         Ok(rows.into_iter().map(to_audit_record).collect())
