@@ -153,7 +153,9 @@ async fn require(state: AppState, policy: Policy, mut request: Request, next: Ne
             let org_in_path = org_in_path(request.uri().path());
             let authenticated = Caller { principal: Some(Arc::unwrap_or_clone(Arc::clone(&principal))), ..caller };
             request.extensions_mut().insert(authenticated);
-            let response = next.run(request).await;
+            // After authentication, before the route: the limit is the principal's.
+            let decision = crate::throttle::for_principal(&state, &principal);
+            let response = crate::throttle::within(decision, request, next).await;
             count_usage(&state, &principal, org_in_path, response.status().as_u16());
             response
         }

@@ -2,7 +2,10 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use keyplane_common::config::{CommonConfig, Env, Mode, Target};
+use keyplane_common::{
+    config::{CommonConfig, Env, Mode, Target},
+    rate_limit::RateLimit,
+};
 
 use keyplane_common::scope::CATALOGUE;
 
@@ -24,6 +27,34 @@ pub struct Config {
     pub trusted_proxies: TrustedProxies,
     /// Serve `GET /dev/mailbox` (the development mailbox of `keyplane up`).
     pub dev_mailbox: bool,
+    pub limits: Limits,
+}
+
+/// Rate limits: per key (unless the key has its own), per session's user, and per source
+/// address on the routes anyone may call.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub key: RateLimit,
+    pub session: RateLimit,
+    /// Signup, login, refresh and verify-email, together, per address.
+    pub sign_in: RateLimit,
+    /// `POST /keys/verify`, per address (the platform's own backends call it).
+    pub verify: RateLimit,
+    /// How often each replica reconciles its counts with Redis.
+    pub sync_every: Duration,
+}
+
+impl Limits {
+    fn from_env(env: &mut Env) -> Self {
+        let rate = |requests, per_seconds| RateLimit { requests, per_seconds };
+        Self {
+            key: env.rate_or("KEYPLANE_RATE_LIMIT_KEY", rate(6_000, 60)),
+            session: env.rate_or("KEYPLANE_RATE_LIMIT_SESSION", rate(1_200, 60)),
+            sign_in: env.rate_or("KEYPLANE_RATE_LIMIT_SIGN_IN", rate(60, 60)),
+            verify: env.rate_or("KEYPLANE_RATE_LIMIT_VERIFY", rate(6_000, 60)),
+            sync_every: Duration::from_millis(env.parse_or("KEYPLANE_RATE_LIMIT_SYNC_MS", 100u64).clamp(10, 10_000)),
+        }
+    }
 }
 
 /// Which hops of `X-Forwarded-For` are the deployment's own proxies. The client address
@@ -129,6 +160,7 @@ impl Config {
             request_timeout: env.seconds_or("KEYPLANE_GATEWAY_TIMEOUT_SECS", 30, 1, 600),
             trusted_proxies: trusted_proxies(env),
             dev_mailbox: common.dev_mailbox,
+            limits: Limits::from_env(env),
         }
     }
 }

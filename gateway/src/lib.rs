@@ -7,6 +7,7 @@
 pub mod config;
 mod error;
 mod forwarder;
+mod limiter;
 mod meter;
 mod upstream;
 mod usage_counter;
@@ -18,6 +19,7 @@ mod auth;
 mod context;
 mod extract;
 mod rest;
+mod throttle;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -59,6 +61,8 @@ pub async fn serve(
         meter.spawn_flusher(upstream.clone(), flusher_stop.clone()),
         usage.spawn_flusher(upstream.clone(), flusher_stop.clone()),
     ];
+    let limiter = Arc::new(limiter::Limiter::new(shared.clock().clone(), &shared.cache));
+    limiter.spawn_sync(config.limits.sync_every, shutdown.clone());
     let state = AppState(Arc::new(Inner {
         verifier: verifier::Verifier::new(local, upstream.clone(), shared.clock().clone()),
         upstream,
@@ -72,6 +76,8 @@ pub async fn serve(
         cache: shared.cache.clone(),
         key_format: shared.config.key_format.clone(),
         trusted_proxies: config.trusted_proxies.clone(),
+        limiter,
+        limits: config.limits,
         request_timeout: config.request_timeout,
         dev_mailbox: config.dev_mailbox,
     }));

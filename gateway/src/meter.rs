@@ -240,6 +240,7 @@ mod tests {
             expires_at: None,
             grace_ends_at: in_grace.then(Utc::now),
             revision: 1,
+            rate_limit: None,
             created_by: None,
         }
     }

@@ -5,7 +5,8 @@ use std::{ops::Deref, sync::Arc, time::Duration};
 use keyplane_common::{cache::Cache, credential::KeyFormat};
 
 use crate::{
-    forwarder::Forwarder, meter::UseMeter, upstream::Upstream, usage_counter::UsageCounter, verifier::Verifier,
+    forwarder::Forwarder, limiter::Limiter, meter::UseMeter, upstream::Upstream, usage_counter::UsageCounter,
+    verifier::Verifier,
 };
 
 pub struct Inner {
@@ -17,6 +18,8 @@ pub struct Inner {
     pub cache: Cache,
     pub key_format: KeyFormat,
     pub trusted_proxies: crate::config::TrustedProxies,
+    pub limiter: Arc<Limiter>,
+    pub limits: crate::config::Limits,
     pub request_timeout: Duration,
     pub dev_mailbox: bool,
 }

@@ -7,6 +7,7 @@ mod grpc;
 mod identity;
 mod invitations;
 mod keys;
+mod limits;
 mod oidc;
 mod orgs;
 mod resilience;

@@ -57,6 +57,12 @@ impl Platform {
             ("KEYPLANE_ENCRYPTION_KEY", random_hex()),
             // The template database is migrated already.
             ("KEYPLANE_MIGRATE_ON_START", "false".to_owned()),
+            // Tests call fast and from one address: limits far away, but for the tests
+            // of limits, which set their own.
+            ("KEYPLANE_RATE_LIMIT_KEY", "10000000/60".to_owned()),
+            ("KEYPLANE_RATE_LIMIT_SESSION", "10000000/60".to_owned()),
+            ("KEYPLANE_RATE_LIMIT_SIGN_IN", "10000000/60".to_owned()),
+            ("KEYPLANE_RATE_LIMIT_VERIFY", "10000000/60".to_owned()),
         ]);
         for (name, value) in extra {
             vars.set(name, value.clone());

@@ -99,6 +99,7 @@ mod tests {
             grace_ends_at: None,
             created_by: None,
             revision: 1,
+            rate_limit: None,
         }
     }
 

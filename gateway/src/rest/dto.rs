@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use keyplane_common::{authz::Role, credential::Environment, time};
 use keyplane_proto::{identity::v1 as identity, keys::v1 as keys, orgs::v1 as orgs};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 fn at(t: Option<&prost_types::Timestamp>) -> Option<DateTime<Utc>> {
     t.and_then(time::from_proto)
@@ -201,6 +201,22 @@ pub struct ApiKey {
     /// While a regenerated key's previous secret still works.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grace_ends_at: Option<DateTime<Utc>>,
+    /// The key's own limit; null: the platform's default for keys.
+    pub rate_limit: Option<Rate>,
+}
+
+/// `{requests, per_seconds}`: at most that many requests per window.
+#[derive(Serialize, Deserialize, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    pub requests: u32,
+    pub per_seconds: u32,
+}
+
+impl From<Rate> for keyplane_proto::types::v1::RateLimit {
+    fn from(r: Rate) -> Self {
+        Self { requests: r.requests, per_seconds: r.per_seconds }
+    }
 }
 
 impl From<keys::ApiKey> for ApiKey {
@@ -219,6 +235,7 @@ impl From<keys::ApiKey> for ApiKey {
             expires_at: at(k.expires_at.as_ref()),
             revoked_at: at(k.revoked_at.as_ref()),
             grace_ends_at: at(k.grace_ends_at.as_ref()),
+            rate_limit: k.rate_limit.map(|r| Rate { requests: r.requests, per_seconds: r.per_seconds }),
             id: k.id,
             name: k.name,
             prefix: k.prefix,

@@ -12,7 +12,7 @@ use keyplane_common::internal_auth::Caller;
 use keyplane_proto::{
     keys::v1::{
         CreateKeyRequest, CreateMcpTokenRequest, GetKeyRequest, ListKeysRequest, ListMcpTokensRequest,
-        RegenerateKeyRequest, RevokeKeyRequest, RevokeMcpTokenRequest, ScopeList,
+        RegenerateKeyRequest, RevokeKeyRequest, RevokeMcpTokenRequest, ScopeList, UpdateKeyRequest,
     },
     types::v1::Environment as PbEnvironment,
 };
@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use super::{
     NoStore, PageQuery,
-    dto::{ApiKey, CreatedKey, CreatedMcpToken, McpToken, Paged},
+    dto::{ApiKey, CreatedKey, CreatedMcpToken, McpToken, Paged, Rate},
 };
 use crate::{
     error::ApiError,
@@ -64,6 +64,7 @@ pub struct CreateKeyBody {
     #[serde(default)]
     resource_ids: Vec<String>,
     expires_at: Option<DateTime<Utc>>,
+    rate_limit: Option<Rate>,
 }
 
 pub async fn create(
@@ -80,6 +81,7 @@ pub async fn create(
         scopes: body.scopes.map(|scopes| ScopeList { scopes }),
         resource_ids: body.resource_ids,
         expires_at: body.expires_at.map(keyplane_common::time::to_proto),
+        rate_limit: body.rate_limit.map(Into::into),
     };
     Ok(NoStore((StatusCode::CREATED, Json(state.upstream.create_key(&caller, request).await?.into()))))
 }
@@ -90,6 +92,38 @@ pub async fn get(
     Path((org_id, key_id)): Path<(String, String)>,
 ) -> Result<Json<ApiKey>, ApiError> {
     Ok(Json(state.upstream.get_key(&caller, GetKeyRequest { org_id, key_id }).await?.into()))
+}
+
+/// `PATCH …/keys/{keyId}`: `{name?, rate_limit?}`; `rate_limit: null` goes back to the
+/// default.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateKeyBody {
+    name: Option<String>,
+    /// Absent: unchanged; null: the default; a rate: that rate.
+    #[serde(default, deserialize_with = "present")]
+    rate_limit: Option<Option<Rate>>,
+}
+
+/// A field that is present (`null` included) reads as `Some`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Rate>>, D::Error> {
+    Option::<Rate>::deserialize(d).map(Some)
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((org_id, key_id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<UpdateKeyBody>,
+) -> Result<Json<ApiKey>, ApiError> {
+    let request = UpdateKeyRequest {
+        org_id,
+        key_id,
+        name: body.name,
+        rate_limit: body.rate_limit.flatten().map(Into::into),
+        clear_rate_limit: matches!(body.rate_limit, Some(None)),
+    };
+    Ok(Json(state.upstream.update_key(&caller, request).await?.into()))
 }
 
 pub async fn revoke(

@@ -20,7 +20,7 @@ use keyplane_common::error::FieldViolation;
 use keyplane_proto::types::v1::PageRequest;
 use serde::Deserialize;
 
-use crate::{auth as guard, error::ApiError, state::AppState};
+use crate::{auth as guard, error::ApiError, state::AppState, throttle};
 
 /// `limit` and `cursor` of a list.
 #[derive(Deserialize, Default)]
@@ -55,16 +55,21 @@ pub fn router(state: &AppState) -> Router<AppState> {
     let mut public = Router::new()
         .route("/health", get(platform::health))
         .route("/ready", get(platform::ready))
-        .route("/.well-known/jwks.json", get(platform::jwks))
-        .route("/api/v1/auth/signup", post(auth::signup))
-        .route("/api/v1/auth/login", post(auth::login))
-        .route("/api/v1/auth/refresh", post(auth::refresh))
-        .route("/api/v1/auth/verify-email", post(auth::verify_email))
-        .route("/api/v1/keys/verify", post(auth::verify));
+        .route("/.well-known/jwks.json", get(platform::jwks));
     if state.dev_mailbox {
         public = public.route("/dev/mailbox", get(platform::dev_mailbox));
     }
 
+    // Anyone may call these: each source address has a budget.
+    let sign_in = Router::new()
+        .route("/api/v1/auth/signup", post(auth::signup))
+        .route("/api/v1/auth/login", post(auth::login))
+        .route("/api/v1/auth/refresh", post(auth::refresh))
+        .route("/api/v1/auth/verify-email", post(auth::verify_email))
+        .route_layer(from_fn_with_state(state.clone(), throttle::sign_in));
+    let verify = Router::new()
+        .route("/api/v1/keys/verify", post(auth::verify))
+        .route_layer(from_fn_with_state(state.clone(), throttle::verify));
     let session = Router::new()
         .route("/api/ensure-dev-org", post(orgs::ensure_dev_org))
         .route("/api/v1/auth/logout", post(auth::logout))
@@ -93,7 +98,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/api/v1/developers/orgs/{org_id}/audit-log", get(orgs::audit_log))
         .route("/api/v1/developers/orgs/{org_id}/usage", get(usage::get))
         .route("/api/v1/developers/orgs/{org_id}/keys", get(keys::list).post(keys::create))
-        .route("/api/v1/developers/orgs/{org_id}/keys/{key_id}", get(keys::get).delete(keys::revoke))
+        .route(
+            "/api/v1/developers/orgs/{org_id}/keys/{key_id}",
+            get(keys::get).patch(keys::update).delete(keys::revoke),
+        )
         .route("/api/v1/developers/orgs/{org_id}/keys/{key_id}/regenerate", post(keys::regenerate))
         .route_layer(from_fn_with_state(state.clone(), guard::management));
 
@@ -106,6 +114,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route_layer(from_fn_with_state(state.clone(), guard::signature));
 
     public
+        .merge(sign_in)
+        .merge(verify)
         .merge(session)
         .merge(identify)
         .merge(management)

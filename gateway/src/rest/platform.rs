@@ -55,7 +55,9 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     let services: serde_json::Map<String, Value> =
         results.iter().map(|(name, _)| ((*name).to_owned(), json!("ok"))).collect();
     let status = if cache == "down" { "degraded" } else { "ready" };
-    Json(json!({ "status": status, "services": services, "cache": cache })).into_response()
+    // Rate limits hold across replicas while Redis answers; otherwise each limits alone.
+    let rate_limits = if state.limiter.is_global() { "global" } else { "per_replica" };
+    Json(json!({ "status": status, "services": services, "cache": cache, "rate_limits": rate_limits })).into_response()
 }
 
 /// `GET /.well-known/jwks.json`: the keys that verify self-issued session bearers.

@@ -4,6 +4,7 @@ super::rpcs!(keys {
     create_key(CreateKeyRequest) -> KeyWithSecret;
     list_keys(ListKeysRequest) -> ListKeysResponse;
     get_key(GetKeyRequest) -> ApiKey;
+    update_key(UpdateKeyRequest) -> ApiKey;
     revoke_key(RevokeKeyRequest) -> ApiKey;
     regenerate_key(RegenerateKeyRequest) -> KeyWithSecret;
     ensure_bootstrap_key(EnsureBootstrapKeyRequest) -> EnsureBootstrapKeyResponse;

@@ -3,6 +3,7 @@ use sea_orm_migration::prelude::*;
 mod m20261124_000001_create_keys;
 mod m20261125_000001_revisions_and_use_batches;
 mod m20261125_000002_fences;
+mod m20261126_000001_rate_limits;
 
 pub struct Migrator;
 
@@ -13,6 +14,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_create_keys::Migration),
             Box::new(m20261125_000001_revisions_and_use_batches::Migration),
             Box::new(m20261125_000002_fences::Migration),
+            Box::new(m20261126_000001_rate_limits::Migration),
         ]
     }
 }

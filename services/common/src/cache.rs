@@ -240,6 +240,37 @@ impl Cache {
         }
     }
 
+    /// Adds each delta to its counter (made at 0, kept for `ttl` after its last add) and
+    /// answers the new totals, in one round trip: the rate limiter's reconciliation.
+    pub async fn add_to_counters(&self, deltas: &[(String, u64)], ttl: Duration) -> Result<Vec<u64>, CacheError> {
+        let keys: Vec<String> = deltas.iter().map(|(k, _)| self.key(k)).collect();
+        match &self.inner.backend {
+            Backend::Memory(m) => Ok(keys
+                .into_iter()
+                .zip(deltas)
+                .map(|(key, (_, delta))| {
+                    let entry = m.store.entry(key).and_upsert_with(|current| {
+                        let total = current.map_or(0, |e| counter_value(&e.into_value().value)) + delta;
+                        MemoryEntry { value: total.to_string().into_bytes().into(), ttl }
+                    });
+                    counter_value(&entry.into_value().value)
+                })
+                .collect()),
+            Backend::Redis(r) => {
+                let deltas: Vec<u64> = deltas.iter().map(|(_, d)| *d).collect();
+                let ttl = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
+                r.run(|mut c| async move {
+                    let mut pipe = redis::pipe();
+                    for (key, delta) in keys.iter().zip(&deltas) {
+                        pipe.incr(key, *delta).cmd("EXPIRE").arg(key).arg(ttl).ignore();
+                    }
+                    pipe.query_async(&mut c).await
+                })
+                .await
+            }
+        }
+    }
+
     /// Whether the cache answers, for readiness.
     pub async fn ping(&self) -> Result<(), CacheError> {
         match &self.inner.backend {
@@ -334,6 +365,11 @@ static SET_UNLESS_NEWER: std::sync::LazyLock<redis::Script> = std::sync::LazyLoc
         ",
     )
 });
+
+/// A counter's value as the memory backend keeps it (decimal text, as Redis does).
+fn counter_value(bytes: &[u8]) -> u64 {
+    std::str::from_utf8(bytes).ok().and_then(|s| s.parse().ok()).unwrap_or(0)
+}
 
 /// `<revision>:<bytes>` split in two.
 fn split_revision(stored: &[u8]) -> Option<(u64, &[u8])> {

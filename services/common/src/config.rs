@@ -146,6 +146,21 @@ impl Env {
         Duration::from_secs(value)
     }
 
+    /// A rate written `requests/seconds` (`6000/60`).
+    pub fn rate_or(&mut self, name: &str, default: crate::rate_limit::RateLimit) -> crate::rate_limit::RateLimit {
+        match self.get(name) {
+            None => default,
+            Some(raw) => match crate::rate_limit::RateLimit::parse(raw) {
+                Some(rate) => rate,
+                None => {
+                    let raw = raw.to_owned();
+                    self.problem(name, format_args!("{raw:?} is not requests/seconds, like 6000/60"));
+                    default
+                }
+            },
+        }
+    }
+
     pub fn bool_or(&mut self, name: &str, default: bool) -> bool {
         match self.get(name).map(str::to_ascii_lowercase).as_deref() {
             None => default,

@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use crate::{
     credential::{CredentialType, Environment},
+    rate_limit::RateLimit,
     scope::Scopes,
     time,
 };
@@ -29,6 +30,8 @@ pub struct KeyRecord {
     pub created_by: Option<Uuid>,
     /// Grows with every change of the credential.
     pub revision: u64,
+    /// The key's own rate limit; None: the gateway's default.
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// A record field that could not be read from its proto form.
@@ -58,6 +61,7 @@ impl KeyRecord {
             previous_secret: self.is_previous_secret,
             created_by: self.created_by.map(|u| u.to_string()).unwrap_or_default(),
             revision: self.revision,
+            rate_limit: self.rate_limit.map(RateLimit::to_proto),
         }
     }
 
@@ -85,6 +89,7 @@ impl KeyRecord {
             is_previous_secret: record.previous_secret,
             created_by: if record.created_by.is_empty() { None } else { Some(id(&record.created_by, "created_by")?) },
             revision: record.revision,
+            rate_limit: RateLimit::from_proto(record.rate_limit.as_ref()),
         })
     }
 }
@@ -110,6 +115,7 @@ mod tests {
             is_previous_secret: true,
             created_by: Some(Uuid::now_v7()),
             revision: 7,
+            rate_limit: Some(RateLimit { requests: 100, per_seconds: 1 }),
         };
         assert_eq!(KeyRecord::from_proto(&record.to_proto()).unwrap(), record);
         let token = KeyRecord { credential_type: CredentialType::McpToken, created_by: None, ..record };

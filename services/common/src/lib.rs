@@ -25,6 +25,7 @@ pub mod orgs_peer;
 pub mod outbox;
 pub mod page;
 pub mod principal;
+pub mod rate_limit;
 pub mod runtime;
 pub mod scope;
 pub mod telemetry;

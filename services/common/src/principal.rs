@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use keyplane_proto::types::v1 as pb;
 use uuid::Uuid;
 
-use crate::{credential::Environment, scope::Scopes, time};
+use crate::{credential::Environment, rate_limit::RateLimit, scope::Scopes, time};
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -42,6 +42,9 @@ pub struct KeyPrincipal {
     /// (a regeneration, say) means the presented secret may no longer be the current one.
     #[serde(default)]
     pub revision: u64,
+    /// The key's own rate limit; None: the gateway's default for keys.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -123,6 +126,7 @@ impl TryFrom<pb::Principal> for Principal {
                 grace_ends_at: if k.in_grace { k.grace_ends_at.as_ref().and_then(time::from_proto) } else { None },
                 created_by: optional_uuid(&k.created_by, "created_by")?,
                 revision: k.revision,
+                rate_limit: RateLimit::from_proto(k.rate_limit.as_ref()),
             }),
             Kind::McpToken(t) => Self::McpToken(McpPrincipal {
                 token_id: uuid(&t.token_id, "token_id")?,
@@ -164,6 +168,7 @@ impl From<&Principal> for pb::Principal {
                 grace_ends_at: k.grace_ends_at.map(time::to_proto),
                 created_by: k.created_by.map(|u| u.to_string()).unwrap_or_default(),
                 revision: k.revision,
+                rate_limit: k.rate_limit.map(RateLimit::to_proto),
             }),
             Principal::McpToken(t) => Kind::McpToken(pb::McpTokenPrincipal {
                 token_id: t.token_id.to_string(),
@@ -209,6 +214,7 @@ mod tests {
                 grace_ends_at: Some(now),
                 revision: 1,
                 created_by: Some(Uuid::now_v7()),
+                rate_limit: Some(RateLimit { requests: 10, per_seconds: 60 }),
             }),
             Principal::Service { name: "keys".into() },
         ];

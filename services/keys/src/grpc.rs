@@ -8,6 +8,7 @@ use keyplane_common::{
     error::FieldViolation,
     internal_auth::split,
     page::Page,
+    rate_limit::RateLimit,
     time::{self, Clock},
 };
 use keyplane_proto::{
@@ -23,7 +24,7 @@ use crate::{
         key_use::{KeyUse, RotatedUse},
     },
     error::Error,
-    service::{NewKey, NewToken, Service},
+    service::{KeyChange, NewKey, NewToken, Service},
 };
 
 pub struct KeysGrpc {
@@ -58,12 +59,18 @@ impl KeysGrpc {
             expires_at: key.expires_at.map(time::to_proto),
             revoked_at: key.revoked_at.map(time::to_proto),
             grace_ends_at: key.grace_ends_at(now).map(time::to_proto),
+            rate_limit: key.rate_limit.map(RateLimit::to_proto),
         }
     }
 
     fn key_with_secret(&self, (key, secret): (Credential, keyplane_common::credential::Secret)) -> pb::KeyWithSecret {
         pb::KeyWithSecret { key: Some(self.api_key(&key)), secret: secret.expose().to_owned() }
     }
+}
+
+/// A rate limit as sent, checked: out of bounds is a field violation, never dropped.
+fn rate_limit(rate: Option<&keyplane_proto::types::v1::RateLimit>) -> Result<Option<RateLimit>, Error> {
+    rate.map(|r| RateLimit::new("rate_limit", r.requests, r.per_seconds)).transpose().map_err(Error::from)
 }
 
 fn mcp_token(token: &Credential) -> pb::McpToken {
@@ -126,8 +133,25 @@ impl KeysService for KeysGrpc {
             scopes: r.scopes.map(|s| s.scopes),
             resource_ids: r.resource_ids,
             expires_at: r.expires_at.as_ref().and_then(time::from_proto),
+            rate_limit: rate_limit(r.rate_limit.as_ref())?,
         };
         Ok(Response::new(self.key_with_secret(self.service.create_key(&caller, new).await?)))
+    }
+
+    async fn update_key(&self, request: Request<pb::UpdateKeyRequest>) -> Result<Response<pb::ApiKey>, Status> {
+        let (caller, r) = split(request)?;
+        let rate_limit = match (rate_limit(r.rate_limit.as_ref())?, r.clear_rate_limit) {
+            (Some(_), true) => {
+                return Err(
+                    Error::from(FieldViolation::new("rate_limit", "give a rate limit or clear it, not both")).into()
+                );
+            }
+            (Some(rate), false) => Some(Some(rate)),
+            (None, true) => Some(None),
+            (None, false) => None,
+        };
+        let change = KeyChange { name: r.name, rate_limit };
+        Ok(Response::new(self.api_key(&self.service.update_key(&caller, &r.org_id, &r.key_id, change).await?)))
     }
 
     async fn list_keys(&self, request: Request<pb::ListKeysRequest>) -> Result<Response<pb::ListKeysResponse>, Status> {

@@ -13,6 +13,7 @@ use keyplane_common::{
     key_record::KeyRecord,
     page::Page,
     principal::Principal,
+    rate_limit::RateLimit,
     scope::Scopes,
     text,
     time::Clock,
@@ -23,7 +24,7 @@ use uuid::Uuid;
 use crate::{
     domain::{
         grant::{self, BOOTSTRAP_KEY_NAME, Membership},
-        key::{Credential, Kind, Mint},
+        key::{Credential, Kind, Mint, Status as KeyStatus},
         key_use::KeyUse,
         regeneration,
     },
@@ -41,6 +42,8 @@ pub struct Service {
     /// Wakes the outbox relay after a commit, so audit events arrive promptly.
     pub relay: Arc<Notify>,
     pub clock: Clock,
+    /// The most a key's own rate limit may allow (the operator's ceiling).
+    pub max_key_rate: RateLimit,
 }
 
 /// What a new API key asks for, before validation.
@@ -51,6 +54,14 @@ pub struct NewKey {
     pub scopes: Option<Vec<String>>,
     pub resource_ids: Vec<String>,
     pub expires_at: Option<DateTime<Utc>>,
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// A change to a key: what is None stays.
+pub struct KeyChange {
+    pub name: Option<String>,
+    /// Some(None): back to the gateway's default.
+    pub rate_limit: Option<Option<RateLimit>>,
 }
 
 /// What a new MCP token asks for, before validation.
@@ -103,7 +114,12 @@ impl Service {
             None
         });
         let expires_at = grant::expiry(new.expires_at, now).map_err(|v| violations.push(v)).ok();
-        let (Some(name), Some(environment), Some(expires_at)) = (name, environment, expires_at) else {
+        if let Err(v) = self.under_ceiling(new.rate_limit) {
+            violations.push(v);
+        }
+        let (Some(name), Some(environment), Some(expires_at), true) =
+            (name, environment, expires_at, violations.is_empty())
+        else {
             return Err(Error::Validation(violations));
         };
         let grant = grant::grant(
@@ -113,6 +129,7 @@ impl Service {
                 resource_ids: &new.resource_ids,
                 environment: Some(environment),
                 expires_at,
+                rate_limit: new.rate_limit,
             },
         )?;
         let secret = self.format.generate(CredentialType::ApiKey(environment));
@@ -125,6 +142,7 @@ impl Service {
             scopes: grant.scopes,
             resource_ids: grant.resource_ids,
             expires_at,
+            rate_limit: grant.rate_limit,
             bootstrap: false,
         };
         let key = Credential::mint(mint, &secret, keyplane_common::time::now());
@@ -159,6 +177,62 @@ impl Service {
         match self.store.get(key_id).await? {
             Some(key) if key.org_id == org_id && key.kind == Kind::ApiKey => Ok((key, standing)),
             _ => Err(Error::KeyNotFound),
+        }
+    }
+
+    /// Renames a key or changes its rate limit. A key changing a key must hold everything
+    /// the target holds (as for regenerating), and gives it no more rate than its own.
+    pub async fn update_key(
+        &self,
+        caller: &Caller,
+        org: &str,
+        key_id: &str,
+        change: KeyChange,
+    ) -> Result<Credential, Error> {
+        let principal = caller.principal()?;
+        let (key, _) = self.key_as(caller, org, key_id, Action::KeysWrite).await?;
+        grant::covers(principal, &key)?;
+        let mut violations = Vec::new();
+        let name = match &change.name {
+            Some(name) => text::display_text("name", name, grant::MAX_NAME_LEN).map_err(|v| violations.push(v)).ok(),
+            None => Some(key.name.clone()),
+        };
+        let rate_limit = match change.rate_limit {
+            Some(wanted) => {
+                if let Err(v) = self.under_ceiling(wanted) {
+                    violations.push(v);
+                }
+                // A key with a limit of its own clears a limit to its own, never to more.
+                grant::rate_change(principal, wanted)?
+            }
+            None => key.rate_limit,
+        };
+        let (Some(name), true) = (name, violations.is_empty()) else { return Err(Error::Validation(violations)) };
+        if key.status(self.clock.now()) == KeyStatus::Revoked {
+            return Err(Error::KeyRevoked);
+        }
+        let changed = Credential { name, rate_limit, ..key.clone() };
+        let event = audit(caller, principal, &changed, "api_key.updated").with_metadata(serde_json::json!({
+            "name": changed.name,
+            "previous_name": key.name,
+            "rate_limit": changed.rate_limit.map(|r| r.to_string()),
+            "previous_rate_limit": key.rate_limit.map(|r| r.to_string()),
+        }));
+        let updated = self.store.update(&changed, &[event]).await?;
+        self.relay.notify_one();
+        // Caches hold the record, rate limit included: every replica learns the change.
+        self.propagator.publish(&updated, updated.hashes()).await;
+        Ok(updated)
+    }
+
+    /// A key's own rate may not pass the operator's ceiling.
+    fn under_ceiling(&self, rate: Option<RateLimit>) -> Result<(), FieldViolation> {
+        match rate {
+            Some(rate) if rate.exceeds(self.max_key_rate) => Err(FieldViolation::new(
+                "rate_limit",
+                format!("may allow at most {} requests per seconds (the operator's ceiling)", self.max_key_rate),
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -218,6 +292,7 @@ impl Service {
             scopes: Scopes::Full,
             resource_ids: Vec::new(),
             expires_at: None,
+            rate_limit: None,
             bootstrap: true,
         };
         let key = Credential::mint(mint, &secret, keyplane_common::time::now());
@@ -304,7 +379,13 @@ impl Service {
         };
         let grant = grant::grant(
             principal,
-            &grant::Request { scopes: new.scopes.as_deref(), resource_ids: &[], environment: None, expires_at },
+            &grant::Request {
+                scopes: new.scopes.as_deref(),
+                resource_ids: &[],
+                environment: None,
+                expires_at,
+                rate_limit: None,
+            },
         )?;
         // A token acts for its creator: it holds no scope its creator's role could not use.
         // (Its power also follows the creator's role at every use: see orgs' Authorize.)
@@ -324,6 +405,7 @@ impl Service {
             scopes: grant.scopes,
             resource_ids: Vec::new(),
             expires_at,
+            rate_limit: None,
             bootstrap: false,
         };
         let token = Credential::mint(mint, &secret, keyplane_common::time::now());

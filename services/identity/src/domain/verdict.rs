@@ -40,6 +40,7 @@ pub fn evaluate(presented: CredentialType, record: Option<&KeyRecord>, now: Date
             grace_ends_at: if record.is_previous_secret { record.previous_secret_until } else { None },
             created_by: record.created_by,
             revision: record.revision,
+            rate_limit: record.rate_limit,
         }),
         CredentialType::McpToken => Principal::McpToken(McpPrincipal {
             token_id: record.id,
@@ -78,6 +79,7 @@ mod tests {
             is_previous_secret: false,
             created_by: Some(Uuid::now_v7()),
             revision: 1,
+            rate_limit: None,
         }
     }
 

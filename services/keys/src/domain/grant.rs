@@ -4,7 +4,9 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
-use keyplane_common::{credential::Environment, error::FieldViolation, principal::Principal, scope::Scopes};
+use keyplane_common::{
+    credential::Environment, error::FieldViolation, principal::Principal, rate_limit::RateLimit, scope::Scopes,
+};
 use uuid::Uuid;
 
 use super::key::Credential;
@@ -24,11 +26,12 @@ pub struct Membership {
     pub since: DateTime<Utc>,
 }
 
-/// The scopes and pins a new credential gets.
+/// The scopes, pins and rate limit a new credential gets.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Grant {
     pub scopes: Scopes,
     pub resource_ids: Vec<String>,
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// What a new credential asks for, before it is bounded by its creator.
@@ -38,6 +41,7 @@ pub struct Request<'a> {
     /// None for MCP tokens, which have no environment.
     pub environment: Option<Environment>,
     pub expires_at: Option<DateTime<Utc>>,
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// Decides the grant of a credential made by `caller`. A user's omitted scopes mean full
@@ -51,8 +55,13 @@ pub fn grant(caller: &Principal, requested: &Request<'_>) -> Result<Grant, Error
     };
     let pins = resource_ids(requested.resource_ids)?;
     let Some(parent) = parent_of(caller) else {
-        return Ok(Grant { scopes: scopes.unwrap_or(Scopes::Full), resource_ids: pins });
+        return Ok(Grant {
+            scopes: scopes.unwrap_or(Scopes::Full),
+            resource_ids: pins,
+            rate_limit: requested.rate_limit,
+        });
     };
+    let rate_limit = rate_within(parent.rate_limit, requested.rate_limit)?;
     let scopes = scopes.ok_or(Error::ScopesRequired)?;
     if !parent.scopes.covers(&scopes) {
         return Err(Error::InsufficientScope);
@@ -78,7 +87,22 @@ pub fn grant(caller: &Principal, requested: &Request<'_>) -> Result<Grant, Error
         }
         pins
     };
-    Ok(Grant { scopes, resource_ids })
+    Ok(Grant { scopes, resource_ids, rate_limit })
+}
+
+/// A key with its own rate limit gives no more to a key it makes or changes; a child
+/// that names none inherits it.
+pub fn rate_within(parent: Option<RateLimit>, wanted: Option<RateLimit>) -> Result<Option<RateLimit>, Error> {
+    match (parent, wanted) {
+        (Some(limit), Some(wanted)) if wanted.exceeds(limit) => Err(Error::RateLimitNotAllowed(limit)),
+        (Some(limit), None) => Ok(Some(limit)),
+        (_, wanted) => Ok(wanted),
+    }
+}
+
+/// The rate limit `caller` may set on an existing key (on update), by the same rule.
+pub fn rate_change(caller: &Principal, wanted: Option<RateLimit>) -> Result<Option<RateLimit>, Error> {
+    rate_within(parent_of(caller).and_then(|p| p.rate_limit), wanted)
 }
 
 /// Whether a key or token `caller` holds everything `target` holds (its scopes, its
@@ -113,10 +137,15 @@ fn parent_of(caller: &Principal) -> Option<Parent<'_>> {
             pins: &key.resource_ids,
             environment: Some(key.environment),
             expires_at: key.expires_at,
+            rate_limit: key.rate_limit,
         }),
-        Principal::McpToken(token) => {
-            Some(Parent { scopes: &token.scopes, pins: &[], environment: None, expires_at: token.expires_at })
-        }
+        Principal::McpToken(token) => Some(Parent {
+            scopes: &token.scopes,
+            pins: &[],
+            environment: None,
+            expires_at: token.expires_at,
+            rate_limit: None,
+        }),
         Principal::User(_) | Principal::Service { .. } => None,
     }
 }
@@ -127,6 +156,7 @@ struct Parent<'a> {
     pins: &'a [String],
     environment: Option<Environment>,
     expires_at: Option<DateTime<Utc>>,
+    rate_limit: Option<RateLimit>,
 }
 
 /// Resource ids: at most 100, each 1 to 128 of `[A-Za-z0-9_.:-]`, duplicates dropped.
@@ -191,6 +221,7 @@ mod tests {
             expires_at: None,
             grace_ends_at: None,
             revision: 1,
+            rate_limit: None,
             created_by: None,
         }
     }
@@ -200,7 +231,7 @@ mod tests {
     }
 
     fn asks<'a>(scopes: Option<&'a [String]>, pins: &'a [String]) -> Request<'a> {
-        Request { scopes, resource_ids: pins, environment: Some(Environment::Test), expires_at: None }
+        Request { scopes, resource_ids: pins, environment: Some(Environment::Test), expires_at: None, rate_limit: None }
     }
 
     #[test]
@@ -242,6 +273,22 @@ mod tests {
         assert_eq!(grant(&caller, &asks(Some(&scopes), &one)).unwrap().resource_ids, one);
         let other = strings(&["fam_3"]);
         assert!(matches!(grant(&caller, &asks(Some(&scopes), &other)), Err(Error::ResourceNotAllowed)));
+    }
+
+    #[test]
+    fn a_child_key_gets_no_more_rate_than_its_parent() {
+        let rate = |s: &str| RateLimit::parse(s).unwrap();
+        let mut parent = key(&["write:keys"], &[]);
+        parent.rate_limit = Some(rate("100/60"));
+        let caller = Principal::ApiKey(parent);
+        let scopes = strings(&["write:keys"]);
+        assert_eq!(grant(&caller, &asks(Some(&scopes), &[])).unwrap().rate_limit, Some(rate("100/60")), "inherited");
+        let slower = Request { rate_limit: Some(rate("10/60")), ..asks(Some(&scopes), &[]) };
+        assert_eq!(grant(&caller, &slower).unwrap().rate_limit, Some(rate("10/60")));
+        let faster = Request { rate_limit: Some(rate("2/1")), ..asks(Some(&scopes), &[]) };
+        assert!(matches!(grant(&caller, &faster), Err(Error::RateLimitNotAllowed(_))));
+        assert!(matches!(rate_change(&caller, Some(rate("1000/60"))), Err(Error::RateLimitNotAllowed(_))));
+        assert_eq!(grant(&user(), &faster).unwrap().rate_limit, Some(rate("2/1")), "a user's own choice");
     }
 
     #[test]

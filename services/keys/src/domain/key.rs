@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use keyplane_common::{
     credential::{CredentialType, Environment, Secret, SecretHash},
     key_record::KeyRecord,
+    rate_limit::RateLimit,
     scope::Scopes,
 };
 use uuid::Uuid;
@@ -63,6 +64,8 @@ pub struct Credential {
     pub revoked_at: Option<DateTime<Utc>>,
     /// Grows with every change that matters to a verdict.
     pub revision: u64,
+    /// Its own rate limit; None: the gateway's default.
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// What a new credential is, before it is stored.
@@ -75,6 +78,7 @@ pub struct Mint {
     pub scopes: Scopes,
     pub resource_ids: Vec<String>,
     pub expires_at: Option<DateTime<Utc>>,
+    pub rate_limit: Option<RateLimit>,
     pub bootstrap: bool,
 }
 
@@ -99,6 +103,7 @@ impl Credential {
             expires_at: mint.expires_at,
             revoked_at: None,
             revision: 1,
+            rate_limit: mint.rate_limit,
         }
     }
 
@@ -149,6 +154,7 @@ impl Credential {
             is_previous_secret: previous.is_some(),
             created_by: self.created_by,
             revision: self.revision,
+            rate_limit: self.rate_limit,
         })
     }
 }
@@ -170,6 +176,7 @@ mod tests {
             scopes: Scopes::Full,
             resource_ids: vec![],
             expires_at: Some(now + chrono::Duration::hours(1)),
+            rate_limit: None,
             bootstrap: false,
         };
         (Credential::mint(mint, &secret, now), secret)

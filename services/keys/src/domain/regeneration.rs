@@ -102,6 +102,7 @@ mod tests {
             scopes: Scopes::Full,
             resource_ids: vec![],
             expires_at: None,
+            rate_limit: None,
             bootstrap: false,
         };
         Credential::mint(mint, &secret(), now)
@@ -162,6 +163,7 @@ mod tests {
             grace_ends_at: None,
             created_by: target.created_by,
             revision: 1,
+            rate_limit: None,
         })
     }
 

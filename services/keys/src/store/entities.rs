@@ -28,6 +28,9 @@ pub mod credentials {
         pub revoked_at: Option<DateTimeUtc>,
         /// Grows with every change that matters to a verdict.
         pub revision: i64,
+        /// The key's own rate limit (both set, or neither).
+        pub rate_limit_requests: Option<i64>,
+        pub rate_limit_per_seconds: Option<i64>,
     }
 
     impl ActiveModelBehavior for ActiveModel {}

@@ -6,7 +6,7 @@ mod entities;
 use chrono::{DateTime, Utc};
 use keyplane_common::{
     audit::AuditRecord, credential::Environment, credential::SecretHash, db::is_unique_violation, outbox, page::Page,
-    scope::Scopes,
+    rate_limit::RateLimit, scope::Scopes,
 };
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, EntityTrait, PaginatorTrait,
@@ -93,6 +93,34 @@ impl Store {
             .await?
             .map(from_row)
             .transpose()
+    }
+
+    /// Stores a key's new name and rate limit (a new revision), unless it was revoked
+    /// meanwhile.
+    pub async fn update(&self, changed: &Credential, audit: &[AuditRecord]) -> Result<Credential, Error> {
+        let txn = self.db.begin().await?;
+        let updated = credentials::Entity::update_many()
+            .col_expr(credentials::Column::Name, Expr::value(changed.name.clone()))
+            .col_expr(
+                credentials::Column::RateLimitRequests,
+                Expr::value(changed.rate_limit.map(|r| i64::from(r.requests))),
+            )
+            .col_expr(
+                credentials::Column::RateLimitPerSeconds,
+                Expr::value(changed.rate_limit.map(|r| i64::from(r.per_seconds))),
+            )
+            .col_expr(credentials::Column::Revision, next_revision())
+            .filter(credentials::Column::Id.eq(changed.id))
+            .filter(credentials::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await?;
+        if updated.rows_affected == 0 {
+            return Err(Error::KeyRevoked);
+        }
+        outbox::enqueue_audit(&txn, audit).await?;
+        let row = credentials::Entity::find_by_id(changed.id).one(&txn).await?.ok_or(Error::KeyNotFound)?;
+        txn.commit().await?;
+        from_row(row)
     }
 
     /// Revokes a credential now; an already revoked one stays as it was.
@@ -393,6 +421,16 @@ fn from_row(row: credentials::Model) -> Result<Credential, Error> {
         expires_at: row.expires_at,
         revoked_at: row.revoked_at,
         revision: u64::try_from(row.revision).map_err(|_| corrupt("revision"))?,
+        rate_limit: match (row.rate_limit_requests, row.rate_limit_per_seconds) {
+            (Some(requests), Some(per)) => Some(
+                u32::try_from(requests)
+                    .ok()
+                    .zip(u32::try_from(per).ok())
+                    .and_then(|(requests, per)| RateLimit::new("rate_limit", requests, per).ok())
+                    .ok_or_else(|| corrupt("rate limit"))?,
+            ),
+            _ => None,
+        },
         name: row.name,
     })
 }
@@ -420,5 +458,7 @@ fn to_row(c: &Credential) -> credentials::Model {
         expires_at: c.expires_at,
         revoked_at: c.revoked_at,
         revision: i64::try_from(c.revision).unwrap_or(i64::MAX),
+        rate_limit_requests: c.rate_limit.map(|r| i64::from(r.requests)),
+        rate_limit_per_seconds: c.rate_limit.map(|r| i64::from(r.per_seconds)),
     }
 }

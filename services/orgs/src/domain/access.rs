@@ -133,6 +133,7 @@ mod tests {
             expires_at: None,
             grace_ends_at: None,
             revision: 1,
+            rate_limit: None,
             created_by: Some(Uuid::now_v7()),
         }
     }

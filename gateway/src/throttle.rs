@@ -1,0 +1,73 @@
+//! Rate limits applied to requests: who a request counts against, the `RateLimit-*`
+//! headers on every limited answer, and 429 with `Retry-After` past the limit.
+
+use axum::{
+    extract::{Request, State},
+    http::{HeaderValue, StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use keyplane_common::{internal_auth::Caller, principal::Principal, rate_limit::RateLimit};
+
+use crate::{error::ApiError, limiter::Decision, state::AppState};
+
+/// The bucket and rate a principal's requests count against: a key's own limit or the
+/// default for keys, a session's user, nothing for the platform's services.
+pub fn for_principal(state: &AppState, principal: &Principal) -> Option<Decision> {
+    let (bucket, rate) = match principal {
+        Principal::ApiKey(key) => (format!("key:{}", key.key_id), key.rate_limit.unwrap_or(state.limits.key)),
+        Principal::McpToken(token) => (format!("key:{}", token.token_id), state.limits.key),
+        Principal::User(user) => (format!("user:{}", user.user_id), state.limits.session),
+        Principal::Service { .. } => return None,
+    };
+    Some(state.limiter.check(&bucket, rate))
+}
+
+/// Runs the request if the decision allows it, and stamps the answer either way.
+pub async fn within(decision: Option<Decision>, request: Request, next: Next) -> Response {
+    let mut response = match decision {
+        Some(decision) if !decision.allowed => refused(decision),
+        _ => next.run(request).await,
+    };
+    if let Some(decision) = decision {
+        stamp(&mut response, decision);
+    }
+    response
+}
+
+fn refused(decision: Decision) -> Response {
+    let mut response = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!("too many requests: retry in {} s", decision.reset),
+    )
+    .into_response();
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(decision.reset));
+    response
+}
+
+fn stamp(response: &mut Response, decision: Decision) {
+    let headers = response.headers_mut();
+    headers.insert("ratelimit-limit", HeaderValue::from(decision.limit));
+    headers.insert("ratelimit-remaining", HeaderValue::from(decision.remaining));
+    headers.insert("ratelimit-reset", HeaderValue::from(decision.reset));
+}
+
+/// Routes anyone may call count against their source address.
+async fn per_address(state: &AppState, group: &str, rate: RateLimit, request: Request, next: Next) -> Response {
+    let ip = request.extensions().get::<Caller>().map(|c| c.client_ip.clone()).unwrap_or_default();
+    let decision = state.limiter.check(&format!("{group}:{ip}"), rate);
+    within(Some(decision), request, next).await
+}
+
+/// Signup, login, refresh and verify-email: one budget per address, against guessing.
+pub async fn sign_in(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let rate = state.limits.sign_in;
+    per_address(&state, "sign_in", rate, request, next).await
+}
+
+/// `POST /keys/verify`: per address, so it is no oracle for guessing keys.
+pub async fn verify(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let rate = state.limits.verify;
+    per_address(&state, "verify", rate, request, next).await
+}
