@@ -155,7 +155,7 @@ async fn require(state: AppState, policy: Policy, mut request: Request, next: Ne
             request.extensions_mut().insert(authenticated);
             // After authentication, before the route: the limit is the principal's.
             let decision = crate::throttle::for_principal(&state, &principal);
-            let response = crate::throttle::within(decision, request, next).await;
+            let response = crate::throttle::within(&state, decision, Some(&principal.cache_key()), request, next).await;
             count_usage(&state, &principal, org_in_path, response.status().as_u16());
             response
         }

@@ -148,6 +148,8 @@ impl Config {
                 env.problem("KEYPLANE_GATEWAY_ROUTES", problem);
             }
         }
+        // Answers kept for Idempotency-Key replays are sealed with it.
+        common.require_encryption_key(env);
         Self {
             listen: common.listen_addr(env, Target::Gateway, mode),
             identity_addr: env.peer_addr(Target::Identity, peers.identity),

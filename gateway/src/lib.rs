@@ -7,6 +7,7 @@
 pub mod config;
 mod error;
 mod forwarder;
+mod idempotency;
 mod limiter;
 mod meter;
 mod upstream;
@@ -78,6 +79,7 @@ pub async fn serve(
         trusted_proxies: config.trusted_proxies.clone(),
         limiter,
         limits: config.limits,
+        sealer: shared.config.sealer()?,
         request_timeout: config.request_timeout,
         dev_mailbox: config.dev_mailbox,
     }));

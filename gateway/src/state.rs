@@ -19,6 +19,8 @@ pub struct Inner {
     pub key_format: KeyFormat,
     pub trusted_proxies: crate::config::TrustedProxies,
     pub limiter: Arc<Limiter>,
+    /// Seals the answers kept for `Idempotency-Key` replays.
+    pub sealer: Arc<keyplane_common::crypto::Sealer>,
     pub limits: crate::config::Limits,
     pub request_timeout: Duration,
     pub dev_mailbox: bool,

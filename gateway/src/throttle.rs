@@ -23,11 +23,19 @@ pub fn for_principal(state: &AppState, principal: &Principal) -> Option<Decision
     Some(state.limiter.check(&bucket, rate))
 }
 
-/// Runs the request if the decision allows it, and stamps the answer either way.
-pub async fn within(decision: Option<Decision>, request: Request, next: Next) -> Response {
-    let mut response = match decision {
-        Some(decision) if !decision.allowed => refused(decision),
-        _ => next.run(request).await,
+/// Runs the request if the decision allows it (once per Idempotency-Key of `who`, when
+/// given), and stamps the answer either way.
+pub async fn within(
+    state: &AppState,
+    decision: Option<Decision>,
+    who: Option<&str>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let mut response = match (decision, who) {
+        (Some(decision), _) if !decision.allowed => refused(decision),
+        (_, Some(who)) => crate::idempotency::once(state, who, request, next).await,
+        (_, None) => next.run(request).await,
     };
     if let Some(decision) = decision {
         stamp(&mut response, decision);
@@ -53,21 +61,31 @@ fn stamp(response: &mut Response, decision: Decision) {
     headers.insert("ratelimit-reset", HeaderValue::from(decision.reset));
 }
 
-/// Routes anyone may call count against their source address.
-async fn per_address(state: &AppState, group: &str, rate: RateLimit, request: Request, next: Next) -> Response {
+/// Routes anyone may call count against their source address; `idempotent` routes take
+/// an Idempotency-Key from that address.
+async fn per_address(
+    state: &AppState,
+    group: &str,
+    rate: RateLimit,
+    idempotent: bool,
+    request: Request,
+    next: Next,
+) -> Response {
     let ip = request.extensions().get::<Caller>().map(|c| c.client_ip.clone()).unwrap_or_default();
     let decision = state.limiter.check(&format!("{group}:{ip}"), rate);
-    within(Some(decision), request, next).await
+    let who = idempotent.then(|| format!("anonymous:{ip}"));
+    within(state, Some(decision), who.as_deref(), request, next).await
 }
 
 /// Signup, login, refresh and verify-email: one budget per address, against guessing.
 pub async fn sign_in(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let rate = state.limits.sign_in;
-    per_address(&state, "sign_in", rate, request, next).await
+    per_address(&state, "sign_in", rate, true, request, next).await
 }
 
-/// `POST /keys/verify`: per address, so it is no oracle for guessing keys.
+/// `POST /keys/verify`: per address, so it is no oracle for guessing keys. A verdict is
+/// never replayed: the key may be revoked since.
 pub async fn verify(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let rate = state.limits.verify;
-    per_address(&state, "verify", rate, request, next).await
+    per_address(&state, "verify", rate, false, request, next).await
 }

@@ -4,6 +4,7 @@ mod audit;
 mod conformance;
 mod dataplane;
 mod grpc;
+mod idempotency;
 mod identity;
 mod invitations;
 mod keys;

@@ -1,0 +1,229 @@
+//! `Idempotency-Key` on creating POSTs: the same key from the same principal with the same
+//! request within 24 h replays the first answer, status and body, byte for byte; another
+//! request under the key is 422 `idempotency_key_reused`; while the first still runs, 409
+//! `idempotency_in_progress`. The record lives in Redis, so it survives a gateway restart
+//! and holds across replicas.
+//!
+//! A stored answer may hold a secret (a new key, a session): every stored body is sealed
+//! with the operator key, bound to its record, and dropped after 24 h. Only final answers
+//! are kept (2xx and 4xx): a 5xx or a 429 says nothing happened for sure, so the record
+//! goes and a retry runs again, as Stripe does.
+
+use std::time::Duration;
+
+use axum::{
+    body::{Body, Bytes},
+    extract::Request,
+    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use base64::Engine;
+use keyplane_common::cache::CacheError;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::{MAX_BODY_BYTES, error::ApiError, state::AppState};
+
+pub const HEADER: &str = "idempotency-key";
+const REPLAYED: &str = "idempotent-replayed";
+/// How long an answer is replayed.
+const KEEP: Duration = Duration::from_secs(24 * 3600);
+/// Answers larger than this are not kept (none of ours comes close).
+const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+/// The answer headers a replay carries again.
+const KEPT_HEADERS: [HeaderName; 3] = [header::CONTENT_TYPE, header::LOCATION, header::CACHE_CONTROL];
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+enum Record {
+    /// The first request is running (or its gateway died: the lease runs out).
+    Running {
+        fingerprint: String,
+    },
+    Done {
+        fingerprint: String,
+        status: u16,
+        headers: Vec<(String, String)>,
+        sealed_body: String,
+    },
+}
+
+impl Record {
+    fn fingerprint(&self) -> &str {
+        match self {
+            Self::Running { fingerprint } | Self::Done { fingerprint, .. } => fingerprint,
+        }
+    }
+}
+
+/// Runs `request` once per (principal, Idempotency-Key); `principal` names who is asking
+/// (`user:…`, `api_key:…`, `anonymous:<address>`). Requests without the header, and other
+/// methods than POST, pass straight through.
+pub async fn once(state: &AppState, principal: &str, request: Request, next: Next) -> Response {
+    let Some(raw_key) = request.headers().get(HEADER) else { return next.run(request).await };
+    if request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    let Some(key) = raw_key.to_str().ok().filter(|k| (1..=255).contains(&k.len())) else {
+        return ApiError::bad_request("invalid_idempotency_key", "Idempotency-Key must be 1 to 255 visible characters")
+            .into_response();
+    };
+    let record_key = format!("idem:{principal}:{}", hex::encode(Sha256::digest(key.as_bytes())));
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is over 1 MiB")
+                .into_response();
+        }
+    };
+    let fingerprint = fingerprint(&parts.method, parts.uri.path(), &bytes);
+    let running = serde_json::to_vec(&Record::Running { fingerprint: fingerprint.clone() }).expect("serializes");
+    let lease = state.request_timeout + Duration::from_secs(30);
+    match state.cache.set_if_absent(&record_key, &running, lease).await {
+        Ok(true) => {}
+        Ok(false) => return earlier(state, &record_key, &fingerprint).await,
+        Err(e) => return unavailable(&e),
+    }
+    let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    keep(state, &record_key, fingerprint, response).await
+}
+
+/// What an earlier request under the same key says to this one.
+async fn earlier(state: &AppState, record_key: &str, fingerprint: &str) -> Response {
+    let stored = match state.cache.get(record_key).await {
+        Ok(stored) => stored,
+        Err(e) => return unavailable(&e),
+    };
+    let Some(record) = stored.and_then(|bytes| serde_json::from_slice::<Record>(&bytes).ok()) else {
+        // The first one's lease ran out this instant: the client retries.
+        return in_progress();
+    };
+    if record.fingerprint() != fingerprint {
+        return ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with another request; use a new key for a new request",
+        )
+        .into_response();
+    }
+    match record {
+        Record::Running { .. } => in_progress(),
+        Record::Done { status, headers, sealed_body, .. } => replay(state, record_key, status, &headers, &sealed_body),
+    }
+}
+
+/// Keeps a final answer for replays and hands it on; forgets the key otherwise.
+async fn keep(state: &AppState, record_key: &str, fingerprint: String, response: Response) -> Response {
+    let status = response.status();
+    let last = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
+    if last {
+        let _ = state.cache.delete(record_key).await;
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_ANSWER_BYTES).await else {
+        let _ = state.cache.delete(record_key).await;
+        return ApiError::internal().into_response();
+    };
+    let headers = kept_headers(&parts.headers);
+    let sealed = state.sealer.seal(&bytes, &seal_context(record_key));
+    let record = Record::Done {
+        fingerprint,
+        status: status.as_u16(),
+        headers,
+        sealed_body: base64::engine::general_purpose::STANDARD.encode(sealed),
+    };
+    let stored = serde_json::to_vec(&record).expect("serializes");
+    if let Err(e) = state.cache.set(record_key, &stored, KEEP).await {
+        // The answer still goes out; a retry would run again, which is what the client
+        // gets without the header at all.
+        tracing::warn!(error = %e, "idempotent answer not kept");
+        let _ = state.cache.delete(record_key).await;
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+fn replay(state: &AppState, record_key: &str, status: u16, headers: &[(String, String)], sealed: &str) -> Response {
+    let opened = base64::engine::general_purpose::STANDARD
+        .decode(sealed)
+        .ok()
+        .and_then(|sealed| state.sealer.open(&sealed, &seal_context(record_key)).ok());
+    let Some(body) = opened else {
+        tracing::error!("a kept idempotent answer does not open (was the operator key changed?)");
+        return ApiError::internal().into_response();
+    };
+    let mut response = Response::new(Body::from(Bytes::from(body)));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    for (name, value) in headers {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name.as_str()), HeaderValue::from_str(value)) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response.headers_mut().insert(REPLAYED, HeaderValue::from_static("true"));
+    response
+}
+
+fn kept_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    KEPT_HEADERS
+        .iter()
+        .filter_map(|name| {
+            let value = headers.get(name)?.to_str().ok()?;
+            Some((name.as_str().to_owned(), value.to_owned()))
+        })
+        .collect()
+}
+
+/// The request as far as idempotency cares: method, path and body.
+fn fingerprint(method: &Method, path: &str, body: &[u8]) -> String {
+    let digest = Sha256::new()
+        .chain_update(method.as_str())
+        .chain_update([0])
+        .chain_update(path)
+        .chain_update([0])
+        .chain_update(body);
+    hex::encode(digest.finalize())
+}
+
+/// A sealed answer opens only under its own record.
+fn seal_context(record_key: &str) -> String {
+    format!("idempotency:{record_key}")
+}
+
+fn in_progress() -> Response {
+    let mut response = ApiError::new(
+        StatusCode::CONFLICT,
+        "idempotency_in_progress",
+        "a request with this Idempotency-Key is still running; retry shortly",
+    )
+    .into_response();
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+fn unavailable(error: &CacheError) -> Response {
+    tracing::warn!(%error, "idempotency store unavailable");
+    let mut response = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "idempotency_unavailable",
+        "requests with an Idempotency-Key cannot be kept right now; retry shortly",
+    )
+    .into_response();
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fingerprint_is_the_method_the_path_and_the_body() {
+        let base = fingerprint(&Method::POST, "/api/v1/x", b"{}");
+        assert_eq!(base, fingerprint(&Method::POST, "/api/v1/x", b"{}"));
+        assert_ne!(base, fingerprint(&Method::POST, "/api/v1/y", b"{}"));
+        assert_ne!(base, fingerprint(&Method::POST, "/api/v1/x", b"{ }"));
+        assert_ne!(fingerprint(&Method::POST, "/a", b"b/c"), fingerprint(&Method::POST, "/ab", b"/c"), "fields apart");
+    }
+}
