@@ -28,6 +28,8 @@ pub struct Config {
     /// Serve `GET /dev/mailbox` (the development mailbox of `keyplane up`).
     pub dev_mailbox: bool,
     pub limits: Limits,
+    /// How often counted usage goes to the usage service (writes there scale with it).
+    pub usage_flush_every: Duration,
 }
 
 /// Rate limits: per key (unless the key has its own), per session's user, and per source
@@ -163,6 +165,9 @@ impl Config {
             trusted_proxies: trusted_proxies(env),
             dev_mailbox: common.dev_mailbox,
             limits: Limits::from_env(env),
+            usage_flush_every: Duration::from_millis(
+                env.parse_or("KEYPLANE_USAGE_FLUSH_MS", 1_000u64).clamp(100, 60_000),
+            ),
         }
     }
 }

@@ -60,7 +60,7 @@ pub async fn serve(
     let flusher_stop = CancellationToken::new();
     let flushers = [
         meter.spawn_flusher(upstream.clone(), flusher_stop.clone()),
-        usage.spawn_flusher(upstream.clone(), flusher_stop.clone()),
+        usage.spawn_flusher(upstream.clone(), config.usage_flush_every, flusher_stop.clone()),
     ];
     let limiter = Arc::new(limiter::Limiter::new(shared.clock().clone(), &shared.cache));
     limiter.spawn_sync(config.limits.sync_every, shutdown.clone());

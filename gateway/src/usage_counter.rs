@@ -28,8 +28,6 @@ use uuid::Uuid;
 
 use crate::upstream::Upstream;
 
-pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
-
 /// How much the counter holds.
 #[derive(Clone, Copy, Debug)]
 pub struct Bounds {
@@ -154,11 +152,12 @@ impl UsageCounter {
 }
 
 impl UsageCounter {
-    /// Flushes every second until `shutdown`, then once more; what cannot be delivered
+    /// Flushes every `every` until `shutdown`, then once more; what cannot be delivered
     /// then is lost with the process, and said so.
     pub fn spawn_flusher(
         self: &Arc<Self>,
         upstream: Upstream,
+        every: Duration,
         shutdown: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
         let counter = Arc::clone(self);
@@ -166,7 +165,7 @@ impl UsageCounter {
             loop {
                 tokio::select! {
                     () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(FLUSH_EVERY) => { counter.flush(&upstream).await; }
+                    () = tokio::time::sleep(every) => { counter.flush(&upstream).await; }
                 }
             }
             let left = counter.flush(&upstream).await;
