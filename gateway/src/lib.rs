@@ -10,6 +10,7 @@ mod forwarder;
 mod idempotency;
 mod limiter;
 mod meter;
+mod metrics;
 mod upstream;
 mod usage_counter;
 mod verifier;
@@ -55,14 +56,20 @@ pub async fn serve(
     let local = LocalCredentialCache::new(100_000);
     local.follow(&shared.cache, shutdown.clone());
     let meter = Arc::new(meter::UseMeter::new(meter::Bounds::default()));
-    let usage = Arc::new(usage_counter::UsageCounter::new(usage_counter::Bounds::default(), shared.clock().clone()));
+    let metrics = Arc::new(metrics::Metrics::default());
+    let usage = Arc::new(usage_counter::UsageCounter::new(
+        usage_counter::Bounds::default(),
+        shared.clock().clone(),
+        Arc::clone(&metrics),
+    ));
     // The flushers outlive the listener: they are cancelled only after requests drained.
     let flusher_stop = CancellationToken::new();
     let flushers = [
         meter.spawn_flusher(upstream.clone(), flusher_stop.clone()),
         usage.spawn_flusher(upstream.clone(), config.usage_flush_every, flusher_stop.clone()),
     ];
-    let limiter = Arc::new(limiter::Limiter::new(shared.clock().clone(), &shared.cache));
+    let limiter =
+        Arc::new(limiter::Limiter::new(shared.clock().clone(), &shared.cache, metrics.rate_limit_global.clone()));
     limiter.spawn_sync(config.limits.sync_every, shutdown.clone());
     let state = AppState(Arc::new(Inner {
         verifier: verifier::Verifier::new(local, upstream.clone(), shared.clock().clone()),
@@ -80,6 +87,7 @@ pub async fn serve(
         limiter,
         limits: config.limits,
         sealer: shared.config.sealer()?,
+        metrics,
         request_timeout: config.request_timeout,
         dev_mailbox: config.dev_mailbox,
     }));

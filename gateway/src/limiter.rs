@@ -27,6 +27,7 @@ use std::{
 };
 
 use keyplane_common::{cache::Cache, rate_limit::RateLimit, time::Clock};
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -66,10 +67,12 @@ pub struct Limiter {
     /// A bucket new to this replica wakes the sync: learning the other replicas' count
     /// then takes one Redis round trip, not up to a whole interval.
     new_bucket: Notify,
+    /// The mode, for `/metrics`.
+    global_gauge: Gauge,
 }
 
 impl Limiter {
-    pub fn new(clock: Clock, cache: &Cache) -> Self {
+    pub fn new(clock: Clock, cache: &Cache, global_gauge: Gauge) -> Self {
         Self {
             clock,
             cache: cache.is_redis().then(|| cache.clone()),
@@ -77,6 +80,7 @@ impl Limiter {
             hasher: RandomState::new(),
             global: AtomicBool::new(true),
             new_bucket: Notify::new(),
+            global_gauge,
         }
     }
 
@@ -164,6 +168,7 @@ impl Limiter {
 
     /// Records whether Redis answered, and says so when that changes.
     fn set_global(&self, answered: Result<(), String>) {
+        self.global_gauge.set(i64::from(answered.is_ok()));
         match answered {
             Ok(()) => {
                 if !self.global.swap(true, Ordering::Relaxed) {
@@ -208,7 +213,7 @@ mod tests {
     #[test]
     fn a_window_admits_its_limit_then_refuses_until_it_ends() {
         let clock = Clock::adjustable();
-        let limiter = Limiter::new(clock.clone(), &Cache::memory("t:"));
+        let limiter = Limiter::new(clock.clone(), &Cache::memory("t:"), Gauge::default());
         let decisions: Vec<Decision> = (0..4).map(|_| limiter.check("key:a", rate(3, 60))).collect();
         assert_eq!(decisions.iter().map(|d| d.allowed).collect::<Vec<_>>(), [true, true, true, false]);
         assert_eq!(decisions.iter().map(|d| d.remaining).collect::<Vec<_>>(), [2, 1, 0, 0]);
@@ -220,7 +225,7 @@ mod tests {
 
     #[test]
     fn the_counts_of_other_replicas_count() {
-        let limiter = Limiter::new(Clock::system(), &Cache::memory("t:"));
+        let limiter = Limiter::new(Clock::system(), &Cache::memory("t:"), Gauge::default());
         assert!(limiter.check("key:a", rate(10, 60)).allowed);
         {
             let mut windows = limiter.shard("key:a").lock().unwrap();

@@ -26,7 +26,7 @@ use keyplane_proto::usage::v1::{RecordRequest, UsageCount};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::upstream::Upstream;
+use crate::{metrics::Metrics, upstream::Upstream};
 
 /// How much the counter holds.
 #[derive(Clone, Copy, Debug)]
@@ -60,6 +60,7 @@ pub struct UsageCounter {
     in_doubt: tokio::sync::Mutex<VecDeque<RecordRequest>>,
     /// Requests not counted since the last report.
     dropped: AtomicU64,
+    metrics: Arc<Metrics>,
 }
 
 /// What a flush left behind.
@@ -70,13 +71,14 @@ pub struct Backlog {
 }
 
 impl UsageCounter {
-    pub fn new(bounds: Bounds, clock: Clock) -> Self {
+    pub fn new(bounds: Bounds, clock: Clock, metrics: Arc<Metrics>) -> Self {
         Self {
             bounds,
             clock,
             pending: Mutex::default(),
             in_doubt: tokio::sync::Mutex::default(),
             dropped: AtomicU64::new(0),
+            metrics,
         }
     }
 
@@ -115,6 +117,7 @@ impl UsageCounter {
         let mut in_doubt = self.in_doubt.lock().await;
         let dropped = self.dropped.swap(0, Ordering::Relaxed);
         if dropped > 0 {
+            self.metrics.usage_dropped.inc_by(dropped);
             tracing::warn!(dropped, rows = self.bounds.rows, "requests not counted: the usage counter was full");
         }
         let origin = Caller { service: "gateway".into(), ..Caller::default() };
@@ -144,10 +147,12 @@ impl UsageCounter {
         }
         let pending = self.pending.lock().expect("usage lock");
         let in_doubt_requests: u64 = in_doubt.iter().flat_map(|b| &b.counts).map(|c| c.count).sum();
-        Backlog {
+        let backlog = Backlog {
             requests: in_doubt_requests + pending.values().sum::<u64>(),
             rows: in_doubt.iter().map(|b| b.counts.len()).sum::<usize>() + pending.len(),
-        }
+        };
+        self.metrics.usage_backlog.set(i64::try_from(backlog.requests).unwrap_or(i64::MAX));
+        backlog
     }
 }
 
@@ -197,7 +202,7 @@ mod tests {
 
     #[test]
     fn requests_fold_into_rows_per_key_hour_and_class() {
-        let counter = UsageCounter::new(Bounds::default(), Clock::system());
+        let counter = UsageCounter::new(Bounds::default(), Clock::system(), Arc::default());
         let (org, key) = (Uuid::now_v7(), Uuid::now_v7());
         for status in [200, 201, 204, 404, 500, 503] {
             counter.count(org, Some(key), status);
@@ -217,7 +222,7 @@ mod tests {
 
     #[test]
     fn past_the_row_bound_requests_are_counted_as_dropped() {
-        let counter = UsageCounter::new(Bounds { rows: 2, batch: 1 }, Clock::system());
+        let counter = UsageCounter::new(Bounds { rows: 2, batch: 1 }, Clock::system(), Arc::default());
         let org = Uuid::now_v7();
         let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
         for key in [a, b, c, c, a] {
@@ -233,7 +238,7 @@ mod tests {
     #[test]
     fn rows_are_cut_by_the_counters_clock_hour() {
         let clock = Clock::adjustable();
-        let counter = UsageCounter::new(Bounds::default(), clock.clone());
+        let counter = UsageCounter::new(Bounds::default(), clock.clone(), Arc::default());
         let org = Uuid::now_v7();
         counter.count(org, None, 200);
         clock.advance(std::time::Duration::from_secs(3600));

@@ -118,10 +118,9 @@ async fn a_retry_while_the_first_runs_is_409_and_a_failure_is_not_kept() {
     // The backend fails: nothing is kept, and the retry runs again.
     assert_eq!(order(gateway.clone(), key.clone()).await.status, 503);
     let first = tokio::spawn(order(gateway.clone(), key.clone()));
-    let reached = keyplane_e2e::eventually(std::time::Duration::from_secs(10), || async {
-        calls.load(Ordering::SeqCst) == 2
-    })
-    .await;
+    let reached =
+        keyplane_e2e::eventually(std::time::Duration::from_secs(10), || async { calls.load(Ordering::SeqCst) == 2 })
+            .await;
     assert!(reached, "the first order reached the backend");
     // It is held there: a retry now finds it running.
     let running = order(gateway.clone(), key.clone()).await;

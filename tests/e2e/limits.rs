@@ -203,6 +203,8 @@ async fn without_redis_each_replica_limits_on_its_own() {
     assert!(per_replica, "the replica says its limits are its own");
     assert_eq!(admitted(&gateway, &key, 6).await, 4, "five per replica: one spent above, four now, then 429");
     assert!(logs::all().contains("each gateway replica now limits on its own"));
+    let metrics = gateway.get("/metrics", None).await;
+    assert!(metrics.text.contains("keyplane_rate_limit_global 0"), "{}", metrics.text);
 
     proxy.restore();
     let global = eventually(Duration::from_secs(10), || async {
@@ -210,4 +212,5 @@ async fn without_redis_each_replica_limits_on_its_own() {
     })
     .await;
     assert!(global, "limits hold across replicas again");
+    assert!(gateway.get("/metrics", None).await.text.contains("keyplane_rate_limit_global 1"));
 }

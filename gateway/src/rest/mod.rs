@@ -55,6 +55,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
     let mut public = Router::new()
         .route("/health", get(platform::health))
         .route("/ready", get(platform::ready))
+        .route("/metrics", get(platform::metrics))
         .route("/.well-known/jwks.json", get(platform::jwks));
     if state.dev_mailbox {
         public = public.route("/dev/mailbox", get(platform::dev_mailbox));

@@ -60,6 +60,16 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     Json(json!({ "status": status, "services": services, "cache": cache, "rate_limits": rate_limits })).into_response()
 }
 
+/// `GET /metrics`: Prometheus text.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let mut response = state.metrics.render().into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
 /// `GET /.well-known/jwks.json`: the keys that verify self-issued session bearers.
 pub async fn jwks(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<Response, ApiError> {
     let jwks = state.upstream.get_jwks(&caller, GetJwksRequest {}).await?;
