@@ -18,6 +18,7 @@ pub mod db;
 pub mod error;
 pub mod error_body;
 pub mod grpc;
+pub mod httpsig;
 pub mod internal_auth;
 pub mod key_record;
 pub mod mail;
