@@ -1,11 +1,12 @@
 use sea_orm_migration::prelude::*;
 
-/// The advisors service's tables arrive with the advisors and MCP issue.
+mod m20261126_000001_create_advisors;
+
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        Vec::new()
+        vec![Box::new(m20261126_000001_create_advisors::Migration)]
     }
 }

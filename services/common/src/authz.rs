@@ -159,6 +159,18 @@ impl Action {
     }
 }
 
+impl Action {
+    /// The scope an MCP token needs: a key's, and for reading and consulting advisors
+    /// (session-only for keys, as the seed has it) `read:orgs`, so that an agent can ask
+    /// an advisor through the MCP server.
+    pub fn mcp_scope(self) -> Option<&'static str> {
+        match self {
+            Self::AdvisorsRead => Some("read:orgs"),
+            other => other.key_scope(),
+        }
+    }
+}
+
 /// The least role whose member may hold `scope` on a key or token: the least role of any
 /// action the scope opens. Data-plane scopes open no management action: any member.
 pub fn scope_min_role(scope: &str) -> Role {

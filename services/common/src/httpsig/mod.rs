@@ -40,6 +40,44 @@ pub struct Message {
 }
 
 impl Message {
+    pub fn from_proto(r: &keyplane_proto::types::v1::HttpRequest) -> Self {
+        Self {
+            method: r.method.clone(),
+            scheme: r.scheme.clone(),
+            authority: r.authority.clone(),
+            path: r.path.clone(),
+            query: r.query.clone(),
+            headers: r.headers.iter().map(|h| (h.name.clone(), h.value.clone())).collect(),
+            body: r.body.clone(),
+        }
+    }
+
+    pub fn to_proto(&self) -> keyplane_proto::types::v1::HttpRequest {
+        keyplane_proto::types::v1::HttpRequest {
+            method: self.method.clone(),
+            scheme: self.scheme.clone(),
+            authority: self.authority.clone(),
+            path: self.path.clone(),
+            query: self.query.clone(),
+            headers: self
+                .headers
+                .iter()
+                .map(|(name, value)| keyplane_proto::types::v1::HttpHeader { name: name.clone(), value: value.clone() })
+                .collect(),
+            body: self.body.clone(),
+        }
+    }
+
+    /// Only the parts a signature vouches for: the covered headers, the signature's own,
+    /// and `Content-Digest`; what someone re-verifying later needs, and nothing else.
+    pub fn keep_covered(&self, covered: &[String]) -> Self {
+        let kept = |name: &str| {
+            let name = name.to_ascii_lowercase();
+            ["signature", "signature-input", "content-digest"].contains(&name.as_str()) || covered.contains(&name)
+        };
+        Self { headers: self.headers.iter().filter(|(n, _)| kept(n)).cloned().collect(), ..self.clone() }
+    }
+
     /// Every value of header `name`, in order.
     pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())

@@ -44,21 +44,26 @@ pub fn decide(
             if key.grace_ends_at.is_some() {
                 return Err(Error::KeyInGrace);
             }
-            on_behalf(&key.scopes, acting_role, action)
+            on_behalf(&key.scopes, action.key_scope(), acting_role, action)
         }
         Principal::McpToken(token) => {
             if token.org_id != org_id {
                 return Err(Error::OrgNotFound);
             }
-            on_behalf(&token.scopes, acting_role, action)
+            on_behalf(&token.scopes, action.mcp_scope(), acting_role, action)
         }
         Principal::Service { .. } => Ok(None),
     }
 }
 
 /// A credential acting for its creator: its scope, and its creator's role, must both allow.
-fn on_behalf(scopes: &Scopes, creator_role: Option<Role>, action: Action) -> Result<Option<Role>, Error> {
-    match action.key_scope() {
+fn on_behalf(
+    scopes: &Scopes,
+    needed: Option<&'static str>,
+    creator_role: Option<Role>,
+    action: Action,
+) -> Result<Option<Role>, Error> {
+    match needed {
         None => return Err(Error::Forbidden("this needs a signed-in user, not a key")),
         Some(scope) if !scopes.allows(scope) => return Err(Error::InsufficientScope(scope)),
         Some(_) => {}
