@@ -35,7 +35,9 @@ impl SingleConfig {
             Target::Keys => TargetConfig::Keys(keyplane_keys::Config::from_env(&mut env, &common, mode, None)),
             Target::Orgs => TargetConfig::Orgs(keyplane_orgs::Config::from_env(&mut env, &common, mode, None, None)),
             Target::Usage => TargetConfig::Usage(keyplane_usage::Config::from_env(&mut env, &common, mode, None)),
-            Target::Advisors => TargetConfig::Advisors(keyplane_advisors::Config::from_env(&mut env, &common, mode, None)),
+            Target::Advisors => {
+                TargetConfig::Advisors(keyplane_advisors::Config::from_env(&mut env, &common, mode, None))
+            }
             Target::Families => {
                 let secret = keyplane_common::dataplane::secrets(&mut env, mode);
                 TargetConfig::Families(keyplane_families::Config::from_env(&mut env, &common, mode, secret))

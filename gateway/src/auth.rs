@@ -17,9 +17,8 @@ use keyplane_common::{
     internal_auth::Caller,
     principal::Principal,
 };
-use uuid::Uuid;
 
-use crate::{error::ApiError, state::AppState};
+use crate::{attribution::Counted, error::ApiError, state::AppState};
 
 /// Credentials longer than this are refused before any parsing.
 pub const MAX_CREDENTIAL_LEN: usize = 8 * 1024;
@@ -150,38 +149,16 @@ async fn require(state: AppState, policy: Policy, mut request: Request, next: Ne
     };
     match authenticate(&state, policy, request.headers(), &caller).await {
         Ok(principal) => {
-            let org_in_path = org_in_path(request.uri().path());
+            let mut counted = Counted::new(&state, Arc::clone(&principal), request.uri().path());
             let authenticated = Caller { principal: Some(Arc::unwrap_or_clone(Arc::clone(&principal))), ..caller };
             request.extensions_mut().insert(authenticated);
             // After authentication, before the route: the limit is the principal's.
             let decision = crate::throttle::for_principal(&state, &principal);
             let response = crate::throttle::within(&state, decision, Some(&principal.cache_key()), request, next).await;
-            count_usage(&state, &principal, org_in_path, response.status().as_u16());
+            counted.answered(&response);
             response
         }
         Err(error) => error.into_response(),
-    }
-}
-
-/// The org a management path names (`/api/v1/developers/orgs/{orgId}/…`).
-fn org_in_path(path: &str) -> Option<Uuid> {
-    let rest = path.strip_prefix("/api/v1/developers/orgs/")?;
-    Uuid::parse_str(rest.split('/').next()?).ok()
-}
-
-/// Counts a request for the org it is attributed to: a key's or token's own org; for a
-/// session, the org its path names, once the answer (2xx) shows the user is a member
-/// there. A session's refused request is not counted against an org it may not belong to.
-fn count_usage(state: &AppState, principal: &Principal, org_in_path: Option<Uuid>, status: u16) {
-    match principal {
-        Principal::ApiKey(key) => state.usage.count(key.org_id, Some(key.key_id), status),
-        Principal::McpToken(token) => state.usage.count(token.org_id, Some(token.token_id), status),
-        Principal::User(_) => {
-            if let Some(org_id) = org_in_path.filter(|_| (200..300).contains(&status)) {
-                state.usage.count(org_id, None, status);
-            }
-        }
-        Principal::Service { .. } => {}
     }
 }
 

@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 use crate::{MAX_BODY_BYTES, error::ApiError, state::AppState};
 
 pub const HEADER: &str = "idempotency-key";
-const REPLAYED: &str = "idempotent-replayed";
+pub const REPLAYED: &str = "idempotent-replayed";
 /// How long an answer is replayed.
 const KEEP: Duration = Duration::from_secs(24 * 3600);
 /// Answers larger than this are not kept (none of ours comes close).
@@ -61,13 +61,18 @@ impl Record {
 /// (`user:…`, `api_key:…`, `anonymous:<address>`). Requests without the header, and other
 /// methods than POST, pass straight through.
 pub async fn once(state: &AppState, principal: &str, request: Request, next: Next) -> Response {
-    let Some(raw_key) = request.headers().get(HEADER) else { return next.run(request).await };
+    let mut keys = request.headers().get_all(HEADER).iter();
+    let Some(raw_key) = keys.next() else { return next.run(request).await };
     if request.method() != Method::POST {
         return next.run(request).await;
     }
-    let Some(key) = raw_key.to_str().ok().filter(|k| (1..=255).contains(&k.len())) else {
-        return ApiError::bad_request("invalid_idempotency_key", "Idempotency-Key must be 1 to 255 visible characters")
-            .into_response();
+    let single = keys.next().is_none();
+    let Some(key) = raw_key.to_str().ok().filter(|k| single && (1..=255).contains(&k.len())) else {
+        return ApiError::bad_request(
+            "invalid_idempotency_key",
+            "send one Idempotency-Key of 1 to 255 visible characters",
+        )
+        .into_response();
     };
     let record_key = format!("idem:{principal}:{}", hex::encode(Sha256::digest(key.as_bytes())));
     let (parts, body) = request.into_parts();
@@ -78,7 +83,7 @@ pub async fn once(state: &AppState, principal: &str, request: Request, next: Nex
                 .into_response();
         }
     };
-    let fingerprint = fingerprint(&parts.method, parts.uri.path(), &bytes);
+    let fingerprint = state.sealer.mac(&fingerprint_input(&parts.method, parts.uri.path(), &bytes));
     let running = serde_json::to_vec(&Record::Running { fingerprint: fingerprint.clone() }).expect("serializes");
     let lease = state.request_timeout + Duration::from_secs(30);
     match state.cache.set_if_absent(&record_key, &running, lease).await {
@@ -86,8 +91,14 @@ pub async fn once(state: &AppState, principal: &str, request: Request, next: Nex
         Ok(false) => return earlier(state, &record_key, &fingerprint).await,
         Err(e) => return unavailable(&e),
     }
-    let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
-    keep(state, &record_key, fingerprint, response).await
+    // The request runs to its end, and its answer is kept, even if the client hangs up
+    // meanwhile: the client's retry must find the answer, not run the request again.
+    let state = state.clone();
+    let run = tokio::spawn(async move {
+        let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+        keep(&state, &record_key, fingerprint, response).await
+    });
+    run.await.unwrap_or_else(|_| ApiError::internal().into_response())
 }
 
 /// What an earlier request under the same key says to this one.
@@ -175,15 +186,14 @@ fn kept_headers(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The request as far as idempotency cares: method, path and body.
-fn fingerprint(method: &Method, path: &str, body: &[u8]) -> String {
-    let digest = Sha256::new()
-        .chain_update(method.as_str())
-        .chain_update([0])
-        .chain_update(path)
-        .chain_update([0])
-        .chain_update(body);
-    hex::encode(digest.finalize())
+/// The request as far as idempotency cares: method, path and body. Stored only keyed
+/// (HMAC under the operator key): a body may hold a password.
+fn fingerprint_input(method: &Method, path: &str, body: &[u8]) -> Vec<u8> {
+    let mut input = Vec::with_capacity(method.as_str().len() + path.len() + body.len() + 2);
+    for part in [method.as_str().as_bytes(), b"\0", path.as_bytes(), b"\0", body] {
+        input.extend_from_slice(part);
+    }
+    input
 }
 
 /// A sealed answer opens only under its own record.
@@ -219,11 +229,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_fingerprint_is_the_method_the_path_and_the_body() {
-        let base = fingerprint(&Method::POST, "/api/v1/x", b"{}");
-        assert_eq!(base, fingerprint(&Method::POST, "/api/v1/x", b"{}"));
-        assert_ne!(base, fingerprint(&Method::POST, "/api/v1/y", b"{}"));
-        assert_ne!(base, fingerprint(&Method::POST, "/api/v1/x", b"{ }"));
-        assert_ne!(fingerprint(&Method::POST, "/a", b"b/c"), fingerprint(&Method::POST, "/ab", b"/c"), "fields apart");
+    fn a_fingerprint_is_the_method_the_path_and_the_body_keyed() {
+        let sealer = keyplane_common::crypto::Sealer::parse(&keyplane_common::crypto::Sealer::generate_key()).unwrap();
+        let print = |m: &Method, p: &str, b: &[u8]| sealer.mac(&fingerprint_input(m, p, b));
+        let base = print(&Method::POST, "/api/v1/x", b"{}");
+        assert_eq!(base, print(&Method::POST, "/api/v1/x", b"{}"));
+        assert_ne!(base, print(&Method::POST, "/api/v1/y", b"{}"));
+        assert_ne!(base, print(&Method::POST, "/api/v1/x", b"{ }"));
+        assert_ne!(print(&Method::POST, "/a", b"b/c"), print(&Method::POST, "/ab", b"/c"), "fields apart");
+        let plain = hex::encode(Sha256::digest(fingerprint_input(&Method::POST, "/api/v1/x", b"{}")));
+        assert_ne!(base, plain, "not a plain hash: a body with a password cannot be guessed offline");
     }
 }

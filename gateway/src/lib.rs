@@ -17,6 +17,7 @@ mod verifier;
 
 mod state;
 
+mod attribution;
 mod auth;
 mod context;
 mod extract;

@@ -127,13 +127,15 @@ impl Limiter {
     /// Adds what this replica admitted to Redis and learns every replica's totals; drops
     /// windows that ended.
     async fn sync(&self) {
-        let Some(cache) = &self.cache else { return };
         let now = u64::try_from(self.clock.now().timestamp()).unwrap_or(0);
         // (bucket, counter key, delta) of every window worth a word with Redis.
         let mut batch: Vec<(String, u64, u64, u64)> = Vec::new();
         for shard in &self.shards {
             let mut windows = shard.lock().expect("limiter lock");
             windows.retain(|_, w| w.index == now / u64::from(w.rate.per_seconds));
+            if self.cache.is_none() {
+                continue;
+            }
             for (bucket, w) in windows.iter_mut() {
                 if w.pending > 0 || w.seen {
                     batch.push((bucket.clone(), w.index, u64::from(w.rate.per_seconds), w.pending));
@@ -141,6 +143,8 @@ impl Limiter {
                 }
             }
         }
+        // One process (the embedded default): windows that ended were dropped; that is all.
+        let Some(cache) = &self.cache else { return };
         if batch.is_empty() {
             // Nothing to add: a ping keeps the mode true all the same.
             self.set_global(cache.ping().await.map_err(|e| e.to_string()));
@@ -183,11 +187,8 @@ impl Limiter {
         }
     }
 
-    /// Syncs every `every` until `shutdown`.
+    /// Syncs every `every` until `shutdown` (without Redis, only drops ended windows).
     pub fn spawn_sync(self: &Arc<Self>, every: Duration, shutdown: CancellationToken) {
-        if self.cache.is_none() {
-            return;
-        }
         let limiter = Arc::clone(self);
         tokio::spawn(async move {
             loop {

@@ -83,7 +83,7 @@ async fn a_retry_while_the_first_runs_is_409_and_a_failure_is_not_kept() {
                     if call == 0 {
                         return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"error": "try again"})));
                     }
-                    if call == 1 {
+                    if call >= 1 {
                         release.notified().await;
                     }
                     (StatusCode::CREATED, axum::Json(json!({"id": format!("ord_{call}")})))
@@ -132,6 +132,37 @@ async fn a_retry_while_the_first_runs_is_409_and_a_failure_is_not_kept() {
     let replay = order(gateway.clone(), key.clone()).await;
     assert_eq!((replay.status, replay.text), (201, first.text));
     assert_eq!(calls.load(Ordering::SeqCst), 2, "the backend ran the order once (after one failure)");
+
+    // A client that hangs up while its request runs: the request runs to its end, the
+    // answer is kept, and the retry gets it (the backend is not asked twice).
+    let hasty = reqwest::Client::builder().timeout(std::time::Duration::from_millis(300)).build().unwrap();
+    let request = hasty
+        .post(gateway.url("/api/v1/developer/orders"))
+        .bearer_auth(&key)
+        .header("idempotency-key", "order-43")
+        .json(&json!({"sku": "y"}));
+    let held = tokio::spawn(request.send());
+    let reached =
+        keyplane_e2e::eventually(std::time::Duration::from_secs(10), || async { calls.load(Ordering::SeqCst) == 3 })
+            .await;
+    assert!(reached);
+    assert!(held.await.unwrap().is_err(), "the client gave up");
+    release.notify_one();
+    let retry = |gateway: Api, key: String| async move {
+        let request = gateway
+            .http
+            .post(gateway.url("/api/v1/developer/orders"))
+            .bearer_auth(key)
+            .header("idempotency-key", "order-43")
+            .json(&json!({"sku": "y"}));
+        gateway.send(request).await
+    };
+    let kept = keyplane_e2e::eventually(std::time::Duration::from_secs(10), || async {
+        retry(gateway.clone(), key.clone()).await.header("idempotent-replayed") == Some("true")
+    })
+    .await;
+    assert!(kept, "the answer of the request whose client hung up was kept");
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "and the backend ran it once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -97,14 +97,12 @@ async fn a_keys_own_limit_wins_is_changed_at_once_and_bounds_its_children() {
     let inherits =
         p.api.create_key(&key, &org, json!({"name": "c", "environment": "test", "scopes": ["read:families"]})).await;
     assert_eq!(inherits.body["rate_limit"], json!({"requests": 10, "per_seconds": DAY}), "{}", inherits.text);
-    // The key cannot lift itself either, not even back to the default.
-    let lift = p.api.call(reqwest::Method::PATCH, &path, Some(&key), Some(json!({"rate_limit": null}))).await;
-    assert_eq!(
-        lift.body["rate_limit"],
-        json!({"requests": 10, "per_seconds": DAY}),
-        "clearing gives its own: {}",
-        lift.text
-    );
+    // The key cannot change its own limit at all: a new window would start its count
+    // afresh (spend the budget, change the window, spend it again).
+    for change in [json!({"rate_limit": null}), json!({"rate_limit": {"requests": 10, "per_seconds": DAY - 1}})] {
+        let own = p.api.call(reqwest::Method::PATCH, &path, Some(&key), Some(change)).await;
+        assert_eq!((own.status, own.error_code()), (403, "rate_limit_not_allowed"), "{}", own.text);
+    }
     // Out of bounds, or over the operator's ceiling: 400 naming the field.
     for rate in [
         json!({"requests": 0, "per_seconds": 60}),
@@ -114,6 +112,43 @@ async fn a_keys_own_limit_wins_is_changed_at_once_and_bounds_its_children() {
         let reply = p.api.create_key(&user.token, &org, child(rate.clone())).await;
         assert_eq!(reply.status, 400, "{rate}: {}", reply.text);
     }
+}
+
+/// A key without a limit of its own has the default, and gives no more to a key it makes
+/// or changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_without_its_own_limit_gives_no_more_than_the_default() {
+    let p = limited(&[("KEYPLANE_RATE_LIMIT_KEY", "20")]).await;
+    let user = p.api.signup().await;
+    let (org, _) = p.api.dev_org(&user, false).await;
+    let body = json!({"name": "k", "environment": "test", "scopes": ["write:keys", "read:keys"]});
+    let (_, key) = p.api.key(&user.token, &org, body).await;
+    let more = json!({"name": "c", "environment": "test", "scopes": ["read:keys"], "rate_limit": {"requests": 60_000, "per_seconds": 60}});
+    let refused = p.api.create_key(&key, &org, more).await;
+    assert_eq!((refused.status, refused.error_code()), (403, "rate_limit_not_allowed"), "{}", refused.text);
+    let (child_id, _) =
+        p.api.key(&user.token, &org, json!({"name": "c", "environment": "test", "scopes": ["read:keys"]})).await;
+    let path = format!("/api/v1/developers/orgs/{org}/keys/{child_id}");
+    let raise = p
+        .api
+        .call(
+            reqwest::Method::PATCH,
+            &path,
+            Some(&key),
+            Some(json!({"rate_limit": {"requests": 60_000, "per_seconds": 60}})),
+        )
+        .await;
+    assert_eq!((raise.status, raise.error_code()), (403, "rate_limit_not_allowed"), "{}", raise.text);
+    let slower = p
+        .api
+        .call(
+            reqwest::Method::PATCH,
+            &path,
+            Some(&key),
+            Some(json!({"rate_limit": {"requests": 10, "per_seconds": DAY}})),
+        )
+        .await;
+    assert_eq!(slower.status, 200, "{}", slower.text);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -53,7 +53,13 @@ impl Deliverer {
             let attempts = consultation.delivery.as_ref().map_or(0, |d| d.attempts) + 1;
             let now = self.clock.now();
             let attempt = match self.deliver(&consultation, &endpoint).await {
-                Ok(()) => Attempt { status: DeliveryStatus::Delivered, attempts, error: None, next_at: None, delivered_at: Some(now) },
+                Ok(()) => Attempt {
+                    status: DeliveryStatus::Delivered,
+                    attempts,
+                    error: None,
+                    next_at: None,
+                    delivered_at: Some(now),
+                },
                 Err(error) => {
                     tracing::info!(consultation_id = %consultation.id, attempts, %error, "consultation delivery failed");
                     let next = retry_after(attempts).and_then(|wait| chrono::Duration::from_std(wait).ok());
@@ -139,10 +145,8 @@ impl Deliverer {
 
     /// The endpoint's address, if the operator allows delivering there.
     async fn checked_address(&self, host: &str, port: u16) -> Result<std::net::SocketAddr, String> {
-        let addresses: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host, port))
-            .await
-            .map_err(|e| format!("cannot resolve {host}: {e}"))?
-            .collect();
+        let addresses: Vec<std::net::SocketAddr> =
+            tokio::net::lookup_host((host, port)).await.map_err(|e| format!("cannot resolve {host}: {e}"))?.collect();
         let first = *addresses.first().ok_or_else(|| format!("{host} has no address"))?;
         if !self.private_endpoints && addresses.iter().any(|a| is_internal(a.ip())) {
             return Err(format!("{host} resolves to a loopback or private address"));
@@ -155,14 +159,22 @@ impl Deliverer {
 fn is_internal(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
-            v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast()
-                || v4.is_multicast() || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64
         }
         IpAddr::V6(v6) => {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_internal(IpAddr::V4(v4));
             }
-            v6.is_loopback() || v6.is_unspecified() || v6.is_multicast() || (v6.segments()[0] & 0xfe00) == 0xfc00
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00
                 || (v6.segments()[0] & 0xffc0) == 0xfe80
         }
     }
@@ -174,7 +186,19 @@ mod tests {
 
     #[test]
     fn internal_addresses_are_known() {
-        for internal in ["127.0.0.1", "10.1.2.3", "192.168.0.1", "172.16.0.1", "169.254.169.254", "100.64.0.1", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1", "0.0.0.0"] {
+        for internal in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.0.1",
+            "172.16.0.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "0.0.0.0",
+        ] {
             assert!(is_internal(internal.parse().unwrap()), "{internal}");
         }
         for public in ["93.184.216.34", "2606:4700::1111"] {

@@ -39,9 +39,9 @@ impl DeliveryKeys {
         }
         let rows = store.delivery_keys().await?;
         let newest = rows.last().ok_or_else(|| Error::internal("no delivery key"))?;
-        let seed = sealer
-            .open(&newest.private_sealed, &seal_context(&newest.kid))
-            .map_err(|e| Error::internal(format!("delivery key {}: {e} (the operator key it was sealed with?)", newest.kid)))?;
+        let seed = sealer.open(&newest.private_sealed, &seal_context(&newest.kid)).map_err(|e| {
+            Error::internal(format!("delivery key {}: {e} (the operator key it was sealed with?)", newest.kid))
+        })?;
         let seed: [u8; 32] = seed.try_into().map_err(|_| Error::internal("a delivery key is not 32 bytes"))?;
         Ok(Self {
             kid: newest.kid.clone(),

@@ -10,11 +10,7 @@ use keyplane_proto::{
 use tonic::{Request, Response, Status};
 
 use crate::{
-    domain::{
-        advisor::Advisor,
-        consultation::Consultation,
-        payload_key::PayloadKey,
-    },
+    domain::{advisor::Advisor, consultation::Consultation, payload_key::PayloadKey},
     error::Error,
     service::Service,
 };
@@ -94,13 +90,19 @@ fn signed(request: Option<&keyplane_proto::types::v1::HttpRequest>) -> Result<Me
 
 #[tonic::async_trait]
 impl AdvisorsService for AdvisorsGrpc {
-    async fn register_advisor(&self, request: Request<pb::RegisterAdvisorRequest>) -> Result<Response<pb::Advisor>, Status> {
+    async fn register_advisor(
+        &self,
+        request: Request<pb::RegisterAdvisorRequest>,
+    ) -> Result<Response<pb::Advisor>, Status> {
         let (caller, r) = split(request)?;
         let registered = self.service.register(&caller, &r.org_id, &r.name, &r.description, &r.endpoint_url).await?;
         Ok(Response::new(advisor(&registered)))
     }
 
-    async fn list_advisors(&self, request: Request<pb::ListAdvisorsRequest>) -> Result<Response<pb::ListAdvisorsResponse>, Status> {
+    async fn list_advisors(
+        &self,
+        request: Request<pb::ListAdvisorsRequest>,
+    ) -> Result<Response<pb::ListAdvisorsResponse>, Status> {
         let (caller, r) = split(request)?;
         let page = page(r.page.as_ref())?;
         let listed = self.service.list(&caller, &r.org_id, page).await?;
@@ -122,35 +124,53 @@ impl AdvisorsService for AdvisorsGrpc {
         Ok(Response::new(consultation(&created)))
     }
 
-    async fn get_consultation(&self, request: Request<pb::GetConsultationRequest>) -> Result<Response<pb::Consultation>, Status> {
+    async fn get_consultation(
+        &self,
+        request: Request<pb::GetConsultationRequest>,
+    ) -> Result<Response<pb::Consultation>, Status> {
         let (caller, r) = split(request)?;
         Ok(Response::new(consultation(&self.service.consultation(&caller, &r.consultation_id).await?)))
     }
 
-    async fn declare_payload_key(&self, request: Request<pb::DeclarePayloadKeyRequest>) -> Result<Response<pb::PayloadKey>, Status> {
+    async fn declare_payload_key(
+        &self,
+        request: Request<pb::DeclarePayloadKeyRequest>,
+    ) -> Result<Response<pb::PayloadKey>, Status> {
         let (caller, r) = split(request)?;
         let declared = self.service.declare_key(&caller, &r.advisor_id, &signed(r.signed_request.as_ref())?).await?;
         Ok(Response::new(payload_key(&declared)))
     }
 
-    async fn list_payload_keys(&self, request: Request<pb::ListPayloadKeysRequest>) -> Result<Response<pb::ListPayloadKeysResponse>, Status> {
+    async fn list_payload_keys(
+        &self,
+        request: Request<pb::ListPayloadKeysRequest>,
+    ) -> Result<Response<pb::ListPayloadKeysResponse>, Status> {
         let keys = self.service.keys(&request.into_inner().advisor_id).await?;
         Ok(Response::new(pb::ListPayloadKeysResponse { keys: keys.iter().map(payload_key).collect() }))
     }
 
-    async fn retire_payload_key(&self, request: Request<pb::RetirePayloadKeyRequest>) -> Result<Response<pb::PayloadKey>, Status> {
+    async fn retire_payload_key(
+        &self,
+        request: Request<pb::RetirePayloadKeyRequest>,
+    ) -> Result<Response<pb::PayloadKey>, Status> {
         let (caller, r) = split(request)?;
         Ok(Response::new(payload_key(&self.service.retire_key(&caller, &r.advisor_id, &r.key_id).await?)))
     }
 
-    async fn respond_to_consultation(&self, request: Request<pb::RespondToConsultationRequest>) -> Result<Response<pb::Consultation>, Status> {
+    async fn respond_to_consultation(
+        &self,
+        request: Request<pb::RespondToConsultationRequest>,
+    ) -> Result<Response<pb::Consultation>, Status> {
         let (caller, r) = split(request)?;
         let message = signed(r.signed_request.as_ref())?;
         let answered = self.service.respond(&caller, &r.advisor_id, &r.consultation_id, &message).await?;
         Ok(Response::new(consultation(&answered)))
     }
 
-    async fn list_delivery_keys(&self, _: Request<pb::ListDeliveryKeysRequest>) -> Result<Response<pb::ListPayloadKeysResponse>, Status> {
+    async fn list_delivery_keys(
+        &self,
+        _: Request<pb::ListDeliveryKeysRequest>,
+    ) -> Result<Response<pb::ListPayloadKeysResponse>, Status> {
         let keys = self
             .service
             .delivery_keys

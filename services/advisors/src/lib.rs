@@ -42,14 +42,8 @@ pub async fn serve(
         public_url: config.public_url.clone(),
     })
     .spawn(Arc::clone(&deliveries), shutdown.clone());
-    let service = Arc::new(service::Service {
-        store,
-        orgs,
-        clock: shared.clock().clone(),
-        delivery_keys,
-        deliveries,
-        relay,
-    });
+    let service =
+        Arc::new(service::Service { store, orgs, clock: shared.clock().clone(), delivery_keys, deliveries, relay });
     let sweeper = {
         let (service, shutdown) = (Arc::clone(&service), shutdown.clone());
         tokio::spawn(async move {

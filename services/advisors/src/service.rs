@@ -80,7 +80,8 @@ impl Service {
         let principal = caller.principal()?;
         let org_id = uuid(org, Error::Validation(vec![FieldViolation::new("org_id", "must be an org's id")]))?;
         self.orgs.authorize(principal, org_id, Action::AdvisorsWrite).await.map_err(Error::upstream)?;
-        let (name, description, endpoint_url) = advisor::fields(name, description, endpoint_url).map_err(Error::Validation)?;
+        let (name, description, endpoint_url) =
+            advisor::fields(name, description, endpoint_url).map_err(Error::Validation)?;
         let advisor = Advisor {
             id: Uuid::now_v7(),
             org_id,
@@ -108,13 +109,22 @@ impl Service {
         self.advisor_for(caller, id, Action::AdvisorsRead).await
     }
 
-    pub async fn consult(&self, caller: &Caller, advisor_id: &str, question: &str, context_json: &str) -> Result<Consultation, Error> {
+    pub async fn consult(
+        &self,
+        caller: &Caller,
+        advisor_id: &str,
+        question: &str,
+        context_json: &str,
+    ) -> Result<Consultation, Error> {
         let principal = caller.principal()?;
         let advisor = self.advisor_for(caller, advisor_id, Action::AdvisorsRead).await?;
         let mut violations = Vec::new();
         let question = question.trim();
         if question.is_empty() || question.chars().count() > consultation::MAX_QUESTION_LEN || question.contains('\0') {
-            violations.push(FieldViolation::new("question", format!("must be 1 to {} characters", consultation::MAX_QUESTION_LEN)));
+            violations.push(FieldViolation::new(
+                "question",
+                format!("must be 1 to {} characters", consultation::MAX_QUESTION_LEN),
+            ));
         }
         let context = if context_json.is_empty() { "{}" } else { context_json };
         let is_object = serde_json::from_str::<serde_json::Value>(context).is_ok_and(|v| v.is_object());
@@ -141,8 +151,14 @@ impl Service {
                 delivered_at: None,
             }),
         };
-        let event = audit(caller, principal, advisor.org_id, "consultation.created", ("consultation", consultation.id.to_string()))
-            .with_metadata(serde_json::json!({ "advisor_id": advisor.id }));
+        let event = audit(
+            caller,
+            principal,
+            advisor.org_id,
+            "consultation.created",
+            ("consultation", consultation.id.to_string()),
+        )
+        .with_metadata(serde_json::json!({ "advisor_id": advisor.id }));
         let consultation = self.store.insert_consultation(&consultation, &event).await?;
         self.relay.notify_one();
         self.deliveries.notify_one();
@@ -150,7 +166,11 @@ impl Service {
     }
 
     pub async fn consultation(&self, caller: &Caller, id: &str) -> Result<Consultation, Error> {
-        let found = self.store.consultation(uuid(id, Error::ConsultationNotFound)?).await?.ok_or(Error::ConsultationNotFound)?;
+        let found = self
+            .store
+            .consultation(uuid(id, Error::ConsultationNotFound)?)
+            .await?
+            .ok_or(Error::ConsultationNotFound)?;
         self.authorize(caller, found.org_id, Action::AdvisorsRead, Error::ConsultationNotFound).await?;
         Ok(found)
     }
@@ -175,12 +195,25 @@ impl Service {
         let kid = payload_key::kid(&body.key_id)?;
         let public = payload_key::public_key(&body.public_key)?;
         let now = self.clock.now();
-        let verified = httpsig::verify(signed, &proof::policy(now.timestamp()), |keyid| (keyid == kid).then_some(public))
-            .map_err(Error::InvalidSignature)?;
+        let verified =
+            httpsig::verify(signed, &proof::policy(now.timestamp()), |keyid| (keyid == kid).then_some(public))
+                .map_err(Error::InvalidSignature)?;
         self.spend_nonce(advisor.id, &verified.keyid, verified.nonce.as_deref(), now).await?;
-        let key = PayloadKey { advisor_id: advisor.id, kid, public_x: body.public_key, status: payload_key::ACTIVE.into(), declared_at: now };
-        let event = audit(caller, principal, advisor.org_id, "advisor.payload_key_declared", ("advisor", advisor.id.to_string()))
-            .with_metadata(serde_json::json!({ "kid": key.kid, "x": key.public_x }));
+        let key = PayloadKey {
+            advisor_id: advisor.id,
+            kid,
+            public_x: body.public_key,
+            status: payload_key::ACTIVE.into(),
+            declared_at: now,
+        };
+        let event = audit(
+            caller,
+            principal,
+            advisor.org_id,
+            "advisor.payload_key_declared",
+            ("advisor", advisor.id.to_string()),
+        )
+        .with_metadata(serde_json::json!({ "kid": key.kid, "x": key.public_x }));
         let key = self.store.insert_key(&key, &event).await?;
         self.relay.notify_one();
         Ok(key)
@@ -190,8 +223,14 @@ impl Service {
         let principal = caller.principal()?;
         let advisor = self.advisor_for(caller, advisor_id, Action::AdvisorsWrite).await?;
         self.store.key(advisor.id, kid).await?.ok_or(Error::PayloadKeyNotFound)?;
-        let event = audit(caller, principal, advisor.org_id, "advisor.payload_key_retired", ("advisor", advisor.id.to_string()))
-            .with_metadata(serde_json::json!({ "kid": kid }));
+        let event = audit(
+            caller,
+            principal,
+            advisor.org_id,
+            "advisor.payload_key_retired",
+            ("advisor", advisor.id.to_string()),
+        )
+        .with_metadata(serde_json::json!({ "kid": kid }));
         let key = self.store.retire_key(advisor.id, kid, self.clock.now(), &event).await?;
         self.relay.notify_one();
         Ok(key)
@@ -199,14 +238,22 @@ impl Service {
 
     /// An advisor's keys, for anyone (federation): active and retired.
     pub async fn keys(&self, advisor_id: &str) -> Result<Vec<PayloadKey>, Error> {
-        let advisor = self.store.advisor(uuid(advisor_id, Error::AdvisorNotFound)?).await?.ok_or(Error::AdvisorNotFound)?;
+        let advisor =
+            self.store.advisor(uuid(advisor_id, Error::AdvisorNotFound)?).await?.ok_or(Error::AdvisorNotFound)?;
         self.store.keys(advisor.id).await
     }
 
     /// An advisor's answer: signed by one of its active keys over method, path and the
     /// body's digest; kept as it was signed.
-    pub async fn respond(&self, caller: &Caller, advisor_id: &str, consultation_id: &str, signed: &Message) -> Result<Consultation, Error> {
-        let advisor = self.store.advisor(uuid(advisor_id, Error::AdvisorNotFound)?).await?.ok_or(Error::AdvisorNotFound)?;
+    pub async fn respond(
+        &self,
+        caller: &Caller,
+        advisor_id: &str,
+        consultation_id: &str,
+        signed: &Message,
+    ) -> Result<Consultation, Error> {
+        let advisor =
+            self.store.advisor(uuid(advisor_id, Error::AdvisorNotFound)?).await?.ok_or(Error::AdvisorNotFound)?;
         let found = self.store.consultation(uuid(consultation_id, Error::ConsultationNotFound)?).await?;
         let consultation = found.filter(|c| c.advisor_id == advisor.id).ok_or(Error::ConsultationNotFound)?;
         let keys = self.store.keys(advisor.id).await?;
@@ -226,10 +273,19 @@ impl Service {
         if body.answer.trim().is_empty() || body.answer.chars().count() > consultation::MAX_QUESTION_LEN * 5 {
             return Err(Error::Validation(vec![FieldViolation::new("answer", "must be 1 to 50000 characters")]));
         }
-        let answer = Answer { text: body.answer, answered_at: now, key_id: verified.keyid.clone(), signed: signed.keep_covered(&verified.covered) };
-        let mut event = AuditRecord::platform(("advisor_key", verified.keyid), "consultation.answered", ("consultation", consultation.id.to_string()))
-            .from_caller(caller)
-            .with_metadata(serde_json::json!({ "advisor_id": advisor.id }));
+        let answer = Answer {
+            text: body.answer,
+            answered_at: now,
+            key_id: verified.keyid.clone(),
+            signed: signed.keep_covered(&verified.covered),
+        };
+        let mut event = AuditRecord::platform(
+            ("advisor_key", verified.keyid),
+            "consultation.answered",
+            ("consultation", consultation.id.to_string()),
+        )
+        .from_caller(caller)
+        .with_metadata(serde_json::json!({ "advisor_id": advisor.id }));
         event.org_id = consultation.org_id;
         let answered = self.store.answer(consultation.id, &answer, &event).await?;
         self.relay.notify_one();
@@ -237,7 +293,13 @@ impl Service {
     }
 
     /// A nonce is good once per key.
-    async fn spend_nonce(&self, advisor_id: Uuid, kid: &str, nonce: Option<&str>, now: DateTime<Utc>) -> Result<(), Error> {
+    async fn spend_nonce(
+        &self,
+        advisor_id: Uuid,
+        kid: &str,
+        nonce: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
         match nonce {
             Some(nonce) if !self.store.note_nonce(advisor_id, kid, nonce, now).await? => {
                 Err(Error::InvalidSignature(Refusal::ReplayedNonce))

@@ -25,6 +25,8 @@ struct OperatorKey {
 /// The operator's keys: the first seals, all open.
 pub struct Sealer {
     keys: Vec<OperatorKey>,
+    /// Keys fingerprints of what must not be guessable offline (see [`Sealer::mac`]).
+    mac: aws_lc_rs::hmac::Key,
 }
 
 impl fmt::Debug for Sealer {
@@ -60,7 +62,9 @@ impl Sealer {
         if keys.is_empty() {
             return Err("no key given".to_owned());
         }
-        Ok(Self { keys })
+        let first = hex::decode(setting.split(',').next().unwrap_or_default().trim()).unwrap_or_default();
+        let derived = Sha256::new().chain_update(b"keyplane mac\0").chain_update(&first).finalize();
+        Ok(Self { keys, mac: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &derived) })
     }
 
     fn key(bytes: &[u8; KEY_LEN]) -> OperatorKey {
@@ -108,6 +112,13 @@ impl Sealer {
         let plaintext =
             key.key.open_in_place(nonce, Aad::from(context.as_bytes()), &mut buffer).map_err(|_| SealError::Damaged)?;
         Ok(plaintext.to_vec())
+    }
+
+    /// A keyed fingerprint of `data` (HMAC-SHA256 under a key derived from the operator
+    /// key): stored where a plain hash could be brute-forced offline (a request body with
+    /// a password in it, say). It changes when the first operator key does.
+    pub fn mac(&self, data: &[u8]) -> String {
+        hex::encode(aws_lc_rs::hmac::sign(&self.mac, data).as_ref())
     }
 
     /// Whether `sealed` was sealed with the current (first) key; else it should be re-sealed.

@@ -42,6 +42,13 @@ impl RateLimit {
             > u64::from(other.requests) * u64::from(self.per_seconds)
     }
 
+    /// Whether this rate stays inside `bound`: no more requests in a window, and no faster
+    /// on average. (A rate with a longer window but the same average could still be spent
+    /// at once: 10,000,000 a day is not inside 60,000 a minute.)
+    pub fn within(self, bound: Self) -> bool {
+        self.requests <= bound.requests && !self.exceeds(bound)
+    }
+
     pub fn to_proto(self) -> pb::RateLimit {
         pb::RateLimit { requests: self.requests, per_seconds: self.per_seconds }
     }
@@ -73,6 +80,12 @@ mod tests {
         let faster = RateLimit::parse("101/1").unwrap();
         assert!(faster.exceeds(rate) && !rate.exceeds(faster) && !rate.exceeds(rate));
         assert!(!RateLimit::parse("100/1").unwrap().exceeds(rate), "the same rate, another window");
+        assert!(RateLimit::parse("100/1").unwrap().within(rate) && rate.within(rate));
+        assert!(
+            !RateLimit::parse("10000000/86400").unwrap().within(RateLimit::parse("60000/60").unwrap()),
+            "a day's burst"
+        );
+        assert!(RateLimit::parse("3/61").unwrap().within(RateLimit::parse("5/60").unwrap()));
         assert_eq!(RateLimit::new("rate_limit", 0, 1).unwrap_err().field, "rate_limit.requests");
     }
 }

@@ -20,6 +20,8 @@ pub enum Error {
     ExpiryNotAllowed(chrono::DateTime<chrono::Utc>),
     #[error("the key may allow at most {0} requests per seconds (its creator key's own limit)")]
     RateLimitNotAllowed(keyplane_common::rate_limit::RateLimit),
+    #[error("a key cannot change its own rate limit; a person or another key may")]
+    OwnRateLimit,
     #[error("a {0} cannot hold a credential with these scopes: {1}")]
     RoleTooLow(keyplane_common::authz::Role, String),
     #[error("no such organization")]
@@ -58,7 +60,7 @@ impl ServiceError for Error {
             Self::EnvironmentNotAllowed(_) => (Kind::PermissionDenied, "environment_not_allowed"),
             Self::ExpiryNotAllowed(_) => (Kind::PermissionDenied, "expiry_not_allowed"),
             Self::RoleTooLow(..) => (Kind::PermissionDenied, "insufficient_role"),
-            Self::RateLimitNotAllowed(_) => (Kind::PermissionDenied, "rate_limit_not_allowed"),
+            Self::RateLimitNotAllowed(_) | Self::OwnRateLimit => (Kind::PermissionDenied, "rate_limit_not_allowed"),
             Self::OrgNotFound => (Kind::NotFound, "org_not_found"),
             Self::CreatorNotMember => (Kind::PermissionDenied, "creator_not_member"),
             Self::NotCreator => (Kind::PermissionDenied, "not_key_creator"),

@@ -45,6 +45,7 @@ pub async fn serve(
         relay,
         clock: shared.clock().clone(),
         max_key_rate: config.max_key_rate,
+        default_key_rate: config.default_key_rate,
     });
     let server = KeysServiceServer::new(grpc::KeysGrpc::new(service, shared.clock().clone()));
     kgrpc::serve_guarded(server, shared.internal_auth("keys"), listener, shutdown).await?;

@@ -44,6 +44,8 @@ pub struct Service {
     pub clock: Clock,
     /// The most a key's own rate limit may allow (the operator's ceiling).
     pub max_key_rate: RateLimit,
+    /// The rate of a key without one of its own.
+    pub default_key_rate: RateLimit,
 }
 
 /// What a new API key asks for, before validation.
@@ -130,6 +132,7 @@ impl Service {
                 environment: Some(environment),
                 expires_at,
                 rate_limit: new.rate_limit,
+                default_rate: self.default_key_rate,
             },
         )?;
         let secret = self.format.generate(CredentialType::ApiKey(environment));
@@ -198,18 +201,27 @@ impl Service {
             None => Some(key.name.clone()),
         };
         let rate_limit = match change.rate_limit {
+            Some(_) if matches!(principal, Principal::ApiKey(own) if own.key_id == key.id) => {
+                // Changing its own window would start its count afresh: a key could spend
+                // its budget, change its window, and spend it again.
+                return Err(Error::OwnRateLimit);
+            }
             Some(wanted) => {
                 if let Err(v) = self.under_ceiling(wanted) {
                     violations.push(v);
                 }
-                // A key with a limit of its own clears a limit to its own, never to more.
-                grant::rate_change(principal, wanted)?
+                // A key gives no more than it has; cleared by a key with a limit of its
+                // own, the limit becomes that one.
+                grant::rate_change(principal, self.default_key_rate, wanted)?
             }
             None => key.rate_limit,
         };
         let (Some(name), true) = (name, violations.is_empty()) else { return Err(Error::Validation(violations)) };
         if key.status(self.clock.now()) == KeyStatus::Revoked {
             return Err(Error::KeyRevoked);
+        }
+        if name == key.name && rate_limit == key.rate_limit {
+            return Ok(key);
         }
         let changed = Credential { name, rate_limit, ..key.clone() };
         let event = audit(caller, principal, &changed, "api_key.updated").with_metadata(serde_json::json!({
@@ -228,7 +240,7 @@ impl Service {
     /// A key's own rate may not pass the operator's ceiling.
     fn under_ceiling(&self, rate: Option<RateLimit>) -> Result<(), FieldViolation> {
         match rate {
-            Some(rate) if rate.exceeds(self.max_key_rate) => Err(FieldViolation::new(
+            Some(rate) if !rate.within(self.max_key_rate) => Err(FieldViolation::new(
                 "rate_limit",
                 format!("may allow at most {} requests per seconds (the operator's ceiling)", self.max_key_rate),
             )),
@@ -385,6 +397,7 @@ impl Service {
                 environment: None,
                 expires_at,
                 rate_limit: None,
+                default_rate: self.default_key_rate,
             },
         )?;
         // A token acts for its creator: it holds no scope its creator's role could not use.

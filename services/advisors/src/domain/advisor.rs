@@ -23,11 +23,18 @@ pub struct Advisor {
 
 /// The fields of a new advisor, checked: a name, a description, and an `http(s)` endpoint
 /// without credentials in it (those would be stored and shown).
-pub fn fields(name: &str, description: &str, endpoint_url: &str) -> Result<(String, String, String), Vec<FieldViolation>> {
+pub fn fields(
+    name: &str,
+    description: &str,
+    endpoint_url: &str,
+) -> Result<(String, String, String), Vec<FieldViolation>> {
     let mut violations = Vec::new();
     let name = text::display_text("name", name, MAX_NAME_LEN).map_err(|v| violations.push(v)).ok();
     let description = if description.chars().count() > MAX_DESCRIPTION_LEN || description.contains('\0') {
-        violations.push(FieldViolation::new("description", format!("must be at most {MAX_DESCRIPTION_LEN} characters, without NUL")));
+        violations.push(FieldViolation::new(
+            "description",
+            format!("must be at most {MAX_DESCRIPTION_LEN} characters, without NUL"),
+        ));
         None
     } else {
         Some(description.trim().to_owned())

@@ -32,7 +32,8 @@ impl PayloadKey {
 
 /// A `kid`: 1 to 128 of `[A-Za-z0-9._:-]`.
 pub fn kid(raw: &str) -> Result<String, FieldViolation> {
-    let ok = (1..=MAX_KID_LEN).contains(&raw.len()) && raw.chars().all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c));
+    let ok =
+        (1..=MAX_KID_LEN).contains(&raw.len()) && raw.chars().all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c));
     if ok {
         Ok(raw.to_owned())
     } else {
@@ -42,7 +43,8 @@ pub fn kid(raw: &str) -> Result<String, FieldViolation> {
 
 /// A raw Ed25519 public key, base64url without padding, that is a point on the curve.
 pub fn public_key(x: &str) -> Result<VerifyingKey, FieldViolation> {
-    let problem = || FieldViolation::new("public_key", "must be a raw 32-byte Ed25519 public key, base64url without padding");
+    let problem =
+        || FieldViolation::new("public_key", "must be a raw 32-byte Ed25519 public key, base64url without padding");
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(x).map_err(|_| problem())?;
     let bytes: [u8; 32] = bytes.try_into().map_err(|_| problem())?;
     VerifyingKey::from_bytes(&bytes).map_err(|_| problem())

@@ -13,8 +13,8 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use entities::{advisors, consultations, delivery_keys, payload_keys, seen_nonces};
 pub use entities::delivery_keys::Model as DeliveryKeyRow;
+use entities::{advisors, consultations, delivery_keys, payload_keys, seen_nonces};
 
 use crate::{
     domain::{
@@ -104,7 +104,13 @@ impl Store {
         Ok(payload_keys::Entity::find_by_id((advisor_id, kid.to_owned())).one(&self.db).await?.map(to_key))
     }
 
-    pub async fn retire_key(&self, advisor_id: Uuid, kid: &str, now: DateTime<Utc>, audit: &AuditRecord) -> Result<PayloadKey, Error> {
+    pub async fn retire_key(
+        &self,
+        advisor_id: Uuid,
+        kid: &str,
+        now: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> Result<PayloadKey, Error> {
         let txn = self.db.begin().await?;
         let updated = payload_keys::Entity::update_many()
             .col_expr(payload_keys::Column::Status, Expr::value(RETIRED))
@@ -181,7 +187,13 @@ impl Store {
     }
 
     /// Notes a signature's nonce; false when it was seen before (a replay).
-    pub async fn note_nonce(&self, advisor_id: Uuid, kid: &str, nonce: &str, now: DateTime<Utc>) -> Result<bool, Error> {
+    pub async fn note_nonce(
+        &self,
+        advisor_id: Uuid,
+        kid: &str,
+        nonce: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, Error> {
         let row = seen_nonces::ActiveModel {
             advisor_id: Set(advisor_id),
             kid: Set(kid.to_owned()),
@@ -220,7 +232,10 @@ impl Store {
     pub async fn record_attempt(&self, id: Uuid, attempt: &Attempt) -> Result<(), Error> {
         consultations::Entity::update_many()
             .col_expr(consultations::Column::DeliveryStatus, Expr::value(attempt.status.as_str()))
-            .col_expr(consultations::Column::DeliveryAttempts, Expr::value(i32::try_from(attempt.attempts).unwrap_or(i32::MAX)))
+            .col_expr(
+                consultations::Column::DeliveryAttempts,
+                Expr::value(i32::try_from(attempt.attempts).unwrap_or(i32::MAX)),
+            )
             .col_expr(consultations::Column::DeliveryLastError, Expr::value(attempt.error.clone()))
             .col_expr(consultations::Column::NextDeliveryAt, Expr::value(attempt.next_at))
             .col_expr(consultations::Column::DeliveredAt, Expr::value(attempt.delivered_at))

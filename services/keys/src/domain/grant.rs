@@ -42,6 +42,8 @@ pub struct Request<'a> {
     pub environment: Option<Environment>,
     pub expires_at: Option<DateTime<Utc>>,
     pub rate_limit: Option<RateLimit>,
+    /// The rate of a key without one of its own (the gateway's default for keys).
+    pub default_rate: RateLimit,
 }
 
 /// Decides the grant of a credential made by `caller`. A user's omitted scopes mean full
@@ -61,7 +63,7 @@ pub fn grant(caller: &Principal, requested: &Request<'_>) -> Result<Grant, Error
             rate_limit: requested.rate_limit,
         });
     };
-    let rate_limit = rate_within(parent.rate_limit, requested.rate_limit)?;
+    let rate_limit = rate_within(parent.rate_limit, requested.default_rate, requested.rate_limit)?;
     let scopes = scopes.ok_or(Error::ScopesRequired)?;
     if !parent.scopes.covers(&scopes) {
         return Err(Error::InsufficientScope);
@@ -90,19 +92,32 @@ pub fn grant(caller: &Principal, requested: &Request<'_>) -> Result<Grant, Error
     Ok(Grant { scopes, resource_ids, rate_limit })
 }
 
-/// A key with its own rate limit gives no more to a key it makes or changes; a child
-/// that names none inherits it.
-pub fn rate_within(parent: Option<RateLimit>, wanted: Option<RateLimit>) -> Result<Option<RateLimit>, Error> {
-    match (parent, wanted) {
-        (Some(limit), Some(wanted)) if wanted.exceeds(limit) => Err(Error::RateLimitNotAllowed(limit)),
-        (Some(limit), None) => Ok(Some(limit)),
-        (_, wanted) => Ok(wanted),
+/// A key gives no more rate than it has itself (its own limit, or the default) to a key
+/// it makes or changes; a child that names none inherits the parent's own limit.
+pub fn rate_within(
+    parent: Option<RateLimit>,
+    default: RateLimit,
+    wanted: Option<RateLimit>,
+) -> Result<Option<RateLimit>, Error> {
+    let bound = parent.unwrap_or(default);
+    match wanted {
+        Some(wanted) if !wanted.within(bound) => Err(Error::RateLimitNotAllowed(bound)),
+        Some(wanted) => Ok(Some(wanted)),
+        None => Ok(parent),
     }
 }
 
-/// The rate limit `caller` may set on an existing key (on update), by the same rule.
-pub fn rate_change(caller: &Principal, wanted: Option<RateLimit>) -> Result<Option<RateLimit>, Error> {
-    rate_within(parent_of(caller).and_then(|p| p.rate_limit), wanted)
+/// The rate limit `caller` may set on an existing key (on update), by the same rule;
+/// people are bounded by the operator's ceiling alone (checked apart).
+pub fn rate_change(
+    caller: &Principal,
+    default: RateLimit,
+    wanted: Option<RateLimit>,
+) -> Result<Option<RateLimit>, Error> {
+    match parent_of(caller) {
+        Some(parent) => rate_within(parent.rate_limit, default, wanted),
+        None => Ok(wanted),
+    }
 }
 
 /// Whether a key or token `caller` holds everything `target` holds (its scopes, its
@@ -231,7 +246,14 @@ mod tests {
     }
 
     fn asks<'a>(scopes: Option<&'a [String]>, pins: &'a [String]) -> Request<'a> {
-        Request { scopes, resource_ids: pins, environment: Some(Environment::Test), expires_at: None, rate_limit: None }
+        Request {
+            scopes,
+            resource_ids: pins,
+            environment: Some(Environment::Test),
+            expires_at: None,
+            rate_limit: None,
+            default_rate: RateLimit { requests: 6000, per_seconds: 60 },
+        }
     }
 
     #[test]
@@ -287,8 +309,19 @@ mod tests {
         assert_eq!(grant(&caller, &slower).unwrap().rate_limit, Some(rate("10/60")));
         let faster = Request { rate_limit: Some(rate("2/1")), ..asks(Some(&scopes), &[]) };
         assert!(matches!(grant(&caller, &faster), Err(Error::RateLimitNotAllowed(_))));
-        assert!(matches!(rate_change(&caller, Some(rate("1000/60"))), Err(Error::RateLimitNotAllowed(_))));
+        let longer = Request { rate_limit: Some(rate("7200/86400")), ..asks(Some(&scopes), &[]) };
+        assert!(
+            matches!(grant(&caller, &longer), Err(Error::RateLimitNotAllowed(_))),
+            "the same average, a bigger burst"
+        );
+        let default = rate("6000/60");
+        assert!(matches!(rate_change(&caller, default, Some(rate("1000/60"))), Err(Error::RateLimitNotAllowed(_))));
         assert_eq!(grant(&user(), &faster).unwrap().rate_limit, Some(rate("2/1")), "a user's own choice");
+        // A key without a limit of its own has the default, and gives no more.
+        let unlimited = Principal::ApiKey(key(&["write:keys"], &[]));
+        let above_default = Request { rate_limit: Some(rate("60000/60")), ..asks(Some(&scopes), &[]) };
+        assert!(matches!(grant(&unlimited, &above_default), Err(Error::RateLimitNotAllowed(_))));
+        assert!(matches!(rate_change(&unlimited, default, Some(rate("60000/60"))), Err(Error::RateLimitNotAllowed(_))));
     }
 
     #[test]
