@@ -74,6 +74,17 @@ pub enum TrustedProxies {
 }
 
 impl TrustedProxies {
+    /// The scheme the client used: the gateway serves plain HTTP, so `https` only when a
+    /// trusted proxy in front says so (`X-Forwarded-Proto`).
+    pub fn scheme(&self, headers: &axum::http::HeaderMap) -> &'static str {
+        let forwarded = headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok());
+        match (self, forwarded) {
+            (Self::None, _) | (_, None) => "http",
+            (_, Some(proto)) if proto.trim().eq_ignore_ascii_case("https") => "https",
+            _ => "http",
+        }
+    }
+
     /// `KEYPLANE_TRUSTED_PROXIES`: a count (`1`) or networks (`10.0.0.0/8, 192.0.2.7`).
     pub fn parse(value: &str) -> Result<Self, String> {
         let value = value.trim();

@@ -1,5 +1,6 @@
 //! The end-to-end suite: one test binary, the whole platform per test, REST and gRPC.
 
+mod advisors;
 mod audit;
 mod conformance;
 mod dataplane;

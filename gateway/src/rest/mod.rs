@@ -1,5 +1,6 @@
 //! The public REST surface: routes grouped by the credential they accept.
 
+pub mod advisors;
 pub mod auth;
 pub mod dataplane;
 pub mod dto;
@@ -68,8 +69,12 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/api/v1/auth/refresh", post(auth::refresh))
         .route("/api/v1/auth/verify-email", post(auth::verify_email))
         .route_layer(from_fn_with_state(state.clone(), throttle::sign_in));
+    // Checked by signature (or for anyone): each source address has a budget.
     let verify = Router::new()
         .route("/api/v1/keys/verify", post(auth::verify))
+        .route("/api/v1/advisors/delivery-keys", get(advisors::delivery_keys))
+        .route("/api/v1/advisors/{id}/payload-keys", get(advisors::keys))
+        .route("/api/v1/advisors/{id}/consultations/{consultation_id}/response", post(advisors::respond))
         .route_layer(from_fn_with_state(state.clone(), throttle::verify));
     let session = Router::new()
         .route("/api/ensure-dev-org", post(orgs::ensure_dev_org))
@@ -80,6 +85,12 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/api/v1/invitations/{id}/decline", post(invitations::decline))
         .route("/api/v1/mcp-tokens", get(keys::list_mcp_tokens).post(keys::create_mcp_token))
         .route("/api/v1/mcp-tokens/{id}", delete(keys::revoke_mcp_token))
+        .route("/api/v1/advisors", get(advisors::list))
+        .route("/api/v1/advisors/register", post(advisors::register))
+        .route("/api/v1/advisors/consult", post(advisors::consult))
+        .route("/api/v1/advisors/consultations/{id}", get(advisors::consultation))
+        .route("/api/v1/advisors/{id}/payload-key", post(advisors::declare_key))
+        .route("/api/v1/advisors/{id}/payload-keys/{key_id}", delete(advisors::retire_key))
         .route_layer(from_fn_with_state(state.clone(), guard::session));
 
     let identify = Router::new()

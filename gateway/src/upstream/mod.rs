@@ -1,6 +1,7 @@
 //! Calls to the services: one thin function per RPC, each sending the caller's principal
 //! and origin along (internal token, trace context, client address).
 
+mod advisors;
 mod identity;
 mod keys;
 mod orgs;
@@ -8,6 +9,7 @@ mod usage;
 
 use keyplane_common::{config::Target, grpc::Outbound, internal_auth::Caller, runtime::Shared};
 use keyplane_proto::{
+    advisors::v1::advisors_service_client::AdvisorsServiceClient,
     identity::v1::identity_service_client::IdentityServiceClient, keys::v1::keys_service_client::KeysServiceClient,
     orgs::v1::orgs_service_client::OrgsServiceClient, usage::v1::usage_service_client::UsageServiceClient,
 };
@@ -21,6 +23,7 @@ pub struct Upstream {
     pub keys: KeysServiceClient<Channel>,
     pub orgs: OrgsServiceClient<Channel>,
     pub usage: UsageServiceClient<Channel>,
+    pub advisors: AdvisorsServiceClient<Channel>,
     /// Every service's channel, for readiness checks.
     pub channels: Vec<(Target, Channel)>,
     outbound: Outbound,
@@ -42,6 +45,7 @@ impl Upstream {
             keys: KeysServiceClient::new(channel(Target::Keys)),
             orgs: OrgsServiceClient::new(channel(Target::Orgs)),
             usage: UsageServiceClient::new(channel(Target::Usage)),
+            advisors: AdvisorsServiceClient::new(channel(Target::Advisors)),
             channels,
             outbound: shared.outbound("gateway"),
         })

@@ -1,0 +1,283 @@
+//! Advisors: registered by an admin, their Ed25519 payload keys declared with proof of
+//! possession (RFC 9421), consulted by members, answering with signed requests that
+//! anyone can verify again, and consultations delivered to their endpoints, signed.
+
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicUsize, Ordering},
+};
+
+use axum::{Router, body::Bytes, http::HeaderMap, http::StatusCode, routing::post};
+use base64::Engine;
+use keyplane_common::httpsig::{self, Message, Policy};
+use keyplane_e2e::{
+    Api, Platform, Reply, User, eventually,
+    signing::{AdvisorKey, Signing, signed_post},
+};
+use serde_json::{Value, json};
+
+/// A receiver of deliveries: fails the first, keeps the rest (headers and body).
+#[derive(Clone, Default)]
+struct Receiver {
+    calls: Arc<AtomicUsize>,
+    received: Arc<Mutex<Vec<(HeaderMap, Bytes)>>>,
+}
+
+async fn receiver() -> (String, Receiver) {
+    let state = Receiver::default();
+    let kept = state.clone();
+    let app = Router::new().route(
+        "/hook",
+        post(move |headers: HeaderMap, body: Bytes| {
+            let kept = kept.clone();
+            async move {
+                if kept.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    return StatusCode::INTERNAL_SERVER_ERROR;
+                }
+                kept.received.lock().unwrap().push((headers, body));
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = keyplane_common::testsuite::listener().await;
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, state)
+}
+
+async fn register(api: &Api, admin: &User, org: &str, endpoint: &str) -> String {
+    let body = json!({"org_id": org, "name": "Acme advisor", "description": "answers", "endpoint_url": endpoint});
+    let reply = api.post("/api/v1/advisors/register", Some(&admin.token), body).await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    reply.str("id")
+}
+
+async fn declare(api: &Api, admin: &User, advisor: &str, key: &AdvisorKey, signing: &Signing<'_>) -> Reply {
+    let body = json!({"key_id": key.kid, "public_key": key.x()});
+    signed_post(api, &format!("/api/v1/advisors/{advisor}/payload-key"), Some(&admin.token), &body, key, signing).await
+}
+
+/// Verifies an answer again from what the platform kept and the key it published.
+fn verifies_again(consultation: &Value, jwks: &Value) -> Result<(), httpsig::Refusal> {
+    let signed = &consultation["response"]["signed_request"];
+    let message = Message {
+        method: signed["method"].as_str().unwrap().into(),
+        scheme: signed["scheme"].as_str().unwrap().into(),
+        authority: signed["authority"].as_str().unwrap().into(),
+        path: signed["path"].as_str().unwrap().into(),
+        query: signed["query"].as_str().unwrap().into(),
+        headers: serde_json::from_value(signed["headers"].clone()).unwrap(),
+        body: base64::engine::general_purpose::STANDARD.decode(signed["body"].as_str().unwrap()).unwrap(),
+    };
+    let answered: chrono::DateTime<chrono::Utc> =
+        consultation["response"]["answered_at"].as_str().unwrap().parse().unwrap();
+    let policy = Policy {
+        required: &["@method", "@path", "content-digest"],
+        max_age: std::time::Duration::from_secs(300),
+        now: answered.timestamp(),
+    };
+    httpsig::verify(&message, &policy, |kid| {
+        let jwk = jwks["keys"].as_array()?.iter().find(|k| k["kid"] == kid)?;
+        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(jwk["x"].as_str()?).ok()?;
+        ed25519_dalek::VerifyingKey::from_bytes(&x.try_into().ok()?).ok()
+    })
+    .map(|_| ())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_declare_consult_deliver_answer_and_verify_again() {
+    let p = Platform::start().await;
+    let (endpoint, received) = receiver().await;
+    let owner = p.api.signup().await;
+    let (org, _) = p.api.dev_org(&owner, false).await;
+    let member = p.api.verified_signup().await;
+    p.api.join(&owner.token, &org, &member, "member").await;
+    let advisor = register(&p.api, &owner, &org, &endpoint).await;
+    let listed = p.api.get(&format!("/api/v1/advisors?org_id={org}"), Some(&member.token)).await;
+    assert_eq!(listed.body["data"][0]["id"], advisor.as_str(), "{}", listed.text);
+    // Registering takes an admin's session.
+    let by_member =
+        p.api.post("/api/v1/advisors/register", Some(&member.token), json!({"org_id": org, "name": "x"})).await;
+    assert_eq!(by_member.status, 403);
+
+    // The payload key, declared with proof of possession.
+    let key = AdvisorKey::new("acme-2026");
+    let declared = declare(&p.api, &owner, &advisor, &key, &Signing::default()).await;
+    assert_eq!(declared.status, 201, "{}", declared.text);
+    assert_eq!(
+        (declared.str("kty"), declared.str("crv"), declared.str("x")),
+        ("OKP".into(), "Ed25519".into(), key.x())
+    );
+    let jwks = p.api.get(&format!("/api/v1/advisors/{advisor}/payload-keys"), None).await;
+    assert_eq!((jwks.status, jwks.body["keys"][0]["kid"].as_str()), (200, Some("acme-2026")), "for anyone");
+
+    // A member consults; the consultation goes to the advisor's endpoint, signed by the
+    // platform, after one failed attempt.
+    let asked = p
+        .api
+        .post(
+            "/api/v1/advisors/consult",
+            Some(&member.token),
+            json!({"advisor_id": advisor, "question": "Is this ok?", "context": {"age": 12}}),
+        )
+        .await;
+    assert_eq!((asked.status, asked.str("status")), (202, "pending".to_owned()), "{}", asked.text);
+    let consultation = asked.str("id");
+    let path = format!("/api/v1/advisors/consultations/{consultation}");
+    let delivered = eventually(std::time::Duration::from_secs(15), || async {
+        p.api.get(&path, Some(&member.token)).await.body["delivery"]["status"] == "delivered"
+    })
+    .await;
+    let state = p.api.get(&path, Some(&member.token)).await;
+    assert!(delivered, "{}", state.text);
+    assert_eq!(state.body["delivery"]["attempts"], 2, "one retry");
+    let (headers, body) = received.received.lock().unwrap()[0].clone();
+    let delivery: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(delivery["consultation"]["id"], consultation.as_str());
+    let platform_keys = p.api.get("/api/v1/advisors/delivery-keys", None).await.body;
+    let endpoint_url = reqwest::Url::parse(&endpoint).unwrap();
+    let sent = Message {
+        method: "POST".into(),
+        scheme: "http".into(),
+        authority: format!("127.0.0.1:{}", endpoint_url.port().unwrap()),
+        path: "/hook".into(),
+        query: String::new(),
+        headers: headers.iter().map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap().to_owned())).collect(),
+        body: body.to_vec(),
+    };
+    let policy = Policy {
+        required: &["@method", "@target-uri", "content-digest"],
+        max_age: std::time::Duration::from_secs(300),
+        now: chrono::Utc::now().timestamp(),
+    };
+    let checked = httpsig::verify(&sent, &policy, |kid| {
+        let jwk = platform_keys["keys"].as_array()?.iter().find(|k| k["kid"] == kid)?;
+        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(jwk["x"].as_str()?).ok()?;
+        ed25519_dalek::VerifyingKey::from_bytes(&x.try_into().ok()?).ok()
+    });
+    assert!(checked.is_ok(), "the delivery is signed by the platform's published key: {checked:?}");
+
+    // The advisor answers, signed by its key; anyone can verify the kept answer again.
+    let answer_path = format!("/api/v1/advisors/{advisor}/consultations/{consultation}/response");
+    let answered =
+        signed_post(&p.api, &answer_path, None, &json!({"answer": "Yes, with care."}), &key, &Signing::default()).await;
+    assert_eq!((answered.status, answered.str("status")), (200, "answered".to_owned()), "{}", answered.text);
+    let got = p.api.get(&path, Some(&member.token)).await.body;
+    assert_eq!(got["response"]["answer"], "Yes, with care.");
+    assert_eq!(got["response"]["key_id"], "acme-2026");
+    assert!(verifies_again(&got, &jwks.body).is_ok(), "{:?}", verifies_again(&got, &jwks.body));
+    // Tampering with the kept answer breaks the signature.
+    let mut forged = got.clone();
+    forged["response"]["signed_request"]["body"] =
+        json!(base64::engine::general_purpose::STANDARD.encode(br#"{"answer":"No."}"#));
+    assert!(verifies_again(&forged, &jwks.body).is_err());
+    let twice = signed_post(&p.api, &answer_path, None, &json!({"answer": "again"}), &key, &Signing::default()).await;
+    assert_eq!((twice.status, twice.error_code()), (409, "consultation_answered"));
+
+    // Another tenant sees nothing of it.
+    let stranger = p.api.signup().await;
+    assert_eq!(p.api.get(&path, Some(&stranger.token)).await.status, 404);
+    let theirs = p
+        .api
+        .post("/api/v1/advisors/consult", Some(&stranger.token), json!({"advisor_id": advisor, "question": "?"}))
+        .await;
+    assert_eq!((theirs.status, theirs.error_code()), (404, "advisor_not_found"));
+
+    // A retired key verifies no answer; it stays listed, retired.
+    let retired = p.api.delete(&format!("/api/v1/advisors/{advisor}/payload-keys/acme-2026"), Some(&owner.token)).await;
+    assert_eq!((retired.status, retired.str("status")), (200, "retired".to_owned()), "{}", retired.text);
+    let again = p
+        .api
+        .post("/api/v1/advisors/consult", Some(&member.token), json!({"advisor_id": advisor, "question": "And now?"}))
+        .await;
+    let late = signed_post(
+        &p.api,
+        &format!("/api/v1/advisors/{advisor}/consultations/{}/response", again.str("id")),
+        None,
+        &json!({"answer": "x"}),
+        &key,
+        &Signing::default(),
+    )
+    .await;
+    assert_eq!((late.status, late.error_code()), (401, "invalid_signature"), "{}", late.text);
+}
+
+/// Each kind of bad signature on a key declaration is refused with 401 invalid_signature,
+/// saying which part failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_bad_signature_is_refused_and_says_why() {
+    let p = Platform::start().await;
+    let owner = p.api.signup().await;
+    let (org, _) = p.api.dev_org(&owner, false).await;
+    let advisor = register(&p.api, &owner, &org, "").await;
+    let key = AdvisorKey::new("k1");
+    let declare_path = format!("/api/v1/advisors/{advisor}/payload-key");
+
+    let unsigned = p.api.post(&declare_path, Some(&owner.token), json!({"key_id": "k1", "public_key": key.x()})).await;
+    assert_eq!((unsigned.status, unsigned.error_code()), (401, "invalid_signature"));
+    assert!(unsigned.body["message"].as_str().unwrap().contains("Signature-Input"), "{}", unsigned.text);
+
+    let cases: Vec<(&str, Reply)> = vec![
+        ("does not verify", {
+            // Signed by another key than the one declared.
+            let other = AdvisorKey { kid: "k1".into(), key: AdvisorKey::new("x").key };
+            let body = json!({"key_id": "k1", "public_key": key.x()});
+            signed_post(&p.api, &declare_path, Some(&owner.token), &body, &other, &Signing::default()).await
+        }),
+        (
+            "created",
+            declare(
+                &p.api,
+                &owner,
+                &advisor,
+                &key,
+                &Signing { created: chrono::Utc::now().timestamp() - 600, ..Signing::default() },
+            )
+            .await,
+        ),
+        (
+            "does not cover content-digest",
+            declare(&p.api, &owner, &advisor, &key, &Signing { covered: &["@method", "@path"], ..Signing::default() })
+                .await,
+        ),
+        (
+            "does not match the body",
+            declare(
+                &p.api,
+                &owner,
+                &advisor,
+                &key,
+                &Signing { signed_body: Some(b"{}".to_vec()), ..Signing::default() },
+            )
+            .await,
+        ),
+    ];
+    for (says, reply) in &cases {
+        assert_eq!((reply.status, reply.error_code()), (401, "invalid_signature"), "{says}: {}", reply.text);
+        assert!(reply.body["message"].as_str().unwrap().contains(says), "{says}: {}", reply.text);
+    }
+    // A good one, then the very same signed request again: the nonce was spent.
+    let once = Signing { nonce: Some("only-once".into()), ..Signing::default() };
+    assert_eq!(declare(&p.api, &owner, &advisor, &key, &once).await.status, 201);
+    let replay = declare(&p.api, &owner, &advisor, &key, &once).await;
+    assert_eq!((replay.status, replay.error_code()), (401, "invalid_signature"), "{}", replay.text);
+    assert!(replay.body["message"].as_str().unwrap().contains("nonce"), "{}", replay.text);
+    // The session must be an admin's, even with a good signature.
+    let member = p.api.verified_signup().await;
+    p.api.join(&owner.token, &org, &member, "member").await;
+    let other = AdvisorKey::new("k2");
+    let by_member = declare(&p.api, &member, &advisor, &other, &Signing::default()).await;
+    assert_eq!(by_member.status, 403, "{}", by_member.text);
+    // A key is no session for declaring.
+    let (_, api_key) = p.api.key(&owner.token, &org, json!({"name": "k", "environment": "test"})).await;
+    let by_key = signed_post(
+        &p.api,
+        &declare_path,
+        Some(&api_key),
+        &json!({"key_id": "k2", "public_key": other.x()}),
+        &other,
+        &Signing::default(),
+    )
+    .await;
+    assert_eq!(by_key.status, 401, "{}", by_key.text);
+}
