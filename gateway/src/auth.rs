@@ -39,6 +39,8 @@ pub enum Policy {
     Key,
     /// RFC 9421 signatures only: any bearer is refused.
     Signature,
+    /// An MCP token: the MCP server.
+    Mcp,
 }
 
 /// A bearer, classified by its shape alone.
@@ -93,6 +95,10 @@ fn use_api_key() -> ApiError {
     ApiError::unauthorized("use_api_key", "use an API key")
 }
 
+fn use_mcp_token() -> ApiError {
+    ApiError::unauthorized("use_mcp_token", "the MCP server takes an MCP token")
+}
+
 fn session_required() -> ApiError {
     ApiError::unauthorized("session_required", "this route needs a session bearer, not an API key")
 }
@@ -117,11 +123,13 @@ async fn authenticate(
     })?;
     match (classify(state, token)?, policy) {
         (Bearer::Session(_), Policy::Key) => Err(use_api_key()),
+        (Bearer::Session(_), Policy::Mcp) => Err(use_mcp_token()),
         (Bearer::Session(token), _) => state.verifier.verify_session(token, caller).await,
         (Bearer::Secret(parsed), policy) => {
             let is_key = matches!(parsed.credential_type, CredentialType::ApiKey(_));
             match policy {
                 Policy::Session => return Err(session_required()),
+                Policy::Mcp if is_key => return Err(use_mcp_token()),
                 Policy::Key | Policy::Management | Policy::Identify if !is_key => return Err(use_api_key()),
                 _ => {}
             }
@@ -176,6 +184,10 @@ pub async fn identify(State(state): State<AppState>, request: Request, next: Nex
 
 pub async fn key(State(state): State<AppState>, request: Request, next: Next) -> Response {
     require(state, Policy::Key, request, next).await
+}
+
+pub async fn mcp(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    require(state, Policy::Mcp, request, next).await
 }
 
 pub async fn signature(State(state): State<AppState>, request: Request, next: Next) -> Response {

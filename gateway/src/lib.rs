@@ -9,6 +9,7 @@ mod error;
 mod forwarder;
 mod idempotency;
 mod limiter;
+mod mcp;
 mod meter;
 mod metrics;
 mod upstream;

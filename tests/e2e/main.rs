@@ -10,6 +10,7 @@ mod identity;
 mod invitations;
 mod keys;
 mod limits;
+mod mcp;
 mod oidc;
 mod orgs;
 mod resilience;

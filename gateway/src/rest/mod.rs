@@ -121,6 +121,11 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/api/v1/developer/{*path}", any(dataplane::forward))
         .route_layer(from_fn_with_state(state.clone(), guard::key));
 
+    // The MCP server: MCP tokens only, checked on every request.
+    let mcp = Router::new()
+        .nest_service("/mcp", crate::mcp::service(state.clone()))
+        .layer(from_fn_with_state(state.clone(), guard::mcp));
+
     let census = Router::new()
         .route("/api/v1/ocss/census/{*path}", any(not_found))
         .route_layer(from_fn_with_state(state.clone(), guard::signature));
@@ -132,6 +137,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(identify)
         .merge(management)
         .merge(data_plane)
+        .merge(mcp)
         .merge(census)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -8,7 +8,7 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 use keyplane_common::{internal_auth::Caller, time};
-use keyplane_proto::usage::v1::QueryRequest;
+use keyplane_proto::usage::v1::{QueryRequest, QueryResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::{error::ApiError, extract::ApiQuery, state::AppState};
@@ -52,22 +52,27 @@ pub async fn get(
         to: query.to.map(time::to_proto),
         key_id: query.key_id.unwrap_or_default(),
     };
-    let answer = state.upstream.query_usage(&caller, request).await?;
-    let at = |t: Option<prost_types::Timestamp>| t.as_ref().and_then(time::from_proto);
-    Ok(Json(Usage {
-        org_id: answer.org_id,
-        from: at(answer.from),
-        to: at(answer.to),
-        granularity: "hour",
-        data: answer
-            .data
-            .into_iter()
-            .map(|h| Hour {
-                hour: at(h.hour),
-                requests: h.requests,
-                errors: h.errors,
-                by_status: h.by_status.into_iter().map(|s| (s.status_class, s.count)).collect(),
-            })
-            .collect(),
-    }))
+    Ok(Json(state.upstream.query_usage(&caller, request).await?.into()))
+}
+
+impl From<QueryResponse> for Usage {
+    fn from(answer: QueryResponse) -> Self {
+        let at = |t: Option<prost_types::Timestamp>| t.as_ref().and_then(time::from_proto);
+        Self {
+            org_id: answer.org_id,
+            from: at(answer.from),
+            to: at(answer.to),
+            granularity: "hour",
+            data: answer
+                .data
+                .into_iter()
+                .map(|h| Hour {
+                    hour: at(h.hour),
+                    requests: h.requests,
+                    errors: h.errors,
+                    by_status: h.by_status.into_iter().map(|s| (s.status_class, s.count)).collect(),
+                })
+                .collect(),
+        }
+    }
 }
