@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help run test lint fmt
+.PHONY: help run test lint fmt bench bench-smoke
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
@@ -14,6 +14,16 @@ test: ## Run every test on PostgreSQL and Redis (local servers, or throwaway one
 	@# --workspace: the same feature set as the test build, so nothing compiles twice.
 	$(CARGO) build --workspace --bins
 	tests/with-services.sh $(CARGO) test --workspace
+	@# The bench harness, a second a row on the debug build, so it cannot rot.
+	tests/with-services.sh target/debug/keyplane-bench --smoke --bin target/debug
+
+bench: ## Measure the hot path beside bare hyper and nginx (release; PostgreSQL and Redis; installs wrk and nginx)
+	$(CARGO) build --release --bins
+	tests/with-services.sh target/release/keyplane-bench --bin target/release --out bench/results
+
+bench-smoke: ## The bench harness for a second a row, on the debug build
+	$(CARGO) build --workspace --bins
+	tests/with-services.sh target/debug/keyplane-bench --smoke --bin target/debug
 
 lint: ## Formatting, clippy, and the shape of the services
 	$(CARGO) fmt --all --check

@@ -21,6 +21,33 @@ use super::{
 };
 use crate::{error::ApiError, extract::ApiJson, state::AppState};
 
+/// `GET /api/v1/keys/self`: the key presenting it, as the gateway verified it, with no
+/// call behind: what an SDK asks to learn which key it holds and what it may do.
+pub async fn key_self(Extension(caller): Extension<Caller>) -> Result<Json<Value>, ApiError> {
+    match &caller.principal {
+        Some(Principal::ApiKey(key)) => {
+            let mut answer = key_json(key);
+            answer["org_id"] = json!(key.org_id);
+            Ok(Json(answer))
+        }
+        _ => Err(ApiError::unauthorized("use_api_key", "use an API key")),
+    }
+}
+
+fn key_json(key: &keyplane_common::principal::KeyPrincipal) -> Value {
+    json!({
+        "id": key.key_id,
+        "name": key.name,
+        "prefix": key.prefix,
+        "environment": key.environment,
+        "scopes": key.scopes.effective(),
+        "resource_ids": key.resource_ids,
+        "expires_at": key.expires_at,
+        "in_grace": key.grace_ends_at.is_some(),
+        "rate_limit": key.rate_limit.map(|r| json!({"requests": r.requests, "per_seconds": r.per_seconds})),
+    })
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignupBody {
@@ -126,16 +153,7 @@ pub async fn me(State(state): State<AppState>, Extension(caller): Extension<Call
             let org = state.upstream.get_org(&service, GetOrgRequest { org_id: key.org_id.to_string() }).await?;
             Ok(Json(json!({
                 "principal": "api_key",
-                "key": {
-                    "id": key.key_id,
-                    "name": key.name,
-                    "prefix": key.prefix,
-                    "environment": key.environment,
-                    "scopes": key.scopes.effective(),
-                    "resource_ids": key.resource_ids,
-                    "expires_at": key.expires_at,
-                    "in_grace": key.grace_ends_at.is_some(),
-                },
+                "key": key_json(&key),
                 "org": { "id": org.id, "name": org.name, "slug": org.slug },
             })))
         }

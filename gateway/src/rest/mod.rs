@@ -118,6 +118,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route_layer(from_fn_with_state(state.clone(), guard::management));
 
     let data_plane = Router::new()
+        .route("/api/v1/keys/self", get(auth::key_self))
         .route("/api/v1/developer/{*path}", any(dataplane::forward))
         .route_layer(from_fn_with_state(state.clone(), guard::key));
 

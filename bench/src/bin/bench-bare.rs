@@ -1,0 +1,29 @@
+//! The ceiling: a bare hyper HTTP/1.1 server that answers every request 200 `{}`. It is
+//! also the static upstream both nginx and Keyplane forward to.
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response, body::Incoming, server::conn::http1, service::service_fn};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+async fn ok(_: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let mut response = Response::new(Full::new(Bytes::from_static(b"{}")));
+    response.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
+    Ok(response)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9000".to_owned());
+    let listener = TcpListener::bind(&addr).await?;
+    loop {
+        let (stream, _) = listener.accept().await?;
+        stream.set_nodelay(true)?;
+        tokio::spawn(async move {
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service_fn(ok)).await;
+        });
+    }
+}

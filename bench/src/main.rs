@@ -1,0 +1,307 @@
+//! `make bench`: Keyplane's hot path measured against a bare hyper server (the ceiling) and
+//! nginx (the peer), side by side in one run, on PostgreSQL and Redis; the servers on one
+//! core, the load generator on the other. `--smoke` runs every row for a second, to keep
+//! the harness from rotting (it runs in `make test`).
+//!
+//! Usage: `keyplane-bench [--smoke] [--bin <dir with keyplane and bench-bare>] [--out <dir>]`
+
+mod client;
+mod openloop;
+mod procs;
+mod report;
+mod stage;
+mod wrk;
+
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+
+use crate::{
+    client::Client,
+    procs::Cores,
+    report::{Figures, Row},
+    stage::Stage,
+    wrk::Target,
+};
+
+/// How much of everything: the real run, or the smoke run.
+struct Plan {
+    smoke: bool,
+    rounds: usize,
+    seconds: u64,
+    connections: u32,
+    miss_samples: usize,
+    revocations: usize,
+    usage_requests: usize,
+    cached_keys: usize,
+}
+
+impl Plan {
+    fn new(smoke: bool) -> Self {
+        if smoke {
+            Self {
+                smoke,
+                rounds: 1,
+                seconds: 1,
+                connections: 16,
+                miss_samples: 20,
+                revocations: 5,
+                usage_requests: 200,
+                cached_keys: 200,
+            }
+        } else {
+            Self {
+                smoke,
+                rounds: 3,
+                seconds: 10,
+                connections: 64,
+                miss_samples: 300,
+                revocations: 100,
+                usage_requests: 10_000,
+                cached_keys: 100_000,
+            }
+        }
+    }
+}
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let plan = Plan::new(std::env::args().any(|a| a == "--smoke"));
+    let bin = PathBuf::from(arg("--bin").unwrap_or_else(|| "target/release".into()));
+    let out = PathBuf::from(arg("--out").unwrap_or_else(|| "bench/results".into()));
+    procs::ensure_tools()?;
+    let cores = Cores::detect();
+    let scratch = std::env::temp_dir().join(format!("keyplane-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    eprintln!(
+        "bench: {} cores; servers on {:?}, load on {:?}; logs in {}",
+        cores.count,
+        cores.servers,
+        cores.load,
+        scratch.display()
+    );
+    let mut stage = Stage::start(&bin, cores, scratch.clone()).await?;
+    let result = measure(&plan, cores, &mut stage).await;
+    let cleaned = stage.forget_in_redis("").await;
+    stage.finish().await?;
+    let figures = result?;
+    cleaned?;
+    let table = report::render(&figures);
+    println!("{table}");
+    if !plan.smoke {
+        std::fs::create_dir_all(&out)?;
+        std::fs::write(out.join("latest.md"), &table)?;
+        std::fs::write(out.join("latest.json"), serde_json::to_string_pretty(&figures)?)?;
+        eprintln!("bench: written to {}", out.join("latest.md").display());
+    }
+    std::fs::remove_dir_all(&scratch).ok();
+    Ok(())
+}
+
+async fn measure(plan: &Plan, cores: Cores, stage: &mut Stage) -> anyhow::Result<Figures> {
+    let client = Client::new();
+    let account = client.account(&stage.gateway_a).await?;
+    let key = account.key.clone();
+    stage.start_nginx(cores, std::slice::from_ref(&key))?;
+    let (a, b) = (stage.gateway_a.clone(), stage.gateway_b.clone());
+    // Warm: the key's verdict cached on gateway B, every route answering.
+    for url in [
+        format!("{b}/api/v1/developer/static/x"),
+        format!("{b}/api/v1/developer/families"),
+        format!("{b}/api/v1/auth/me"),
+        format!("{b}/api/v1/keys/self"),
+    ] {
+        let status = client.get(url.clone(), &key).await?;
+        anyhow::ensure!(status == 200, "{url} answered {status}");
+    }
+    anyhow::ensure!(client.verify(&b, &key).await?.0, "the key does not verify");
+
+    let auth = || vec![("Authorization", format!("Bearer {key}"))];
+    let rows: Vec<(Row, Target<'_>)> = vec![
+        (Row::Ceiling, Target { method: "GET", url: format!("{}/", stage.bare), headers: vec![], body: None }),
+        (Row::NginxMap, Target { method: "GET", url: format!("{}/map", stage.nginx), headers: auth(), body: None }),
+        (
+            Row::NginxProxy,
+            Target {
+                method: "GET",
+                url: format!("{}/api/v1/developer/static/x", stage.nginx),
+                headers: auth(),
+                body: None,
+            },
+        ),
+        (
+            Row::Verify,
+            Target {
+                method: "POST",
+                url: format!("{b}/api/v1/keys/verify"),
+                headers: vec![("Content-Type", "application/json".into())],
+                body: Some(serde_json::json!({"key": key}).to_string()),
+            },
+        ),
+        (
+            Row::Authenticated,
+            Target { method: "GET", url: format!("{b}/api/v1/keys/self"), headers: auth(), body: None },
+        ),
+        (
+            Row::Forward,
+            Target { method: "GET", url: format!("{b}/api/v1/developer/static/x"), headers: auth(), body: None },
+        ),
+        (
+            Row::Families,
+            Target { method: "GET", url: format!("{b}/api/v1/developer/families"), headers: auth(), body: None },
+        ),
+        (Row::Whoami, Target { method: "GET", url: format!("{b}/api/v1/auth/me"), headers: auth(), body: None }),
+    ];
+    let mut figures = Figures::new(plan.smoke, cores, plan.connections, plan.seconds, plan.rounds);
+    // Rounds alternate the order of the rows, so no row always runs hottest or coldest.
+    for round in 0..plan.rounds {
+        let order: Vec<usize> =
+            if round % 2 == 0 { (0..rows.len()).collect() } else { (0..rows.len()).rev().collect() };
+        for i in order {
+            let (row, target) = &rows[i];
+            let load = wrk::run(cores, target, plan.connections, Duration::from_secs(plan.seconds), &stage.scratch)?;
+            eprintln!(
+                "bench: round {} {:<14} {:>9.0} req/s  p50 {:.2} ms  p99 {:.2} ms",
+                round + 1,
+                row.name(),
+                load.requests_per_second,
+                load.p50_ms,
+                load.p99_ms
+            );
+            figures.add(*row, load);
+        }
+    }
+
+    // p99 at half of the cache-hit peak, open loop.
+    let peak = figures.median(Row::Verify).map_or(1000.0, |l| l.requests_per_second);
+    let verify_shot = openloop::Shot {
+        method: hyper::Method::POST,
+        authority: b.trim_start_matches("http://").to_owned(),
+        path: "/api/v1/keys/verify".into(),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: Bytes::from(serde_json::json!({"key": key}).to_string()),
+    };
+    let (p50, p99, failed) =
+        openloop::run(verify_shot, peak / 2.0, plan.connections as usize, Duration::from_secs(plan.seconds)).await?;
+    figures.half_peak = Some(report::HalfPeak { rate: peak / 2.0, p50_ms: p50, p99_ms: p99, failed });
+
+    // Cache misses on gateway B: Redis has the record (gateway A looked it up), or only
+    // PostgreSQL has it (Redis forgot every record).
+    let warm = client.keys(&a, &account, plan.miss_samples, 16).await?;
+    for (_, secret) in &warm {
+        client.verify(&a, secret).await?;
+    }
+    figures.miss_redis = Some(report::latencies(sample(&client, &b, &warm).await?));
+    let cold = client.keys(&a, &account, plan.miss_samples, 16).await?;
+    stage.forget_in_redis("cred:").await?;
+    figures.miss_postgres = Some(report::latencies(sample(&client, &b, &cold).await?));
+
+    figures.revocation = Some(revocations(plan, &client, &account, &a, &b).await?);
+    figures.usage = Some(usage_exactness(plan, &client, &account, &a, &b).await?);
+    figures.memory = Some(memory(plan, &client, &account, stage).await?);
+    Ok(figures)
+}
+
+/// Each key verified once on `gateway`: the latencies.
+async fn sample(client: &Client, gateway: &str, keys: &[(String, String)]) -> anyhow::Result<Vec<Duration>> {
+    let mut latencies = Vec::with_capacity(keys.len());
+    for (_, secret) in keys {
+        let (valid, took) = client.verify(gateway, secret).await?;
+        anyhow::ensure!(valid, "a fresh key did not verify");
+        latencies.push(took);
+    }
+    Ok(latencies)
+}
+
+/// Time from the revoke's answer (on gateway A) to the first refusal on gateway B, which
+/// had the key's verdict cached.
+async fn revocations(
+    plan: &Plan,
+    client: &Client,
+    account: &client::Account,
+    a: &str,
+    b: &str,
+) -> anyhow::Result<Vec<Duration>> {
+    let mut times = Vec::with_capacity(plan.revocations);
+    for i in 0..plan.revocations {
+        let (id, secret) = client.key(a, account, &format!("revoked-{i}")).await?;
+        anyhow::ensure!(client.verify(b, &secret).await?.0, "a new key did not verify");
+        client.revoke(a, account, &id).await?;
+        let revoked = Instant::now();
+        loop {
+            if !client.verify(b, &secret).await?.0 {
+                times.push(revoked.elapsed());
+                break;
+            }
+            anyhow::ensure!(revoked.elapsed() < Duration::from_secs(10), "a revoked key still verified after 10 s");
+        }
+    }
+    Ok(times)
+}
+
+/// Requests sent through gateway B with one key, and what the usage service counted.
+async fn usage_exactness(
+    plan: &Plan,
+    client: &Client,
+    account: &client::Account,
+    a: &str,
+    b: &str,
+) -> anyhow::Result<(u64, u64)> {
+    use futures_util::{StreamExt, stream};
+    let (id, secret) = client.key(a, account, "usage").await?;
+    let url = format!("{b}/api/v1/developer/static/x");
+    let sent = stream::iter(0..plan.usage_requests)
+        .map(|_| client.get(url.clone(), &secret))
+        .buffer_unordered(64)
+        .filter(|status| std::future::ready(matches!(status, Ok(200))))
+        .count()
+        .await as u64;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let counted = client.counted(a, account, &id).await?;
+        if counted >= sent || Instant::now() > deadline {
+            // A little longer: anything counted twice would show now.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            return Ok((sent, client.counted(a, account, &id).await?));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Gateway B's memory before and after it caches `cached_keys` distinct keys.
+async fn memory(
+    plan: &Plan,
+    client: &Client,
+    account: &client::Account,
+    stage: &Stage,
+) -> anyhow::Result<report::Memory> {
+    use futures_util::{StreamExt, TryStreamExt, stream};
+    let before = stage.gateway_b_process.rss_kib().unwrap_or(0);
+    let started = Instant::now();
+    let keys = client.keys(&stage.gateway_a, account, plan.cached_keys, 32).await?;
+    let created_in = started.elapsed();
+    let b = stage.gateway_b.clone();
+    let valid: Vec<bool> = stream::iter(keys.iter())
+        .map(|(_, secret)| {
+            let b = b.clone();
+            async move { client.verify(&b, secret).await.map(|(valid, _)| valid) }
+        })
+        .buffer_unordered(64)
+        .try_collect()
+        .await?;
+    anyhow::ensure!(valid.iter().all(|v| *v), "a key did not verify");
+    Ok(report::Memory {
+        keys: plan.cached_keys,
+        rss_before_kib: before,
+        rss_after_kib: stage.gateway_b_process.rss_kib().unwrap_or(0),
+        created_in_ms: created_in.as_millis() as u64,
+    })
+}

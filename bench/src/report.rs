@@ -1,0 +1,236 @@
+//! The figures of a run, their medians and ratios against the ceiling and the peer, set
+//! beside the targets: as a Markdown table and as JSON.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use serde::Serialize;
+
+use crate::{procs::Cores, wrk::Load};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Row {
+    Ceiling,
+    NginxMap,
+    NginxProxy,
+    Verify,
+    Authenticated,
+    Forward,
+    Families,
+    Whoami,
+}
+
+impl Row {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ceiling => "ceiling",
+            Self::NginxMap => "nginx map",
+            Self::NginxProxy => "nginx proxy",
+            Self::Verify => "verify",
+            Self::Authenticated => "keys/self",
+            Self::Forward => "forward",
+            Self::Families => "families",
+            Self::Whoami => "whoami",
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Self::Ceiling => "bare hyper, 200 OK",
+            Self::NginxMap => "nginx: static key `map`, 200",
+            Self::NginxProxy => "nginx: key `map` + `proxy_pass` to the static upstream",
+            Self::Verify => "Keyplane `POST /api/v1/keys/verify`, cache hit",
+            Self::Authenticated => "Keyplane `GET /api/v1/keys/self` (authenticated, no forwarding)",
+            Self::Forward => "Keyplane data plane forwarded to the static upstream",
+            Self::Families => "Keyplane `GET /api/v1/developer/families` (sample backend, PostgreSQL)",
+            Self::Whoami => "Keyplane `GET /api/v1/auth/me` with a key",
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct HalfPeak {
+    pub rate: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub failed: u64,
+}
+
+#[derive(Serialize)]
+pub struct Latencies {
+    pub samples: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+pub fn latencies(mut samples: Vec<Duration>) -> Latencies {
+    samples.sort_unstable();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let at = |q: f64| samples.get(((samples.len().saturating_sub(1)) as f64 * q) as usize).copied().map_or(0.0, ms);
+    Latencies {
+        samples: samples.len(),
+        p50_ms: at(0.5),
+        p99_ms: at(0.99),
+        max_ms: samples.last().copied().map_or(0.0, ms),
+    }
+}
+
+#[derive(Serialize)]
+pub struct Memory {
+    pub keys: usize,
+    pub rss_before_kib: u64,
+    pub rss_after_kib: u64,
+    pub created_in_ms: u64,
+}
+
+#[derive(Serialize)]
+pub struct Figures {
+    /// A smoke run checks the harness; its figures are no measurement.
+    pub smoke: bool,
+    pub at: String,
+    pub cores: usize,
+    pub pinned: bool,
+    pub connections: u32,
+    pub seconds_per_row: u64,
+    pub rounds: usize,
+    pub loads: BTreeMap<Row, Vec<Load>>,
+    pub half_peak: Option<HalfPeak>,
+    pub miss_redis: Option<Latencies>,
+    pub miss_postgres: Option<Latencies>,
+    #[serde(serialize_with = "millis")]
+    pub revocation: Option<Vec<Duration>>,
+    /// (sent, counted)
+    pub usage: Option<(u64, u64)>,
+    pub memory: Option<Memory>,
+}
+
+fn millis<S: serde::Serializer>(value: &Option<Vec<Duration>>, s: S) -> Result<S::Ok, S::Error> {
+    let ms: Option<Vec<f64>> = value.as_ref().map(|v| v.iter().map(|d| d.as_secs_f64() * 1000.0).collect());
+    ms.serialize(s)
+}
+
+impl Figures {
+    pub fn new(smoke: bool, cores: Cores, connections: u32, seconds: u64, rounds: usize) -> Self {
+        Self {
+            smoke,
+            at: chrono::Utc::now().to_rfc3339(),
+            cores: cores.count,
+            pinned: cores.servers.is_some(),
+            connections,
+            seconds_per_row: seconds,
+            rounds,
+            loads: BTreeMap::new(),
+            half_peak: None,
+            miss_redis: None,
+            miss_postgres: None,
+            revocation: None,
+            usage: None,
+            memory: None,
+        }
+    }
+
+    pub fn add(&mut self, row: Row, load: Load) {
+        self.loads.entry(row).or_default().push(load);
+    }
+
+    /// The round with the median rate.
+    pub fn median(&self, row: Row) -> Option<Load> {
+        let mut loads = self.loads.get(&row)?.clone();
+        loads.sort_by(|a, b| a.requests_per_second.total_cmp(&b.requests_per_second));
+        loads.get(loads.len() / 2).cloned()
+    }
+
+    fn ratio(&self, over: Row, under: Row) -> Option<f64> {
+        Some(self.median(over)?.requests_per_second / self.median(under)?.requests_per_second)
+    }
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "**missed**" }
+}
+
+pub fn render(f: &Figures) -> String {
+    let mut out = if f.smoke {
+        "> Smoke run: the harness checked, a second a row. These figures are no measurement; `make bench` measures.\n\n"
+            .to_owned()
+    } else {
+        String::new()
+    };
+    out += &format!(
+        "# Keyplane bench\n\n{} · {} cores ({}) · wrk, {} connections, {} s per row, {} rounds (medians)\n\n",
+        f.at,
+        f.cores,
+        if f.pinned { "servers on core 0, load on core 1" } else { "not pinned" },
+        f.connections,
+        f.seconds_per_row,
+        f.rounds
+    );
+    out.push_str("| row | what | req/s | p50 ms | p99 ms | non-2xx |\n|---|---|---:|---:|---:|---:|\n");
+    for row in f.loads.keys() {
+        if let Some(load) = f.median(*row) {
+            out.push_str(&format!(
+                "| {} | {} | {:.0} | {:.2} | {:.2} | {} |\n",
+                row.name(),
+                row.what(),
+                load.requests_per_second,
+                load.p50_ms,
+                load.p99_ms,
+                load.non_2xx + load.errors
+            ));
+        }
+    }
+    out.push_str("\n| figure | value | target | |\n|---|---:|---:|---|\n");
+    let mut figure = |name: &str, value: Option<f64>, target: &str, ok: &dyn Fn(f64) -> bool, unit: &str| {
+        if let Some(v) = value {
+            out.push_str(&format!("| {name} | {v:.2}{unit} | {target} | {} |\n", verdict(ok(v))));
+        }
+    };
+    figure("verify / ceiling", f.ratio(Row::Verify, Row::Ceiling), "≥ 0.6", &|v| v >= 0.6, "");
+    figure("verify / nginx map", f.ratio(Row::Verify, Row::NginxMap), "", &|_| true, "");
+    figure("forward / nginx proxy", f.ratio(Row::Forward, Row::NginxProxy), "≥ 0.8", &|v| v >= 0.8, "");
+    figure("keys/self / verify", f.ratio(Row::Authenticated, Row::Verify), "≥ 0.9", &|v| v >= 0.9, "");
+    figure("whoami / verify", f.ratio(Row::Whoami, Row::Verify), "≥ 0.5", &|v| v >= 0.5, "");
+    figure("p99 at half the verify peak", f.half_peak.as_ref().map(|h| h.p99_ms), "≤ 1 ms", &|v| v <= 1.0, " ms");
+    figure("p99 cache miss, Redis", f.miss_redis.as_ref().map(|m| m.p99_ms), "≤ 2 ms", &|v| v <= 2.0, " ms");
+    figure("p99 cache miss, PostgreSQL", f.miss_postgres.as_ref().map(|m| m.p99_ms), "≤ 5 ms", &|v| v <= 5.0, " ms");
+    if let Some(times) = &f.revocation {
+        let worst = times.iter().max().copied().unwrap_or_default().as_secs_f64() * 1000.0;
+        let median = latencies(times.clone()).p50_ms;
+        out.push_str(&format!(
+            "| revocation on the other replica ({} trials) | median {median:.2} ms, worst {worst:.2} ms | ≤ 1 s each | {} |\n",
+            times.len(),
+            verdict(worst <= 1000.0)
+        ));
+    }
+    if let Some((sent, counted)) = f.usage {
+        out.push_str(&format!(
+            "| usage: answered 200 / counted | {sent} / {counted} | equal | {} |\n",
+            verdict(sent == counted)
+        ));
+    }
+    if let Some(m) = &f.memory {
+        let after = m.rss_after_kib as f64 / 1024.0;
+        out.push_str(&format!(
+            "| gateway RSS with {} keys cached | {after:.0} MiB (from {:.0} MiB) | ≤ 128 MiB | {} |\n",
+            m.keys,
+            m.rss_before_kib as f64 / 1024.0,
+            verdict(after <= 128.0)
+        ));
+    }
+    if let Some(h) = &f.half_peak {
+        out.push_str(&format!(
+            "\nHalf peak: {:.0} req/s open loop, p50 {:.2} ms, {} failed.\n",
+            h.rate, h.p50_ms, h.failed
+        ));
+    }
+    for (name, m) in [("Redis", &f.miss_redis), ("PostgreSQL", &f.miss_postgres)] {
+        if let Some(m) = m {
+            out.push_str(&format!(
+                "Cache miss ({name}): {} samples, p50 {:.2} ms, max {:.2} ms.\n",
+                m.samples, m.p50_ms, m.max_ms
+            ));
+        }
+    }
+    out
+}
