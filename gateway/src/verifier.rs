@@ -122,10 +122,10 @@ fn still_valid(principal: Arc<Principal>, now: chrono::DateTime<chrono::Utc>) ->
         _ => (None, None),
     };
     if grace_ends_at.is_some_and(|t| t <= now) {
-        return Err(ApiError::unauthorized("key_revoked", "the API key has been revoked"));
+        return Err(ApiError::unauthorized("key_revoked", "the key or token has been revoked"));
     }
     if expires_at.is_some_and(|t| t <= now) {
-        return Err(ApiError::unauthorized("key_expired", "the API key has expired"));
+        return Err(ApiError::unauthorized("key_expired", "the key or token has expired"));
     }
     Ok(principal)
 }

@@ -213,6 +213,16 @@ async fn each_bad_signature_is_refused_and_says_why() {
     let key = AdvisorKey::new("k1");
     let declare_path = format!("/api/v1/advisors/{advisor}/payload-key");
 
+    // A weak (small-order) point has no private key: a "signature" of it proves nothing.
+    let weak = p
+        .api
+        .post(
+            &declare_path,
+            Some(&owner.token),
+            json!({"key_id": "weak", "public_key": "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}),
+        )
+        .await;
+    assert_eq!(weak.status, 400, "{}", weak.text);
     let unsigned = p.api.post(&declare_path, Some(&owner.token), json!({"key_id": "k1", "public_key": key.x()})).await;
     assert_eq!((unsigned.status, unsigned.error_code()), (401, "invalid_signature"));
     assert!(unsigned.body["message"].as_str().unwrap().contains("Signature-Input"), "{}", unsigned.text);
@@ -236,9 +246,15 @@ async fn each_bad_signature_is_refused_and_says_why() {
             .await,
         ),
         (
-            "does not cover content-digest",
-            declare(&p.api, &owner, &advisor, &key, &Signing { covered: &["@method", "@path"], ..Signing::default() })
-                .await,
+            "does not cover @path",
+            declare(
+                &p.api,
+                &owner,
+                &advisor,
+                &key,
+                &Signing { covered: &["@method", "content-digest"], ..Signing::default() },
+            )
+            .await,
         ),
         (
             "does not match the body",
@@ -261,7 +277,25 @@ async fn each_bad_signature_is_refused_and_says_why() {
     assert_eq!(declare(&p.api, &owner, &advisor, &key, &once).await.status, 201);
     let replay = declare(&p.api, &owner, &advisor, &key, &once).await;
     assert_eq!((replay.status, replay.error_code()), (401, "invalid_signature"), "{}", replay.text);
-    assert!(replay.body["message"].as_str().unwrap().contains("nonce"), "{}", replay.text);
+    assert!(replay.body["message"].as_str().unwrap().contains("used before"), "{}", replay.text);
+    // Without a nonce, the very same signature is refused the second time all the same.
+    let other = AdvisorKey::new("k3");
+    let no_nonce = Signing { nonce: None, ..Signing::default() };
+    let body = json!({"key_id": "k3", "public_key": other.x()});
+    let first = signed_post(&p.api, &declare_path, Some(&owner.token), &body, &other, &no_nonce).await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    let again = signed_post(&p.api, &declare_path, Some(&owner.token), &body, &other, &no_nonce).await;
+    assert_eq!((again.status, again.error_code()), (401, "invalid_signature"), "{}", again.text);
+    // A body the signature does not cover: 400, not a signature that failed.
+    let uncovered = declare(
+        &p.api,
+        &owner,
+        &advisor,
+        &AdvisorKey::new("k4"),
+        &Signing { covered: &["@method", "@path"], ..Signing::default() },
+    )
+    .await;
+    assert_eq!((uncovered.status, uncovered.error_code()), (400, "invalid_signature_input"), "{}", uncovered.text);
     // The session must be an admin's, even with a good signature.
     let member = p.api.verified_signup().await;
     p.api.join(&owner.token, &org, &member, "member").await;

@@ -36,6 +36,9 @@ impl ServiceError for Error {
             Self::PayloadKeyNotFound => (Kind::NotFound, "payload_key_not_found"),
             Self::KeyAlreadyDeclared(_) => (Kind::Conflict, "payload_key_exists"),
             Self::AlreadyAnswered => (Kind::Conflict, "consultation_answered"),
+            Self::InvalidSignature(refusal) if refusal.is_bad_input() => {
+                (Kind::InvalidArgument, "invalid_signature_input")
+            }
             Self::InvalidSignature(_) => (Kind::Unauthenticated, "invalid_signature"),
             Self::SessionRequired => (Kind::Unauthenticated, "session_required"),
             Self::Failure(f) => f.describe(),

@@ -14,6 +14,7 @@ use keyplane_common::{
     orgs_peer::OrgsPeer,
     page::Page,
     principal::Principal,
+    text,
     time::Clock,
 };
 use tokio::sync::Notify;
@@ -119,13 +120,9 @@ impl Service {
         let principal = caller.principal()?;
         let advisor = self.advisor_for(caller, advisor_id, Action::AdvisorsRead).await?;
         let mut violations = Vec::new();
-        let question = question.trim();
-        if question.is_empty() || question.chars().count() > consultation::MAX_QUESTION_LEN || question.contains('\0') {
-            violations.push(FieldViolation::new(
-                "question",
-                format!("must be 1 to {} characters", consultation::MAX_QUESTION_LEN),
-            ));
-        }
+        let question = text::long_text("question", question, consultation::MAX_QUESTION_LEN)
+            .map_err(|v| violations.push(v))
+            .unwrap_or_default();
         let context = if context_json.is_empty() { "{}" } else { context_json };
         let is_object = serde_json::from_str::<serde_json::Value>(context).is_ok_and(|v| v.is_object());
         if !is_object || context.len() > consultation::MAX_CONTEXT_BYTES {
@@ -138,7 +135,7 @@ impl Service {
             id: Uuid::now_v7(),
             advisor_id: advisor.id,
             org_id: advisor.org_id,
-            question: question.to_owned(),
+            question,
             context_json: context.to_owned(),
             status: consultation::PENDING.into(),
             requested_by: principal.cache_key(),
@@ -198,7 +195,7 @@ impl Service {
         let verified =
             httpsig::verify(signed, &proof::policy(now.timestamp()), |keyid| (keyid == kid).then_some(public))
                 .map_err(Error::InvalidSignature)?;
-        self.spend_nonce(advisor.id, &verified.keyid, verified.nonce.as_deref(), now).await?;
+        self.spend(advisor.id, &verified, now).await?;
         let key = PayloadKey {
             advisor_id: advisor.id,
             kid,
@@ -262,7 +259,7 @@ impl Service {
             keys.iter().find(|k| k.kid == keyid && k.is_active()).and_then(PayloadKey::verifying_key)
         })
         .map_err(Error::InvalidSignature)?;
-        self.spend_nonce(advisor.id, &verified.keyid, verified.nonce.as_deref(), now).await?;
+        self.spend(advisor.id, &verified, now).await?;
         #[derive(serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Body {
@@ -270,11 +267,9 @@ impl Service {
         }
         let body: Body = serde_json::from_slice(&signed.body)
             .map_err(|e| Error::Validation(vec![FieldViolation::new("body", format!("must be {{answer}}: {e}"))]))?;
-        if body.answer.trim().is_empty() || body.answer.chars().count() > consultation::MAX_QUESTION_LEN * 5 {
-            return Err(Error::Validation(vec![FieldViolation::new("answer", "must be 1 to 50000 characters")]));
-        }
+        let text = text::long_text("answer", &body.answer, consultation::MAX_QUESTION_LEN * 5)?;
         let answer = Answer {
-            text: body.answer,
+            text,
             answered_at: now,
             key_id: verified.keyid.clone(),
             signed: signed.keep_covered(&verified.covered),
@@ -292,19 +287,17 @@ impl Service {
         Ok(answered)
     }
 
-    /// A nonce is good once per key.
-    async fn spend_nonce(
-        &self,
-        advisor_id: Uuid,
-        kid: &str,
-        nonce: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> Result<(), Error> {
-        match nonce {
-            Some(nonce) if !self.store.note_nonce(advisor_id, kid, nonce, now).await? => {
-                Err(Error::InvalidSignature(Refusal::ReplayedNonce))
-            }
-            _ => Ok(()),
+    /// A signature is good once: its nonce when it has one, else the signature itself,
+    /// noted in the database every replica shares.
+    async fn spend(&self, advisor_id: Uuid, verified: &httpsig::Verified, now: DateTime<Utc>) -> Result<(), Error> {
+        let once = match &verified.nonce {
+            Some(nonce) => format!("nonce:{nonce}"),
+            None => format!("signature:{}", verified.fingerprint),
+        };
+        if self.store.note_nonce(advisor_id, &verified.keyid, &once, now).await? {
+            Ok(())
+        } else {
+            Err(Error::InvalidSignature(Refusal::ReplayedNonce))
         }
     }
 

@@ -32,6 +32,26 @@ pub fn optional_text(field: &str, value: &str, max: usize) -> Result<String, Fie
     Ok(value.to_owned())
 }
 
+/// A trimmed text of 1 to `max` characters that may run over lines (a question, an
+/// answer): newlines and tabs are kept; other control characters and direction-changing
+/// characters are refused, as in names.
+pub fn long_text(field: &str, value: &str, max: usize) -> Result<String, FieldViolation> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(FieldViolation::new(field, "is required"));
+    }
+    if value.chars().count() > max {
+        return Err(FieldViolation::new(field, format!("must be at most {max} characters")));
+    }
+    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(FieldViolation::new(field, "must not contain control characters (but for line breaks and tabs)"));
+    }
+    if value.chars().any(is_deceptive) {
+        return Err(FieldViolation::new(field, "must not contain invisible or direction-changing characters"));
+    }
+    Ok(value.to_owned())
+}
+
 /// An email address as accounts and invitations are keyed by it: trimmed, lower-cased,
 /// one `@`, a dotted domain, no spaces or control characters.
 pub fn email_address(field: &str, raw: &str) -> Result<String, FieldViolation> {
@@ -56,6 +76,15 @@ pub fn email_address(field: &str, raw: &str) -> Result<String, FieldViolation> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_text_keeps_lines_and_refuses_what_names_refuse() {
+        assert_eq!(long_text("q", " a\nb\tc ", 10).unwrap(), "a\nb\tc");
+        for bad in ["a\rb", "a\u{1b}[31m", "a\u{202e}b", "a\0b", "  "] {
+            assert!(long_text("q", bad, 10).is_err(), "{bad:?}");
+        }
+        assert!(long_text("q", "abc", 2).is_err());
+    }
 
     #[test]
     fn one_rule_for_names() {

@@ -25,9 +25,9 @@ pub enum Error {
     InvalidApiKey,
     #[error("the MCP token is not valid")]
     InvalidMcpToken,
-    #[error("the API key has been revoked")]
+    #[error("the key or token has been revoked")]
     KeyRevoked,
-    #[error("the API key has expired")]
+    #[error("the key or token has expired")]
     KeyExpired,
     #[error("this needs a session bearer")]
     SessionRequired,

@@ -8,6 +8,8 @@ pub enum Error {
     Validation(Vec<FieldViolation>),
     #[error("no such organization")]
     OrgNotFound,
+    #[error("no such API key in this organization")]
+    KeyNotFound,
     #[error(transparent)]
     Failure(#[from] Failure),
 }
@@ -17,6 +19,7 @@ impl ServiceError for Error {
         match self {
             Self::Validation(_) => (Kind::InvalidArgument, "validation_failed"),
             Self::OrgNotFound => (Kind::NotFound, "org_not_found"),
+            Self::KeyNotFound => (Kind::NotFound, "key_not_found"),
             Self::Failure(f) => f.describe(),
         }
     }

@@ -30,14 +30,10 @@ pub fn fields(
 ) -> Result<(String, String, String), Vec<FieldViolation>> {
     let mut violations = Vec::new();
     let name = text::display_text("name", name, MAX_NAME_LEN).map_err(|v| violations.push(v)).ok();
-    let description = if description.chars().count() > MAX_DESCRIPTION_LEN || description.contains('\0') {
-        violations.push(FieldViolation::new(
-            "description",
-            format!("must be at most {MAX_DESCRIPTION_LEN} characters, without NUL"),
-        ));
-        None
+    let description = if description.trim().is_empty() {
+        Some(String::new())
     } else {
-        Some(description.trim().to_owned())
+        text::long_text("description", description, MAX_DESCRIPTION_LEN).map_err(|v| violations.push(v)).ok()
     };
     let endpoint = endpoint(endpoint_url.trim()).map_err(|v| violations.push(v)).ok();
     match (name, description, endpoint) {

@@ -47,7 +47,13 @@ pub fn public_key(x: &str) -> Result<VerifyingKey, FieldViolation> {
         || FieldViolation::new("public_key", "must be a raw 32-byte Ed25519 public key, base64url without padding");
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(x).map_err(|_| problem())?;
     let bytes: [u8; 32] = bytes.try_into().map_err(|_| problem())?;
-    VerifyingKey::from_bytes(&bytes).map_err(|_| problem())
+    let key = VerifyingKey::from_bytes(&bytes).map_err(|_| problem())?;
+    // A small-order point has no private key worth the name: a "signature" of it
+    // verifies for any message (R = identity, s = 0), so it would prove nothing.
+    if key.is_weak() {
+        return Err(FieldViolation::new("public_key", "is a weak (small-order) Ed25519 point"));
+    }
+    Ok(key)
 }
 
 #[cfg(test)]
@@ -60,6 +66,7 @@ mod tests {
         assert!(public_key(x).is_ok(), "RFC 9421's test key");
         assert!(public_key("JrQLj5P/89iXES9+vFgrIy29clF9CC/oPPsw3c5D0bs=").is_err(), "standard base64");
         assert!(public_key("AAAA").is_err());
+        assert!(public_key("AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").is_err(), "the identity point is weak");
         assert!(kid("test-key-ed25519").is_ok() && kid("").is_err() && kid("a b").is_err());
     }
 }

@@ -212,8 +212,16 @@ impl Store {
         Ok(())
     }
 
-    /// Consultations whose delivery is due, with the advisor's endpoint.
-    pub async fn due_deliveries(&self, now: DateTime<Utc>, limit: u64) -> Result<Vec<(Consultation, String)>, Error> {
+    /// Claims consultations whose delivery is due, at most `per_advisor` of one advisor:
+    /// each claimed one is leased (not due again) until `lease` has passed, so that two
+    /// replicas never deliver one consultation at once. Answers them with the endpoint.
+    pub async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+        limit: u64,
+        per_advisor: usize,
+    ) -> Result<Vec<(Consultation, String)>, Error> {
         let rows = consultations::Entity::find()
             .filter(consultations::Column::DeliveryStatus.eq(DeliveryStatus::Pending.as_str()))
             .filter(consultations::Column::NextDeliveryAt.lte(now))
@@ -221,12 +229,27 @@ impl Store {
             .limit(limit)
             .all(&self.db)
             .await?;
-        let mut due = Vec::with_capacity(rows.len());
+        let mut per: std::collections::HashMap<Uuid, usize> = std::collections::HashMap::new();
+        let mut claimed = Vec::new();
         for row in rows {
-            let endpoint = self.advisor(row.advisor_id).await?.map(|a| a.endpoint_url).unwrap_or_default();
-            due.push((to_consultation(row)?, endpoint));
+            let taken = per.entry(row.advisor_id).or_default();
+            if *taken >= per_advisor {
+                continue;
+            }
+            let won = consultations::Entity::update_many()
+                .col_expr(consultations::Column::NextDeliveryAt, Expr::value(now + lease))
+                .filter(consultations::Column::Id.eq(row.id))
+                .filter(consultations::Column::DeliveryStatus.eq(DeliveryStatus::Pending.as_str()))
+                .filter(consultations::Column::NextDeliveryAt.lte(now))
+                .exec(&self.db)
+                .await?;
+            if won.rows_affected == 1 {
+                *taken += 1;
+                let endpoint = self.advisor(row.advisor_id).await?.map(|a| a.endpoint_url).unwrap_or_default();
+                claimed.push((to_consultation(row)?, endpoint));
+            }
         }
-        Ok(due)
+        Ok(claimed)
     }
 
     pub async fn record_attempt(&self, id: Uuid, attempt: &Attempt) -> Result<(), Error> {

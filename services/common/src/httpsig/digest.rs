@@ -16,6 +16,13 @@ pub fn content_digest(body: &[u8]) -> String {
 
 /// Whether the `Content-Digest` field value says what `body` is.
 pub fn check(field: &str, body: &[u8]) -> Result<(), Refusal> {
+    // A structured dictionary keeps the last of two entries of one name: a wrong digest
+    // and a right one of the same algorithm must not pass as the right one.
+    let mut names: Vec<&str> = field.split(',').filter_map(|entry| entry.split('=').next()).map(str::trim).collect();
+    names.sort_unstable();
+    if names.windows(2).any(|pair| pair[0] == pair[1]) {
+        return Err(Refusal::Malformed("Content-Digest names an algorithm twice".into()));
+    }
     let entries: Dictionary = Parser::new(field)
         .parse()
         .map_err(|e| Refusal::Malformed(format!("Content-Digest is not a structured dictionary: {e}")))?;
@@ -96,5 +103,7 @@ mod tests {
         assert!(matches!(check("md5=:AAAA:", body), Err(Refusal::Malformed(_))), "nothing we know");
         assert!(matches!(check("sha-256=X48E", body), Err(Refusal::Malformed(_))));
         assert!(check(&format!("unixsum=:AAAA:, {right}"), body).is_ok(), "unknown algorithms are passed over");
+        let twice = format!("sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:, {right}");
+        assert!(matches!(check(&twice, body), Err(Refusal::Malformed(_))), "the last of two would win");
     }
 }

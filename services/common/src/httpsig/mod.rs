@@ -18,7 +18,7 @@ pub mod digest;
 use std::time::Duration;
 
 use base64::Engine;
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use sfv::{BareItem, Dictionary, FieldType, InnerList, Item, ListEntry, Parameters, Parser};
 
 pub use base::signature_base;
@@ -109,8 +109,12 @@ pub enum Refusal {
     NoKeyId,
     #[error("no declared key has keyid {0:?}")]
     UnknownKey(String),
-    #[error("the signature's nonce was seen before")]
+    #[error("the signature was used before (a replay)")]
     ReplayedNonce,
+    /// The request is not one a signature can be checked on: too many labels or
+    /// components, a component twice, or a body its signature does not cover.
+    #[error("{0}")]
+    Input(String),
     #[error("Content-Digest {0} does not match the body")]
     DigestMismatch(String),
     #[error("the signature does not verify with key {0:?}")]
@@ -135,6 +139,8 @@ pub struct Verified {
     pub created: i64,
     pub nonce: Option<String>,
     pub covered: Vec<String>,
+    /// The signature itself, hex SHA-256: what a replay without a nonce repeats.
+    pub fingerprint: String,
 }
 
 /// One signature of a message, parsed.
@@ -147,6 +153,19 @@ struct Signed {
     signature: Vec<u8>,
 }
 
+/// Bounds of what is parsed: a signature covers a few components, a request carries few
+/// signatures, and the fields stay short.
+const MAX_FIELD_LEN: usize = 8 * 1024;
+const MAX_LABELS: usize = 8;
+const MAX_COMPONENTS: usize = 32;
+
+impl Refusal {
+    /// Whether the request itself is malformed (400) rather than its signature wrong (401).
+    pub fn is_bad_input(&self) -> bool {
+        matches!(self, Self::Input(_))
+    }
+}
+
 /// Verifies the first signature of `message` against the key `resolve` gives its keyid.
 pub fn verify(
     message: &Message,
@@ -154,6 +173,10 @@ pub fn verify(
     resolve: impl Fn(&str) -> Option<VerifyingKey>,
 ) -> Result<Verified, Refusal> {
     let signed = first_signature(message)?;
+    let digest_required = policy.required.contains(&"content-digest");
+    if digest_required && !message.body.is_empty() && !signed.covered.iter().any(|c| c == "content-digest") {
+        return Err(Refusal::Input("a request with a body must be signed over content-digest".into()));
+    }
     for required in policy.required {
         if !signed.covered.iter().any(|c| c == required) {
             return Err(Refusal::NotCovered((*required).to_owned()));
@@ -179,8 +202,11 @@ pub fn verify(
     }
     let base = signature_base(message, &signed.covered, &signed.params_value)?;
     let signature = Signature::from_slice(&signed.signature).map_err(|_| Refusal::BadSignature(keyid.clone()))?;
-    key.verify(base.as_bytes(), &signature).map_err(|_| Refusal::BadSignature(keyid.clone()))?;
-    Ok(Verified { label: signed.label, keyid, created, nonce: string("nonce"), covered: signed.covered })
+    // Strict: no small-order keys or non-canonical signatures, for which a signature can
+    // be made without the private key.
+    key.verify_strict(base.as_bytes(), &signature).map_err(|_| Refusal::BadSignature(keyid.clone()))?;
+    let fingerprint = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&signed.signature));
+    Ok(Verified { label: signed.label, keyid, created, nonce: string("nonce"), covered: signed.covered, fingerprint })
 }
 
 /// The values of a header, joined as a signature base joins them; None when absent.
@@ -192,23 +218,35 @@ fn joined(message: &Message, name: &str) -> Option<String> {
 fn first_signature(message: &Message) -> Result<Signed, Refusal> {
     let input = joined(message, "signature-input").ok_or(Refusal::MissingHeader("Signature-Input"))?;
     let signatures = joined(message, "signature").ok_or(Refusal::MissingHeader("Signature"))?;
+    if input.len() > MAX_FIELD_LEN || signatures.len() > MAX_FIELD_LEN {
+        return Err(Refusal::Input(format!("Signature-Input and Signature must each be under {MAX_FIELD_LEN} bytes")));
+    }
     let inputs: Dictionary = Parser::new(&input)
         .parse()
         .map_err(|e| Refusal::Malformed(format!("Signature-Input is not a structured dictionary: {e}")))?;
     let signatures: Dictionary = Parser::new(&signatures)
         .parse()
         .map_err(|e| Refusal::Malformed(format!("Signature is not a structured dictionary: {e}")))?;
+    if inputs.len() > MAX_LABELS || signatures.len() > MAX_LABELS {
+        return Err(Refusal::Input(format!("at most {MAX_LABELS} signatures are read")));
+    }
     let (label, entry) = inputs.iter().next().ok_or_else(|| Refusal::Malformed("Signature-Input is empty".into()))?;
     let ListEntry::InnerList(list) = entry else {
         return Err(Refusal::Malformed(format!("Signature-Input {} is not an inner list", label.as_str())));
     };
-    let mut covered = Vec::with_capacity(list.items.len());
+    if list.items.len() > MAX_COMPONENTS {
+        return Err(Refusal::Input(format!("a signature covers at most {MAX_COMPONENTS} components")));
+    }
+    let mut covered: Vec<String> = Vec::with_capacity(list.items.len());
     for item in &list.items {
         let name = item.bare_item.as_string().ok_or_else(|| {
             Refusal::Malformed(format!("Signature-Input {} lists a component that is not a string", label.as_str()))
         })?;
         if !item.params.is_empty() {
             return Err(Refusal::Unsupported(item.serialize()));
+        }
+        if covered.iter().any(|c| c == name.as_str()) {
+            return Err(Refusal::Input(format!("the component {:?} is covered twice", name.as_str())));
         }
         covered.push(name.as_str().to_owned());
     }

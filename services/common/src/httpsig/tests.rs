@@ -83,7 +83,7 @@ fn any_change_to_what_was_signed_fails() {
     let signed = first_signature(&message).unwrap();
     let base = signature_base(&message, &signed.covered, &signed.params_value).unwrap();
     let signature = Signature::from_slice(&signed.signature).unwrap();
-    assert!(public_key().verify(format!("{base}\n").as_bytes(), &signature).is_err(), "a trailing LF");
+    assert!(public_key().verify_strict(format!("{base}\n").as_bytes(), &signature).is_err(), "a trailing LF");
 
     let later = Message {
         headers: message
@@ -112,8 +112,8 @@ fn any_change_to_what_was_signed_fails() {
 #[test]
 fn each_kind_of_bad_signature_names_what_failed() {
     let message = test_request();
-    let required = Policy { required: &["@method", "@path", "content-digest"], ..at(CREATED) };
-    assert_eq!(verify(&message, &required, resolve), Err(Refusal::NotCovered("content-digest".into())));
+    let required = Policy { required: &["@method", "@path", "content-length", "@query"], ..at(CREATED) };
+    assert_eq!(verify(&message, &required, resolve), Err(Refusal::NotCovered("@query".into())));
     assert_eq!(verify(&message, &at(CREATED), |_| None), Err(Refusal::UnknownKey("test-key-ed25519".into())));
     let other = SigningKey::from_bytes(&[7; 32]).verifying_key();
     assert!(matches!(verify(&message, &at(CREATED), |_| Some(other)), Err(Refusal::BadSignature(_))), "wrong key");
@@ -130,6 +130,46 @@ fn each_kind_of_bad_signature_names_what_failed() {
         ..message.clone()
     };
     assert!(matches!(verify(&garbled, &at(CREATED), resolve), Err(Refusal::Malformed(_))));
+}
+
+#[test]
+fn weak_keys_and_oversized_or_repeated_inputs_are_refused() {
+    // The identity point with R = identity, s = 0: "verifies" anything, cofactorless.
+    let weak = VerifyingKey::from_bytes(&{
+        let mut x = [0u8; 32];
+        x[0] = 1;
+        x
+    })
+    .unwrap();
+    let mut forged = Signature::from_bytes(&[0u8; 64]).to_bytes();
+    forged[0] = 1;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(forged);
+    let message = Message {
+        headers: test_request()
+            .headers
+            .into_iter()
+            .map(|(n, v)| (n.clone(), if n == "Signature" { format!("sig-b26=:{b64}:") } else { v }))
+            .collect(),
+        ..test_request()
+    };
+    assert!(matches!(verify(&message, &at(CREATED), |_| Some(weak)), Err(Refusal::BadSignature(_))));
+
+    let many: Vec<String> = (0..40).map(|i| format!("\"x-h{i}\"")).collect();
+    let input = format!("sig=({});created={CREATED};keyid=\"test-key-ed25519\"", many.join(" "));
+    let message = Message {
+        headers: vec![("Signature-Input".into(), input), ("Signature".into(), "sig=:AAAA:".into())],
+        ..Message::default()
+    };
+    assert!(verify(&message, &at(CREATED), resolve).unwrap_err().is_bad_input());
+    let twice = r#"sig=("@method" "@method");created=1618884473;keyid="test-key-ed25519""#;
+    let message = Message {
+        headers: vec![("Signature-Input".into(), twice.into()), ("Signature".into(), "sig=:AAAA:".into())],
+        ..Message::default()
+    };
+    assert!(verify(&message, &at(CREATED), resolve).unwrap_err().is_bad_input());
+    // A body its signature does not cover is no signed request, where a digest is asked.
+    let digest = Policy { required: &["@method", "content-digest"], ..at(CREATED) };
+    assert!(verify(&test_request(), &digest, resolve).unwrap_err().is_bad_input());
 }
 
 #[test]
