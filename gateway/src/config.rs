@@ -30,6 +30,8 @@ pub struct Config {
     pub limits: Limits,
     /// How often counted usage goes to the usage service (writes there scale with it).
     pub usage_flush_every: Duration,
+    /// GitHub's secret-scanning public keys (JSON), to check its alerts' signatures.
+    pub github_keys_url: String,
 }
 
 /// Rate limits: per key (unless the key has its own), per session's user, and per source
@@ -42,6 +44,8 @@ pub struct Limits {
     pub sign_in: RateLimit,
     /// `POST /keys/verify`, per address (the platform's own backends call it).
     pub verify: RateLimit,
+    /// GitHub's secret-scanning alerts, per address.
+    pub secret_scanning: RateLimit,
     /// How often each replica reconciles its counts with Redis.
     pub sync_every: Duration,
 }
@@ -54,6 +58,7 @@ impl Limits {
             session: env.rate_or("KEYPLANE_RATE_LIMIT_SESSION", rate(1_200, 60)),
             sign_in: env.rate_or("KEYPLANE_RATE_LIMIT_SIGN_IN", rate(60, 60)),
             verify: env.rate_or("KEYPLANE_RATE_LIMIT_VERIFY", rate(6_000, 60)),
+            secret_scanning: env.rate_or("KEYPLANE_RATE_LIMIT_SECRET_SCANNING", rate(600, 60)),
             sync_every: Duration::from_millis(env.parse_or("KEYPLANE_RATE_LIMIT_SYNC_MS", 100u64).clamp(10, 10_000)),
         }
     }
@@ -179,9 +184,13 @@ impl Config {
             usage_flush_every: Duration::from_millis(
                 env.parse_or("KEYPLANE_USAGE_FLUSH_MS", 1_000u64).clamp(100, 60_000),
             ),
+            github_keys_url: env.string_or("KEYPLANE_GITHUB_KEYS_URL", GITHUB_KEYS_URL),
         }
     }
 }
+
+/// Where GitHub publishes the keys that sign secret-scanning alerts.
+pub const GITHUB_KEYS_URL: &str = "https://api.github.com/meta/public_keys/secret_scanning";
 
 /// Where data-plane paths start.
 pub const DATA_PLANE_PREFIX: &str = "/api/v1/developer/";

@@ -7,11 +7,13 @@
 pub mod config;
 mod error;
 mod forwarder;
+mod github_keys;
 mod idempotency;
 mod limiter;
 mod mcp;
 mod meter;
 mod metrics;
+mod org_names;
 mod upstream;
 mod usage_counter;
 mod verifier;
@@ -92,6 +94,8 @@ pub async fn serve(
         metrics,
         request_timeout: config.request_timeout,
         dev_mailbox: config.dev_mailbox,
+        org_names: org_names::OrgNames::default(),
+        github_keys: github_keys::GithubKeys::new(config.github_keys_url.clone(), config.request_timeout),
     }));
     tracing::info!(addr = ?listener.local_addr().ok(), "gateway listening");
     axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())

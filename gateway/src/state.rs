@@ -25,6 +25,10 @@ pub struct Inner {
     pub limits: crate::config::Limits,
     pub request_timeout: Duration,
     pub dev_mailbox: bool,
+    /// GitHub's secret-scanning signing keys.
+    pub github_keys: crate::github_keys::GithubKeys,
+    /// Org names for a key's whoami.
+    pub org_names: crate::org_names::OrgNames,
 }
 
 #[derive(Clone)]

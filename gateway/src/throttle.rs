@@ -83,6 +83,13 @@ pub async fn sign_in(State(state): State<AppState>, request: Request, next: Next
     per_address(&state, "sign_in", rate, true, request, next).await
 }
 
+/// GitHub's secret-scanning alerts: per address, and never replayed (each alert is acted
+/// on afresh; acting twice changes nothing).
+pub async fn secret_scanning(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let rate = state.limits.secret_scanning;
+    per_address(&state, "secret_scanning", rate, false, request, next).await
+}
+
 /// `POST /keys/verify`: per address, so it is no oracle for guessing keys. A verdict is
 /// never replayed: the key may be revoked since.
 pub async fn verify(State(state): State<AppState>, request: Request, next: Next) -> Response {

@@ -16,6 +16,7 @@ mod orgs;
 mod resilience;
 mod revocation;
 mod rotation;
+mod secret_scanning;
 mod security;
 mod smoke;
 mod takeovers;

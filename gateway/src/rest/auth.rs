@@ -9,7 +9,7 @@ use keyplane_proto::{
         GetUserRequest, LoginRequest, LogoutRequest, RefreshRequest, ResendVerificationRequest, SignupRequest,
         VerifyEmailRequest,
     },
-    orgs::v1::{GetOrgRequest, ListOrgsRequest},
+    orgs::v1::ListOrgsRequest,
     types::v1::PageRequest,
 };
 use serde::{Deserialize, Serialize};
@@ -148,9 +148,7 @@ pub async fn me(State(state): State<AppState>, Extension(caller): Extension<Call
             })))
         }
         Some(Principal::ApiKey(key)) => {
-            // The key's own org, whatever its scopes: asked as the gateway itself.
-            let service = Caller { principal: Some(Principal::Service { name: "gateway".into() }), ..caller.clone() };
-            let org = state.upstream.get_org(&service, GetOrgRequest { org_id: key.org_id.to_string() }).await?;
+            let org = state.org_names.get(&state.upstream, &caller, key.org_id).await?;
             Ok(Json(json!({
                 "principal": "api_key",
                 "key": key_json(&key),

@@ -8,6 +8,7 @@ pub mod invitations;
 pub mod keys;
 pub mod orgs;
 pub mod platform;
+pub mod secret_scanning;
 pub mod usage;
 
 use axum::{
@@ -76,6 +77,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/api/v1/advisors/{id}/payload-keys", get(advisors::keys))
         .route("/api/v1/advisors/{id}/consultations/{consultation_id}/response", post(advisors::respond))
         .route_layer(from_fn_with_state(state.clone(), throttle::verify));
+    // GitHub's signature is the credential; each source address has a budget.
+    let secret_scanning = Router::new()
+        .route("/api/v1/secret-scanning/github", post(secret_scanning::github))
+        .route_layer(from_fn_with_state(state.clone(), throttle::secret_scanning));
     let session = Router::new()
         .route("/api/ensure-dev-org", post(orgs::ensure_dev_org))
         .route("/api/v1/auth/logout", post(auth::logout))
@@ -134,6 +139,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
     public
         .merge(sign_in)
         .merge(verify)
+        .merge(secret_scanning)
         .merge(session)
         .merge(identify)
         .merge(management)

@@ -12,4 +12,5 @@ super::rpcs!(keys {
     create_mcp_token(CreateMcpTokenRequest) -> McpTokenWithSecret;
     list_mcp_tokens(ListMcpTokensRequest) -> ListMcpTokensResponse;
     revoke_mcp_token(RevokeMcpTokenRequest) -> McpToken;
+    revoke_leaked(RevokeLeakedRequest) -> RevokeLeakedResponse;
 });

@@ -14,6 +14,8 @@ pub const MAIL_TOPIC: &str = "mail";
 pub enum MailKind {
     VerifyEmail,
     Invitation,
+    /// A security event the org's owners must hear of (a credential found in public).
+    SecurityNotice,
 }
 
 impl MailKind {
@@ -21,6 +23,7 @@ impl MailKind {
         match self {
             Self::VerifyEmail => "verify_email",
             Self::Invitation => "invitation",
+            Self::SecurityNotice => "security_notice",
         }
     }
 
@@ -28,6 +31,7 @@ impl MailKind {
         match s {
             "verify_email" => Some(Self::VerifyEmail),
             "invitation" => Some(Self::Invitation),
+            "security_notice" => Some(Self::SecurityNotice),
             _ => None,
         }
     }

@@ -36,8 +36,10 @@ pub type ExtraLayer = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>
 
 /// Like [`init`], with the level used when `RUST_LOG` is unset and the OTLP endpoint given.
 ///
-/// Spans always get OpenTelemetry ids, so that trace context flows through every service
-/// even when nothing is exported.
+/// Spans become OpenTelemetry spans only when there is somewhere to export them: without
+/// an exporter they would cost every request (ids, attributes, a record at every close)
+/// for nothing. A caller's `traceparent` still reaches the data-plane backends, with the
+/// request's other headers.
 pub fn init_with(
     service_name: &str,
     default_filter: &str,
@@ -45,6 +47,7 @@ pub fn init_with(
     extra: Option<ExtraLayer>,
 ) -> anyhow::Result<Telemetry> {
     global::set_text_map_propagator(TraceContextPropagator::new());
+    let exporting = otlp_endpoint.is_some();
     let mut provider = SdkTracerProvider::builder()
         .with_resource(Resource::builder().with_service_name(service_name.to_owned()).build());
     if let Some(endpoint) = otlp_endpoint {
@@ -65,7 +68,7 @@ pub fn init_with(
     };
     // The log level filters logs only: spans reach OpenTelemetry at `info` whatever it is,
     // or trace context would stop flowing whenever logs are quiet.
-    let traces = tracing_opentelemetry::layer().with_tracer(tracer).with_filter(LevelFilter::INFO);
+    let traces = exporting.then(|| tracing_opentelemetry::layer().with_tracer(tracer).with_filter(LevelFilter::INFO));
     // A second initialisation (tests start many platforms in one process) keeps the first.
     let _ = tracing_subscriber::registry().with(extra).with(fmt.with_filter(filter)).with(traces).try_init();
     Ok(Telemetry { provider })

@@ -34,6 +34,8 @@ pub enum Error {
     StaleSecret,
     #[error("only the orgs service revokes credentials in bulk")]
     OrgsOnly,
+    #[error("only a platform service reports leaked secrets")]
+    ReporterOnly,
     #[error("no such API key")]
     KeyNotFound,
     #[error("no such MCP token")]
@@ -65,7 +67,7 @@ impl ServiceError for Error {
             Self::CreatorNotMember => (Kind::PermissionDenied, "creator_not_member"),
             Self::NotCreator => (Kind::PermissionDenied, "not_key_creator"),
             Self::StaleSecret => (Kind::Unauthenticated, "key_in_grace"),
-            Self::OrgsOnly => (Kind::PermissionDenied, "forbidden"),
+            Self::OrgsOnly | Self::ReporterOnly => (Kind::PermissionDenied, "forbidden"),
             Self::KeyNotFound => (Kind::NotFound, "key_not_found"),
             Self::TokenNotFound => (Kind::NotFound, "mcp_token_not_found"),
             Self::KeyRevoked => (Kind::FailedPrecondition, "key_revoked"),

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use keyplane_common::{
     authz::Action,
-    credential::Environment,
+    credential::{Environment, SecretHash},
     error::FieldViolation,
     internal_auth::split,
     page::Page,
@@ -22,6 +22,7 @@ use crate::{
     domain::{
         key::{Credential, Status as KeyStatus},
         key_use::{KeyUse, RotatedUse},
+        leak::Leak,
     },
     error::Error,
     service::{KeyChange, NewKey, NewToken, Service},
@@ -94,6 +95,18 @@ fn page(p: Option<&PageRequest>) -> Result<Page, Status> {
 }
 
 /// One batch of the gateways' counted uses; an entry that does not parse is dropped.
+/// Each reported secret; one whose hash is not 32 bytes is refused, not skipped.
+fn leaks(secrets: Vec<pb::LeakedSecret>) -> Result<Vec<Leak>, Error> {
+    secrets
+        .into_iter()
+        .map(|s| {
+            let hash =
+                SecretHash::from_bytes(&s.hash).ok_or_else(|| FieldViolation::new("hash", "must be 32 bytes"))?;
+            Ok(Leak { hash, url: s.url, source: s.source, reporter: s.reporter })
+        })
+        .collect()
+}
+
 fn key_uses(uses: Vec<pb::KeyUse>) -> Vec<KeyUse> {
     uses.into_iter()
         .filter_map(|u| {
@@ -266,5 +279,23 @@ impl KeysService for KeysGrpc {
     ) -> Result<Response<pb::McpToken>, Status> {
         let (caller, r) = split(request)?;
         Ok(Response::new(mcp_token(&self.service.revoke_mcp_token(&caller, &r.token_id).await?)))
+    }
+
+    async fn revoke_leaked(
+        &self,
+        request: Request<pb::RevokeLeakedRequest>,
+    ) -> Result<Response<pb::RevokeLeakedResponse>, Status> {
+        let (caller, r) = split(request)?;
+        let verdicts = self.service.revoke_leaked(&caller, leaks(r.secrets)?).await?;
+        let verdicts = verdicts
+            .into_iter()
+            .map(|v| pb::LeakVerdict {
+                hash: v.hash.as_bytes().to_vec(),
+                real: v.prefix.is_some(),
+                prefix: v.prefix.unwrap_or_default(),
+                revoked_now: v.revoked_now,
+            })
+            .collect();
+        Ok(Response::new(pb::RevokeLeakedResponse { verdicts }))
     }
 }

@@ -26,6 +26,7 @@ use crate::{
         grant::{self, BOOTSTRAP_KEY_NAME, Membership},
         key::{Credential, Kind, Mint, Status as KeyStatus},
         key_use::KeyUse,
+        leak::{self, Leak, Verdict},
         regeneration,
     },
     error::Error,
@@ -73,6 +74,9 @@ pub struct NewToken {
     pub scopes: Option<Vec<String>>,
     pub expires_at: Option<DateTime<Utc>>,
 }
+
+/// GitHub sends at most a few hundred matches in one alert.
+pub const MAX_LEAKS_PER_REPORT: usize = 1000;
 
 /// Bulk revocations are the orgs service's to decide: a service principal only.
 fn only_orgs(caller: &Caller) -> Result<&Principal, Error> {
@@ -455,5 +459,59 @@ impl Service {
         self.relay.notify_one();
         self.propagator.publish(&revoked, revoked.hashes()).await;
         Ok(revoked)
+    }
+
+    /// Secrets found in public: each that still works stops at once (every gateway refuses
+    /// it within the usual bound), audited with where it was found; the org's owners hear of
+    /// it through the audit event (the orgs service mails them). A report repeated changes
+    /// nothing. Only a platform service asks (the gateway, after checking the reporter's
+    /// signature).
+    pub async fn revoke_leaked(&self, caller: &Caller, leaks: Vec<Leak>) -> Result<Vec<Verdict>, Error> {
+        let principal = match caller.principal()? {
+            principal @ Principal::Service { .. } => principal,
+            _ => return Err(Error::ReporterOnly),
+        };
+        if leaks.len() > MAX_LEAKS_PER_REPORT {
+            return Err(FieldViolation::new("secrets", format!("at most {MAX_LEAKS_PER_REPORT} per report")).into());
+        }
+        let mut verdicts = Vec::with_capacity(leaks.len());
+        for found in leaks {
+            let Some(credential) = self.store.find_by_hash(&found.hash).await? else {
+                verdicts.push(Verdict { hash: found.hash, prefix: None, revoked_now: false });
+                continue;
+            };
+            let stopped = match leak::exposed(&credential, &found.hash, self.clock.now()) {
+                Some(exposed) => {
+                    let event = audit(caller, principal, &credential, leak::action(credential.kind)).with_metadata(
+                        serde_json::json!({
+                            "name": credential.name,
+                            "prefix": credential.prefix,
+                            "secret": if exposed == leak::Exposed::Current { "current" } else { "previous" },
+                            "url": found.url,
+                            "source": found.source,
+                            "reporter": found.reporter,
+                        }),
+                    );
+                    self.store.stop_leaked(&credential, exposed, &[event]).await?
+                }
+                None => None,
+            };
+            if let Some(stopped) = &stopped {
+                self.relay.notify_one();
+                // Every secret the credential held: a revoked one stops them all, an ended
+                // grace the previous one (the current is republished unchanged).
+                self.propagator.publish(stopped, credential.hashes()).await;
+                tracing::warn!(
+                    key_id = %stopped.id, key_prefix = %credential.prefix, reporter = %found.reporter,
+                    "a leaked credential was stopped"
+                );
+            }
+            verdicts.push(Verdict {
+                hash: found.hash,
+                prefix: Some(credential.prefix),
+                revoked_now: stopped.is_some(),
+            });
+        }
+        Ok(verdicts)
     }
 }

@@ -5,6 +5,7 @@ use keyplane_common::{
     authz::{Action, Role},
     error::FieldViolation,
     internal_auth::Caller,
+    mail::OutgoingMail,
     page::Page,
     principal::Principal,
     text,
@@ -17,6 +18,7 @@ use crate::{
     domain::{
         access::{self, Actor, is_owner_session},
         invitation::{self, INVITATION_TTL, Invitation, Status},
+        leak_notice,
         org::{Member, Org, UserInfo},
         org_fields,
         revocation::Revocation,
@@ -443,7 +445,27 @@ impl Service {
             }
             filed.push(event);
         }
-        self.store.append_audit(&filed).await
+        let notices = self.leak_notices(&filed).await?;
+        let stored = self.store.append_audit_with_mail(&filed, &notices).await?;
+        if !notices.is_empty() {
+            self.mail_relay.notify_one();
+        }
+        Ok(stored)
+    }
+
+    /// The mail to each verified owner for the events that tell owners. Composed before
+    /// anything is stored: if identity cannot answer, the whole delivery fails and is
+    /// retried, and no event is filed without its mail.
+    async fn leak_notices(&self, events: &[AuditRecord]) -> Result<Vec<OutgoingMail>, Error> {
+        let mut mail = Vec::new();
+        for event in events.iter().filter(|e| leak_notice::notifies(e)) {
+            let Some(org) = self.store.org(event.org_id).await? else { continue };
+            let owners = self.store.owner_ids(event.org_id).await?;
+            for owner in self.identity.users(&owners).await?.iter().filter(|u| u.email_verified) {
+                mail.push(leak_notice::mail(event, &org.name, owner));
+            }
+        }
+        Ok(mail)
     }
 
     pub async fn audit_log(

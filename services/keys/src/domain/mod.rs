@@ -3,4 +3,5 @@
 pub mod grant;
 pub mod key;
 pub mod key_use;
+pub mod leak;
 pub mod regeneration;

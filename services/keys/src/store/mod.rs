@@ -21,6 +21,7 @@ use crate::{
     domain::{
         grant::Membership,
         key::{Credential, Kind, PreviousSecret},
+        leak::Exposed,
     },
     error::Error,
 };
@@ -139,6 +140,42 @@ impl Store {
         let row = credentials::Entity::find_by_id(id).one(&txn).await?.ok_or(Error::KeyNotFound)?;
         txn.commit().await?;
         from_row(row)
+    }
+
+    /// Stops a leaked secret: revokes the credential, or ends the grace of its previous
+    /// secret. True when this call stopped it (a concurrent report or revoke did nothing
+    /// twice, and only the one that did it is audited).
+    pub async fn stop_leaked(
+        &self,
+        credential: &Credential,
+        exposed: Exposed,
+        audit: &[AuditRecord],
+    ) -> Result<Option<Credential>, Error> {
+        let now = keyplane_common::time::now();
+        let txn = self.db.begin().await?;
+        let update = credentials::Entity::update_many()
+            .col_expr(credentials::Column::Revision, next_revision())
+            .filter(credentials::Column::Id.eq(credential.id))
+            .filter(credentials::Column::RevokedAt.is_null());
+        let update = match exposed {
+            Exposed::Current => update
+                .col_expr(credentials::Column::RevokedAt, Expr::value(now))
+                .filter(credentials::Column::Hash.eq(credential.hash.to_hex())),
+            Exposed::Previous => {
+                let previous = credential.previous.ok_or_else(|| Error::internal("no previous secret"))?;
+                update
+                    .col_expr(credentials::Column::PreviousExpiresAt, Expr::value(now))
+                    .filter(credentials::Column::PreviousHash.eq(previous.hash.to_hex()))
+                    .filter(credentials::Column::PreviousExpiresAt.gt(now))
+            }
+        };
+        if update.exec(&txn).await?.rows_affected == 0 {
+            return Ok(None);
+        }
+        outbox::enqueue_audit(&txn, audit).await?;
+        let row = credentials::Entity::find_by_id(credential.id).one(&txn).await?.ok_or(Error::KeyNotFound)?;
+        txn.commit().await?;
+        from_row(row).map(Some)
     }
 
     /// Stores a regenerated key, if its secret is still the one it was regenerated from

@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod invitation;
+pub mod leak_notice;
 pub mod org;
 pub mod org_fields;
 pub mod revocation;

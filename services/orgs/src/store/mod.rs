@@ -444,8 +444,25 @@ impl Store {
             .await?)
     }
 
-    pub async fn append_audit(&self, events: &[AuditRecord]) -> Result<u64, Error> {
-        Ok(append_audit(&self.db, events).await?)
+    /// Files audit events (each id once) and queues the mail they cause (each id once
+    /// while queued; the mailer sends an id once), together.
+    pub async fn append_audit_with_mail(&self, events: &[AuditRecord], mail: &[OutgoingMail]) -> Result<u64, Error> {
+        let txn = self.db.begin().await?;
+        let stored = append_audit(&txn, events).await?;
+        let queued: Vec<_> = mail.iter().map(|m| (m.id, m.to_json())).collect();
+        outbox::enqueue(&txn, MAIL_TOPIC, &queued).await?;
+        txn.commit().await?;
+        Ok(stored)
+    }
+
+    /// The ids of an org's owners.
+    pub async fn owner_ids(&self, org_id: Uuid) -> Result<Vec<Uuid>, Error> {
+        let owners = members::Entity::find()
+            .filter(members::Column::OrgId.eq(org_id))
+            .filter(members::Column::Role.eq(Role::Owner.as_str()))
+            .all(&self.db)
+            .await?;
+        Ok(owners.into_iter().map(|m| m.user_id).collect())
     }
 
     /// One page of an org's audit log, newest first (ids are time-ordered).

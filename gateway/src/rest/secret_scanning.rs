@@ -1,0 +1,111 @@
+//! GitHub's secret-scanning partner endpoint: GitHub finds strings that look like our keys
+//! in public repositories and sends them here, signed. Each that is really ours and still
+//! works is stopped at once; GitHub hears which were ours.
+
+use axum::{
+    Extension, Json,
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+};
+use keyplane_common::{credential::SecretHash, internal_auth::Caller, principal::Principal};
+use keyplane_proto::keys::v1::{LeakedSecret, RevokeLeakedRequest};
+use serde::{Deserialize, Serialize};
+
+use crate::{error::ApiError, github_keys::Refusal, state::AppState};
+
+/// GitHub batches matches; far more than this in one alert is not GitHub.
+pub const MAX_MATCHES: usize = 1000;
+/// What we keep of where a secret was found.
+const MAX_URL: usize = 2048;
+const MAX_FIELD: usize = 128;
+
+/// One match in GitHub's alert.
+#[derive(Deserialize)]
+struct Match {
+    token: String,
+    #[serde(rename = "type")]
+    token_type: String,
+    #[serde(default)]
+    url: String,
+    #[serde(default)]
+    source: String,
+}
+
+/// GitHub's feedback format: the match by the SHA-256 of its token (never the token).
+#[derive(Serialize)]
+pub struct Feedback {
+    token_hash: String,
+    token_type: String,
+    label: &'static str,
+    /// The prefix of the key or token it is, for a true positive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_prefix: Option<String>,
+}
+
+fn bounded(text: &str, max: usize) -> String {
+    text.chars().filter(|c| !c.is_control()).take(max).collect()
+}
+
+pub async fn github(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Vec<Feedback>>, ApiError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    state
+        .github_keys
+        .verify(header("github-public-key-identifier"), header("github-public-key-signature"), &body)
+        .await
+        .map_err(|refusal| match refusal {
+            Refusal::Signature(why) => ApiError::unauthorized("invalid_signature", why),
+            Refusal::KeySetUnavailable => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "GitHub's signing keys cannot be fetched now; try again later",
+            ),
+        })?;
+    let matches: Vec<Match> = serde_json::from_slice(&body).map_err(|_| {
+        ApiError::bad_request("invalid_body", "the body must be a JSON array of {token, type, url, source}")
+    })?;
+    if matches.len() > MAX_MATCHES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!("at most {MAX_MATCHES} matches per alert"),
+        ));
+    }
+    // Shape and checksum first: a string that is not one of ours costs no lookup.
+    let hashes: Vec<SecretHash> = matches.iter().map(|m| SecretHash::of(&m.token)).collect();
+    let ours: Vec<usize> = (0..matches.len()).filter(|&i| state.key_format.parse(&matches[i].token).is_ok()).collect();
+    let mut verdicts = vec![None; matches.len()];
+    if !ours.is_empty() {
+        let secrets = ours
+            .iter()
+            .map(|&i| LeakedSecret {
+                hash: hashes[i].as_bytes().to_vec(),
+                url: bounded(&matches[i].url, MAX_URL),
+                source: bounded(&matches[i].source, MAX_FIELD),
+                reporter: "GitHub secret scanning".into(),
+            })
+            .collect();
+        let as_gateway = Caller { principal: Some(Principal::Service { name: "gateway".into() }), ..caller };
+        let answer = state.upstream.revoke_leaked(&as_gateway, RevokeLeakedRequest { secrets }).await?;
+        for (&i, verdict) in ours.iter().zip(answer.verdicts) {
+            verdicts[i] = verdict.real.then_some(verdict.prefix);
+        }
+    }
+    let feedback = matches
+        .into_iter()
+        .zip(hashes)
+        .zip(verdicts)
+        .map(|((m, hash), prefix)| Feedback {
+            token_hash: hash.to_hex(),
+            token_type: bounded(&m.token_type, MAX_FIELD),
+            label: if prefix.is_some() { "true_positive" } else { "false_positive" },
+            key_prefix: prefix,
+        })
+        .collect();
+    Ok(Json(feedback))
+}
