@@ -50,11 +50,14 @@ fn uuid_bytes() -> [u8; 16] {
     bytes
 }
 
-/// Waits until the gateway at `url` answers `/ready` with 200.
+/// Waits until the gateway at `url` is ready and reports every service serving.
 async fn wait_ready(url: &str) -> anyhow::Result<()> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while std::time::Instant::now() < deadline {
-        if reqwest::get(format!("{url}/ready")).await.is_ok_and(|r| r.status().is_success()) {
+        if let Ok(answer) = reqwest::get(format!("{url}/ready")).await
+            && let Ok(body) = answer.json::<serde_json::Value>().await
+            && body["status"] == "ready"
+        {
             return Ok(());
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;

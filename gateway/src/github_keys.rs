@@ -6,6 +6,7 @@
 
 use std::{
     collections::HashMap,
+    sync::{Arc, RwLock},
     time::{Duration, Instant},
 };
 
@@ -41,12 +42,24 @@ struct PublishedKey {
     key: String,
 }
 
+/// The key set as last fetched. Readers take a snapshot and never wait for a fetch.
 #[derive(Default)]
 struct Known {
     /// Key identifier → SubjectPublicKeyInfo DER.
     keys: HashMap<String, Vec<u8>>,
     /// When the set now held was fetched.
     fetched_at: Option<Instant>,
+}
+
+impl Known {
+    fn fresh(&self) -> bool {
+        self.fetched_at.is_some_and(|at| at.elapsed() < MAX_AGE)
+    }
+}
+
+/// When fetches were tried: held only by the one request that fetches.
+#[derive(Default)]
+struct Attempts {
     /// When an unknown key id last made us fetch again.
     refetched_at: Option<Instant>,
     /// When a fetch last failed.
@@ -61,7 +74,8 @@ fn a_minute_since(at: Option<Instant>) -> bool {
 pub struct GithubKeys {
     url: String,
     http: reqwest::Client,
-    known: Mutex<Known>,
+    known: RwLock<Arc<Known>>,
+    attempts: Mutex<Attempts>,
 }
 
 impl GithubKeys {
@@ -72,7 +86,7 @@ impl GithubKeys {
             .user_agent("keyplane-secret-scanning")
             .build()
             .expect("a plain HTTP client builds");
-        Self { url, http, known: Mutex::new(Known::default()) }
+        Self { url, http, known: RwLock::default(), attempts: Mutex::default() }
     }
 
     /// Ok when `signature` (base64 DER) by the key `key_id` verifies over `body`.
@@ -90,54 +104,85 @@ impl GithubKeys {
             .map_err(|_| Refusal::Signature("the signature does not verify"))
     }
 
-    /// The key named `key_id`. The set is fetched when there is none or it is stale, and
-    /// again when it does not hold the id, at most once a minute; a failed fetch waits a
-    /// minute too. A set that is missing or stale after that refuses.
+    fn snapshot(&self) -> Arc<Known> {
+        Arc::clone(&self.known.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// The key named `key_id`. A fresh set that holds it answers at once, whatever fetch
+    /// is under way. Otherwise the set is fetched when there is none or it is stale, and
+    /// again when it lacks the id, at most once a minute; a failed fetch waits a minute
+    /// too. A set that is missing or stale after that refuses.
     async fn key(&self, key_id: &str) -> Result<Option<Vec<u8>>, Refusal> {
-        let mut known = self.known.lock().await;
-        let fresh = |known: &Known| known.fetched_at.is_some_and(|at| at.elapsed() < MAX_AGE);
-        let unknown = fresh(&known) && !known.keys.contains_key(key_id);
-        let fetch =
-            (!fresh(&known) || (unknown && a_minute_since(known.refetched_at))) && a_minute_since(known.failed_at);
-        if fetch {
+        let known = self.snapshot();
+        if known.fresh() && known.keys.contains_key(key_id) {
+            return Ok(known.keys.get(key_id).cloned());
+        }
+        // Only requests that need a fetch queue here; the first one in does it.
+        let mut attempts = self.attempts.lock().await;
+        let known = self.snapshot();
+        let unknown = known.fresh() && !known.keys.contains_key(key_id);
+        let fetch = (!known.fresh() || (unknown && a_minute_since(attempts.refetched_at)))
+            && a_minute_since(attempts.failed_at);
+        let known = if fetch {
             if unknown {
-                known.refetched_at = Some(Instant::now());
+                attempts.refetched_at = Some(Instant::now());
             }
             match self.fetch().await {
                 Ok(keys) => {
-                    known.keys = keys;
-                    known.fetched_at = Some(Instant::now());
+                    let fetched = Arc::new(Known { keys, fetched_at: Some(Instant::now()) });
+                    *self.known.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::clone(&fetched);
+                    fetched
                 }
                 Err(error) => {
-                    known.failed_at = Some(Instant::now());
+                    attempts.failed_at = Some(Instant::now());
                     tracing::warn!(error = %error, "GitHub's secret-scanning key set could not be fetched");
+                    known
                 }
             }
-        }
-        if !fresh(&known) {
+        } else {
+            known
+        };
+        if !known.fresh() {
             return Err(Refusal::KeySetUnavailable);
         }
         Ok(known.keys.get(key_id).cloned())
     }
 
+    /// GitHub's published keys; an entry that is not a P-256 public key is skipped (and
+    /// logged), and the set counts only if some key is usable.
     async fn fetch(&self) -> anyhow::Result<HashMap<String, Vec<u8>>> {
-        let response = self.http.get(&self.url).send().await?.error_for_status()?;
-        if response.content_length().is_some_and(|n| n > MAX_KEY_SET_BYTES as u64) {
-            anyhow::bail!("the key set is too large");
-        }
-        let body = response.bytes().await?;
-        if body.len() > MAX_KEY_SET_BYTES {
-            anyhow::bail!("the key set is too large");
+        let mut response = self.http.get(&self.url).send().await?.error_for_status()?;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await? {
+            if body.len() + chunk.len() > MAX_KEY_SET_BYTES {
+                anyhow::bail!("the key set is over {MAX_KEY_SET_BYTES} bytes");
+            }
+            body.extend_from_slice(&chunk);
         }
         let set: KeySet = serde_json::from_slice(&body)?;
-        let mut keys = HashMap::new();
-        for published in set.public_keys {
-            let pem = pem::parse(published.key.as_bytes())?;
-            if pem.tag() != "PUBLIC KEY" {
-                anyhow::bail!("key {} is not a public key", published.key_identifier);
-            }
-            keys.insert(published.key_identifier, pem.into_contents());
-        }
+        let keys: HashMap<String, Vec<u8>> = set
+            .public_keys
+            .into_iter()
+            .filter_map(|published| match p256_key(&published.key) {
+                Some(der) => Some((published.key_identifier, der)),
+                None => {
+                    tracing::warn!(key_id = %published.key_identifier, "skipped a GitHub key that is not a P-256 public key");
+                    None
+                }
+            })
+            .collect();
+        anyhow::ensure!(!keys.is_empty(), "the key set holds no usable key");
         Ok(keys)
     }
+}
+
+/// The SubjectPublicKeyInfo DER of a PEM public key, if it is an ECDSA P-256 key.
+fn p256_key(pem_text: &str) -> Option<Vec<u8>> {
+    let pem = pem::parse(pem_text.as_bytes()).ok()?;
+    if pem.tag() != "PUBLIC KEY" {
+        return None;
+    }
+    let der = pem.into_contents();
+    aws_lc_rs::signature::ParsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &der).ok()?;
+    Some(der)
 }

@@ -95,6 +95,7 @@ pub async fn serve(
         request_timeout: config.request_timeout,
         dev_mailbox: config.dev_mailbox,
         org_names: org_names::OrgNames::default(),
+        draining: shutdown.clone(),
         github_keys: github_keys::GithubKeys::new(config.github_keys_url.clone(), config.request_timeout),
     }));
     tracing::info!(addr = ?listener.local_addr().ok(), "gateway listening");

@@ -27,6 +27,8 @@ pub struct Inner {
     pub dev_mailbox: bool,
     /// GitHub's secret-scanning signing keys.
     pub github_keys: crate::github_keys::GithubKeys,
+    /// Cancelled when the gateway starts draining: readiness then fails.
+    pub draining: tokio_util::sync::CancellationToken,
     /// Org names for a key's whoami.
     pub org_names: crate::org_names::OrgNames,
 }

@@ -129,15 +129,27 @@ async fn malformed_authorization_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ready_names_the_service_that_is_down() {
+async fn ready_reports_a_service_that_is_down_but_stays_in_the_pool_and_fails_while_draining() {
     let p = Platform::start().await;
+    let user = p.api.signup().await;
+    let (_, key) = p.api.dev_org(&user, true).await;
+    let key = key.unwrap();
     let closed = Platform::closed_address().await;
-    let (gateway, _stop) = p.gateway_replica_with(|config| config.keys_addr = closed).await;
+    let (gateway, stop) = p.gateway_replica_custom(&[], |config| config.keys_addr = closed).await;
     let ready = gateway.get("/ready", None).await;
-    assert_eq!((ready.status, ready.error_code()), (503, "not_ready"));
-    assert_eq!(ready.body["details"], json!([{"field": "keys", "problem": "not serving"}]));
-    assert_eq!(ready.header("retry-after"), Some("1"));
+    // One service's outage must not pull every gateway out of its Service.
+    assert_eq!((ready.status, ready.body["status"].clone()), (200, json!("degraded")));
+    assert_eq!(ready.body["services"]["keys"], "down");
+    assert_eq!(ready.body["services"]["identity"], "ok");
     assert_eq!(gateway.get("/health", None).await.status, 200, "the gateway itself still serves");
+    assert_eq!(p.api.get("/ready", None).await.body["status"], "ready");
+    // The key verifies through identity, which still reaches keys.
+    assert_eq!(gateway.get("/api/v1/developer/families", Some(&key)).await.status, 200);
+
+    stop.cancel();
+    let draining = gateway.http.get(gateway.url("/ready")).send().await;
+    // Draining: a kept-alive connection hears 503, a new one finds nothing listening.
+    assert!(draining.is_err() || draining.unwrap().status() == 503, "a draining gateway is not ready");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

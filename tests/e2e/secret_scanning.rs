@@ -5,23 +5,33 @@
 use std::{
     sync::{
         Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use aws_lc_rs::{
     encoding::AsDer,
     rand::SystemRandom,
-    signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair},
+    signature::{ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P384_SHA384_ASN1_SIGNING, EcdsaKeyPair, KeyPair},
 };
 use axum::{Json, Router, extract::State, routing::get};
 use base64::Engine;
-use keyplane_e2e::{Api, Platform, Reply, eventually};
+use keyplane_common::{
+    audit::AuditRecord,
+    config::Target,
+    principal::{Principal, UserPrincipal},
+};
+use keyplane_e2e::{Api, Platform, Reply, eventually, logs, smtp::SmtpSink};
+use keyplane_proto::{
+    keys::v1::{LeakedSecret, RevokeLeakedRequest, keys_service_client::KeysServiceClient},
+    orgs::v1::{AppendAuditRequest, orgs_service_client::OrgsServiceClient},
+};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 const ALERTS: &str = "/api/v1/secret-scanning/github";
+const FAMILIES: &str = "/api/v1/developer/families";
 
 /// A signing key of the stand-in GitHub.
 struct GithubKey {
@@ -31,8 +41,11 @@ struct GithubKey {
 
 impl GithubKey {
     fn new(id: &str) -> Self {
-        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).expect("a P-256 key");
-        Self { id: id.to_owned(), pair }
+        Self::on(id, &ECDSA_P256_SHA256_ASN1_SIGNING)
+    }
+
+    fn on(id: &str, alg: &'static aws_lc_rs::signature::EcdsaSigningAlgorithm) -> Self {
+        Self { id: id.to_owned(), pair: EcdsaKeyPair::generate(alg).expect("an EC key") }
     }
 
     fn published(&self) -> Value {
@@ -47,17 +60,22 @@ impl GithubKey {
     }
 }
 
-/// The stand-in for GitHub's key-set endpoint: what it publishes, and how often it was asked.
+/// GitHub's key-set endpoint stand-in, which can be made slow.
 #[derive(Clone, Default)]
 struct KeySet {
     published: Arc<Mutex<Vec<Value>>>,
     fetches: Arc<AtomicUsize>,
+    delay_ms: Arc<AtomicU64>,
 }
 
 impl KeySet {
     async fn serve(&self) -> String {
         async fn keys(State(set): State<KeySet>) -> Json<Value> {
             set.fetches.fetch_add(1, Ordering::SeqCst);
+            let delay = set.delay_ms.load(Ordering::SeqCst);
+            if delay > 0 {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+            }
             Json(json!({"public_keys": *set.published.lock().unwrap()}))
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -69,6 +87,10 @@ impl KeySet {
 
     fn publish(&self, key: &GithubKey) {
         self.published.lock().unwrap().push(key.published());
+    }
+
+    fn publish_raw(&self, entry: Value) {
+        self.published.lock().unwrap().push(entry);
     }
 
     fn fetches(&self) -> usize {
@@ -96,13 +118,27 @@ fn found(token: &str, token_type: &str) -> Value {
     json!({"token": token, "type": token_type, "url": "https://github.com/someone/app/blob/main/.env", "source": "content"})
 }
 
-fn sha256_hex(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+async fn platform_with(set: &KeySet, extra: &[(&str, String)]) -> Platform {
+    let url = set.serve().await;
+    let mut settings = vec![("KEYPLANE_GITHUB_KEYS_URL", url)];
+    settings.extend(extra.iter().cloned());
+    Platform::start_with(&settings).await
 }
 
-async fn platform_with(set: &KeySet) -> Platform {
-    let url = set.serve().await;
-    Platform::start_with(&[("KEYPLANE_GITHUB_KEYS_URL", url)]).await
+async fn setup(extra: &[(&str, String)]) -> (KeySet, GithubKey, Platform) {
+    let set = KeySet::default();
+    let github = GithubKey::new("github-1");
+    set.publish(&github);
+    let p = platform_with(&set, extra).await;
+    (set, github, p)
+}
+
+async fn events(api: &Api, bearer: &str, org: &str, action: &str) -> Vec<Value> {
+    api.audit_log(bearer, org, &format!("action={action}")).await
+}
+
+fn sha256_hex(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,7 +146,7 @@ async fn a_signed_alert_stops_a_leaked_key_everywhere_audits_it_and_mails_the_ow
     let set = KeySet::default();
     let github = GithubKey::new("github-1");
     set.publish(&github);
-    let p = platform_with(&set).await;
+    let p = platform_with(&set, &[]).await;
     let (replica, _stop) = p.gateway_replica().await;
     let owner = p.api.verified_signup().await;
     let (org, _) = p.api.dev_org(&owner, false).await;
@@ -177,7 +213,7 @@ async fn a_leaked_previous_secret_ends_its_grace_and_the_new_secret_keeps_workin
     let set = KeySet::default();
     let github = GithubKey::new("github-1");
     set.publish(&github);
-    let p = platform_with(&set).await;
+    let p = platform_with(&set, &[]).await;
     let owner = p.api.verified_signup().await;
     let (org, _) = p.api.dev_org(&owner, false).await;
     let (id, old) = p.api.key(&owner.token, &org, json!({"name": "ci", "environment": "test"})).await;
@@ -201,7 +237,7 @@ async fn unsigned_forged_or_oversized_alerts_are_refused_and_change_nothing() {
     let set = KeySet::default();
     let github = GithubKey::new("github-1");
     set.publish(&github);
-    let p = platform_with(&set).await;
+    let p = platform_with(&set, &[]).await;
     let owner = p.api.signup().await;
     let (org, _) = p.api.dev_org(&owner, false).await;
     let (_, key) = p.api.key(&owner.token, &org, json!({"name": "ci", "environment": "live"})).await;
@@ -238,7 +274,7 @@ async fn an_unknown_key_id_fetches_the_key_set_again_at_most_once_a_minute() {
     let set = KeySet::default();
     let first = GithubKey::new("github-1");
     set.publish(&first);
-    let p = platform_with(&set).await;
+    let p = platform_with(&set, &[]).await;
     let nothing = json!([found("phosra_test_0000", "phosra_test_key")]);
     assert_eq!(signed_alert(&p.api, &first, &nothing).await.status, 200);
     assert_eq!(signed_alert(&p.api, &first, &nothing).await.status, 200);
@@ -262,7 +298,7 @@ async fn a_wrong_checksum_is_a_false_positive_without_a_lookup_and_no_key_set_fa
     let set = KeySet::default();
     let github = GithubKey::new("github-1");
     set.publish(&github);
-    let p = platform_with(&set).await;
+    let p = platform_with(&set, &[]).await;
     let owner = p.api.signup().await;
     let (org, _) = p.api.dev_org(&owner, false).await;
     let (_, key) = p.api.key(&owner.token, &org, json!({"name": "ci", "environment": "live"})).await;
@@ -287,4 +323,297 @@ async fn a_wrong_checksum_is_a_false_positive_without_a_lookup_and_no_key_set_fa
     let refused = signed_alert(&cut_off, &github, &json!([found(&key, "phosra_live_key")])).await;
     assert_eq!((refused.status, refused.error_code()), (503, "unavailable"));
     assert_eq!(p.api.get("/api/v1/developer/families", Some(&key)).await.status, 200);
+}
+
+/// A leaked previous secret is named by its own prefix, never the new (unleaked) secret's:
+/// in the answer, the audit event and the owners' mail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaked_previous_secret_is_named_by_its_own_prefix_not_the_new_ones() {
+    let (_set, github, p) = setup(&[]).await;
+    let owner = p.api.verified_signup().await;
+    let (org, _) = p.api.dev_org(&owner, false).await;
+    let (id, old) = p.api.key(&owner.token, &org, json!({"name": "ci", "environment": "live"})).await;
+    let new = p.api.regenerate(&owner.token, &org, &id, 3600).await.str("key");
+
+    let reply = signed_alert(&p.api, &github, &json!([found(&old, "phosra_live_key")])).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.body[0]["label"], "true_positive");
+    let prefix = reply.body[0]["key_prefix"].as_str().unwrap().to_owned();
+    assert!(old.starts_with(&prefix) && !new.starts_with(&prefix), "{prefix:?} is the old secret's prefix");
+    let event = eventually_one(&p.api, &owner.token, &org).await;
+    assert_eq!(event["metadata"]["prefix"], prefix);
+    let mails = p.api.mailbox(&owner.email, "security_notice").await;
+    assert!(mails[0]["body"].as_str().unwrap().contains(&prefix));
+}
+
+/// An entry of GitHub's set that is not a PEM public key is skipped; the good keys beside
+/// it still verify.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_odd_entry_in_the_key_set_leaves_the_good_keys_working() {
+    let set = KeySet::default();
+    let github = GithubKey::new("github-1");
+    set.publish(&github);
+    set.publish_raw(json!({"key_identifier": "future-format", "key": "not PEM at all", "is_current": false}));
+    let p = platform_with(&set, &[]).await;
+    let reply = signed_alert(&p.api, &github, &json!([])).await;
+    assert_eq!(reply.status, 200, "a good key is refused because another entry is odd: {}", reply.text);
+}
+
+/// P-384 or junk keys in the set neither crash nor verify as P-256, and the P-256 key next
+/// to them keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_p384_or_junk_key_in_the_set_verifies_nothing_and_harms_nothing() {
+    let set = KeySet::default();
+    let github = GithubKey::new("github-1");
+    let p384 = GithubKey::on("p384", &ECDSA_P384_SHA384_ASN1_SIGNING);
+    set.publish(&github);
+    set.publish(&p384);
+    set.publish_raw(
+        json!({"key_identifier": "junk-der", "key": pem::encode(&pem::Pem::new("PUBLIC KEY", vec![0x30; 4096]))}),
+    );
+    let p = platform_with(&set, &[]).await;
+    let refused = signed_alert(&p.api, &p384, &json!([])).await;
+    assert_eq!((refused.status, refused.error_code()), (401, "invalid_signature"), "{}", refused.text);
+    let body = b"[]";
+    let junk = alert(&p.api, Some("junk-der"), Some(github.sign(body)), body).await;
+    assert_eq!(junk.status, 401, "{}", junk.text);
+    assert_eq!(signed_alert(&p.api, &github, &json!([])).await.status, 200);
+}
+
+/// Anyone can name an unknown key id and make the gateway refetch (once a minute); alerts
+/// by keys already known never wait for that refetch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_by_known_keys_never_wait_for_a_slow_refetch() {
+    let (set, github, p) = setup(&[]).await;
+    assert_eq!(signed_alert(&p.api, &github, &json!([])).await.status, 200, "the set is fetched");
+    set.delay_ms.store(6000, Ordering::SeqCst);
+    let attacker = p.api.clone();
+    let poke = tokio::spawn(async move { alert(&attacker, Some("nobody"), Some("AAAA".into()), b"[]").await.status });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let legit = signed_alert(&p.api, &github, &json!([])).await;
+    let waited = started.elapsed();
+    assert_eq!(legit.status, 200);
+    let _ = poke.await;
+    assert!(
+        waited < Duration::from_secs(2),
+        "GitHub's alert by a known key waited {waited:?} for an attacker's refetch"
+    );
+}
+
+/// The owners' mail follows the audit event's first filing only: a redelivery (the keys
+/// relay's retry when orgs' answer was lost) mails nobody again, over real SMTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_leak_event_mails_the_owners_once_over_smtp() {
+    let sink = SmtpSink::start().await;
+    let (_set, github, p) = setup(&[("KEYPLANE_SMTP_URL", sink.url())]).await;
+    let owner = p.api.signup().await;
+    // Verify by the SMTP mail's token.
+    let got =
+        eventually(Duration::from_secs(10), || async { sink.mails().iter().any(|m| m.to.contains(&owner.email)) });
+    assert!(got.await);
+    let mail = sink.mails().into_iter().find(|m| m.to.contains(&owner.email)).unwrap();
+    let token = mail.data.split_whitespace().find(|w| w.contains("kpev_")).unwrap();
+    let token: String = token[token.find("kpev_").unwrap()..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || "_-".contains(*c))
+        .collect();
+    assert_eq!(p.api.post("/api/v1/auth/verify-email", None, json!({"token": token})).await.status, 200);
+    let (org, _) = p.api.dev_org(&owner, false).await;
+    let (_, leaked) = p.api.key(&owner.token, &org, json!({"name": "ci", "environment": "live"})).await;
+
+    assert_eq!(signed_alert(&p.api, &github, &json!([found(&leaked, "phosra_live_key")])).await.status, 200);
+    let notices = || sink.mails().into_iter().filter(|m| m.data.contains("was found in public")).count();
+    assert!(eventually(Duration::from_secs(10), || async { notices() == 1 }).await, "the first notice");
+    let event = eventually_one(&p.api, &owner.token, &org).await;
+
+    // The keys relay delivers the same event again (orgs committed, its answer was lost).
+    let record = AuditRecord {
+        id: event["id"].as_str().unwrap().parse().unwrap(),
+        org_id: org.parse().unwrap(),
+        at: chrono::Utc::now(),
+        actor_type: "service".into(),
+        actor_id: "gateway".into(),
+        action: "api_key.leaked_revoked".into(),
+        target_type: "api_key".into(),
+        target_id: event["target"]["id"].as_str().or(event["target_id"].as_str()).unwrap_or_default().into(),
+        ip: String::new(),
+        user_agent: String::new(),
+        metadata: event["metadata"].clone(),
+    };
+    let mut orgs = OrgsServiceClient::new(p.channel(Target::Orgs));
+    let mut request = tonic::Request::new(AppendAuditRequest { events: vec![record.to_proto()] });
+    p.internal_auth("keys").attach(request.metadata_mut(), None);
+    let stored = orgs.append_audit(request).await.unwrap().into_inner().stored;
+    assert_eq!(stored, 0, "the event was filed already");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(events(&p.api, &owner.token, &org, "api_key.leaked_revoked").await.len(), 1);
+    assert_eq!(notices(), 1, "the owner was mailed again for an event filed once");
+}
+
+async fn eventually_one(api: &Api, bearer: &str, org: &str) -> Value {
+    let filed = eventually(Duration::from_secs(10), || async {
+        !events(api, bearer, org, "api_key.leaked_revoked").await.is_empty()
+    });
+    assert!(filed.await);
+    events(api, bearer, org, "api_key.leaked_revoked").await.remove(0)
+}
+
+/// only a platform service may ask RevokeLeaked; a user principal with a valid
+/// internal token (what the gateway attaches for any REST/MCP call) is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_leaked_over_grpc_as_a_user_is_refused() {
+    let p = Platform::start().await;
+    let victim = p.api.signup().await;
+    let (org, _) = p.api.dev_org(&victim, false).await;
+    let (_, key) = p.api.key(&victim.token, &org, json!({"name": "ci", "environment": "live"})).await;
+    let mallory = p.api.signup().await;
+    let principal = Principal::User(UserPrincipal {
+        user_id: mallory.id.parse().unwrap(),
+        session_id: None,
+        email: mallory.email.clone(),
+        name: "Mallory".into(),
+        issuer: "keyplane".into(),
+    });
+    let mut keys = KeysServiceClient::new(p.channel(Target::Keys));
+    let secret = LeakedSecret {
+        hash: Sha256::digest(key.as_bytes()).to_vec(),
+        url: String::new(),
+        source: String::new(),
+        prefix: String::new(),
+        reporter: "me".into(),
+    };
+    let mut request = tonic::Request::new(RevokeLeakedRequest { secrets: vec![secret.clone()] });
+    p.internal_auth("gateway").attach(request.metadata_mut(), Some(&principal));
+    assert_eq!(keys.revoke_leaked(request).await.unwrap_err().code(), tonic::Code::PermissionDenied);
+    let mut anonymous = tonic::Request::new(RevokeLeakedRequest { secrets: vec![secret] });
+    p.internal_auth("gateway").attach(anonymous.metadata_mut(), None);
+    assert!(keys.revoke_leaked(anonymous).await.is_err());
+    assert_eq!(p.api.get(FAMILIES, Some(&key)).await.status, 200, "nothing was revoked");
+}
+
+/// concurrent duplicate alerts (and duplicates inside one alert) stop the key
+/// once: one audit event, one mail, the same answer for all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_duplicate_alerts_audit_and_mail_once() {
+    let (_set, github, p) = setup(&[]).await;
+    let owner = p.api.verified_signup().await;
+    let (org, _) = p.api.dev_org(&owner, false).await;
+    let (_, leaked) = p.api.key(&owner.token, &org, json!({"name": "ci", "environment": "live"})).await;
+    let matches = json!([found(&leaked, "phosra_live_key"), found(&leaked, "phosra_live_key")]);
+    let body = serde_json::to_vec(&matches).unwrap();
+    let signature = github.sign(&body);
+    let replies =
+        futures_util::future::join_all((0..8).map(|_| alert(&p.api, Some("github-1"), Some(signature.clone()), &body)))
+            .await;
+    for reply in &replies {
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        assert_eq!(reply.body[0]["label"], "true_positive");
+        assert_eq!(reply.body[1]["label"], "true_positive");
+    }
+    let _ = eventually_one(&p.api, &owner.token, &org).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(events(&p.api, &owner.token, &org, "api_key.leaked_revoked").await.len(), 1);
+    assert_eq!(p.api.mailbox(&owner.email, "security_notice").await.len(), 1);
+}
+
+/// a leaked secret that no longer works (revoked, expired) is a true positive
+/// with no new audit event or mail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_key_reported_causes_no_audit_or_mail() {
+    let (_set, github, p) = setup(&[]).await;
+    let owner = p.api.verified_signup().await;
+    let (org, _) = p.api.dev_org(&owner, false).await;
+    let (id, revoked) = p.api.key(&owner.token, &org, json!({"name": "gone", "environment": "live"})).await;
+    assert!(p.api.delete(&format!("/api/v1/developers/orgs/{org}/keys/{id}"), Some(&owner.token)).await.status < 300);
+    let soon = (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339();
+    let (_, expiring) =
+        p.api.key(&owner.token, &org, json!({"name": "old", "environment": "live", "expires_at": soon})).await;
+    p.clock.advance(Duration::from_secs(3 * 3600));
+    let reply = signed_alert(
+        &p.api,
+        &github,
+        &json!([found(&revoked, "phosra_live_key"), found(&expiring, "phosra_live_key")]),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.body[0]["label"], "true_positive");
+    assert_eq!(reply.body[1]["label"], "true_positive");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(events(&p.api, &owner.token, &org, "api_key.leaked_revoked").await.is_empty());
+    let mails = p.api.get(&format!("/dev/mailbox?to={}", owner.email), None).await;
+    assert!(!mails.text.contains("security_notice"), "{}", mails.text);
+}
+
+/// ending a previous secret's grace reaches a replica that had it cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaked_previous_secret_is_refused_on_another_replica() {
+    let (_set, github, p) = setup(&[]).await;
+    let (replica, _stop) = p.gateway_replica().await;
+    let owner = p.api.signup().await;
+    let (org, _) = p.api.dev_org(&owner, false).await;
+    let (id, old) = p.api.key(&owner.token, &org, json!({"name": "ci", "environment": "live"})).await;
+    let new = p.api.regenerate(&owner.token, &org, &id, 3600).await.str("key");
+    for _ in 0..3 {
+        assert_eq!(replica.get(FAMILIES, Some(&old)).await.status, 200, "cached in its grace period");
+    }
+    assert_eq!(signed_alert(&p.api, &github, &json!([found(&old, "phosra_live_key")])).await.status, 200);
+    let refused =
+        eventually(Duration::from_secs(1), || async { replica.get(FAMILIES, Some(&old)).await.status == 401 }).await;
+    assert!(refused, "the other replica still accepts the leaked previous secret");
+    assert_eq!(replica.get(FAMILIES, Some(&new)).await.status, 200);
+}
+
+/// the per-source limit applies before any signature or key-set work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_source_limit_comes_before_signature_work() {
+    let (set, github, p) = setup(&[("KEYPLANE_RATE_LIMIT_SECRET_SCANNING", "3/86400".into())]).await;
+    for i in 0..3 {
+        let reply = alert(&p.api, Some(&format!("guess-{i}")), Some("AAAA".into()), b"[]").await;
+        assert_eq!(reply.status, 401, "{}", reply.text);
+    }
+    let fetched = set.fetches.load(Ordering::SeqCst);
+    let limited = alert(&p.api, Some("guess-x"), Some("AAAA".into()), b"[]").await;
+    assert_eq!(limited.status, 429);
+    assert_eq!(signed_alert(&p.api, &github, &json!([])).await.status, 429);
+    assert_eq!(set.fetches.load(Ordering::SeqCst), fetched, "a limited request reached the key set");
+}
+
+/// malformed headers and bodies are 4xx with no internals; logs never hold a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_alerts_are_4xx_and_tokens_never_reach_logs() {
+    let (_set, github, p) = setup(&[]).await;
+    let owner = p.api.signup().await;
+    let (org, _) = p.api.dev_org(&owner, false).await;
+    let (_, leaked) = p.api.key(&owner.token, &org, json!({"name": "ci", "environment": "live"})).await;
+    let bodies: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"{}".to_vec(),
+        b"null".to_vec(),
+        b"[{\"token\": 1, \"type\": \"x\"}]".to_vec(),
+        b"[{\"type\": \"x\"}]".to_vec(),
+        b"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[".to_vec(),
+        vec![0xff, 0xfe, 0x00],
+        b"[{\"token\": \"' OR 1=1 --\", \"type\": \"phosra_live_key\"}]".to_vec(),
+    ];
+    for body in &bodies {
+        let reply = alert(&p.api, Some("github-1"), Some(github.sign(body)), body).await;
+        assert!((400..500).contains(&reply.status) || reply.status == 200, "{} {}", reply.status, reply.text);
+        for leak in ["sqlx", "sea_orm", "SELECT", "panicked", "serde_json", "at line"] {
+            assert!(!reply.text.contains(leak), "{}", reply.text);
+        }
+    }
+    for (id, signature) in [
+        ("github-1", "A".repeat(100_000)),
+        ("github-1", base64::engine::general_purpose::STANDARD.encode([0x30u8; 72])),
+        ("github-1", String::new()),
+        (&"x".repeat(8000) as &str, "AAAA".into()),
+    ] {
+        let reply = alert(&p.api, Some(id), Some(signature), b"[]").await;
+        assert!((400..500).contains(&reply.status), "{} {}", reply.status, reply.text);
+    }
+    let reply = signed_alert(&p.api, &github, &json!([found(&leaked, "phosra_live_key")])).await;
+    assert_eq!(reply.status, 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!logs::all().contains(&leaked[12..]), "a leaked token reached the logs");
 }

@@ -82,9 +82,13 @@ impl Platform {
         platform
     }
 
+    /// Until the gateway reports every service serving (readiness itself does not wait for
+    /// them: it is about the gateway alone).
     async fn wait_ready(&self) {
         let ready = crate::eventually(Duration::from_secs(20), || async {
-            self.api.http.get(self.api.url("/ready")).send().await.is_ok_and(|r| r.status().as_u16() == 200)
+            let reply = self.api.get("/ready", None).await;
+            let services = reply.body["services"].as_object().cloned().unwrap_or_default();
+            reply.status == 200 && !services.is_empty() && services.values().all(|s| s == "ok")
         })
         .await;
         assert!(ready, "the platform did not become ready");

@@ -8,7 +8,6 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use keyplane_common::error::FieldViolation;
 use keyplane_common::internal_auth::Caller;
 use keyplane_proto::identity::v1::GetJwksRequest;
 use serde_json::{Value, json};
@@ -23,9 +22,18 @@ pub async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /ready`: every backing service answers its health check. Redis down is degraded,
-/// not down: credentials are then checked against PostgreSQL.
+/// `GET /ready`: whether *this* gateway can take traffic. It can whenever it runs and is
+/// not draining: with a service down, cached keys still verify (and what needs that
+/// service answers 503 by itself), so one service's outage must not pull every gateway out
+/// of its load balancer. The services' and the cache's health is reported, not enforced:
+/// `status` is `degraded` while any is down.
 pub async fn ready(State(state): State<AppState>) -> Response {
+    if state.draining.is_cancelled() {
+        let mut response =
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "draining", "the gateway is shutting down").into_response();
+        response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(1));
+        return response;
+    }
     let checks = state.upstream.channels.iter().map(|(target, channel)| {
         let mut client = HealthClient::new(channel.clone());
         async move {
@@ -36,7 +44,6 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         }
     });
     let results = futures_util::future::join_all(checks).await;
-    let down: Vec<&str> = results.iter().filter(|(_, up)| !up).map(|(name, _)| *name).collect();
     let cache = if !state.cache.is_redis() {
         "in-process"
     } else if tokio::time::timeout(PROBE_TIMEOUT, state.cache.ping()).await.is_ok_and(|r| r.is_ok()) {
@@ -44,20 +51,18 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     } else {
         "down"
     };
-    if !down.is_empty() {
-        let details = down.iter().map(|name| FieldViolation::new(*name, "not serving")).collect();
-        let error = ApiError {
-            details,
-            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", format!("not answering: {}", down.join(", ")))
-        };
-        return error.into_response();
-    }
     let services: serde_json::Map<String, Value> =
-        results.iter().map(|(name, _)| ((*name).to_owned(), json!("ok"))).collect();
-    let status = if cache == "down" { "degraded" } else { "ready" };
+        results.iter().map(|(name, up)| ((*name).to_owned(), json!(if *up { "ok" } else { "down" }))).collect();
+    let all_up = results.iter().all(|(_, up)| *up) && cache != "down";
     // Rate limits hold across replicas while Redis answers; otherwise each limits alone.
     let rate_limits = if state.limiter.is_global() { "global" } else { "per_replica" };
-    Json(json!({ "status": status, "services": services, "cache": cache, "rate_limits": rate_limits })).into_response()
+    Json(json!({
+        "status": if all_up { "ready" } else { "degraded" },
+        "services": services,
+        "cache": cache,
+        "rate_limits": rate_limits,
+    }))
+    .into_response()
 }
 
 /// `GET /metrics`: Prometheus text.

@@ -38,7 +38,8 @@ pub struct Feedback {
     token_hash: String,
     token_type: String,
     label: &'static str,
-    /// The prefix of the key or token it is, for a true positive.
+    /// The leaked secret's display prefix, for a true positive (as the owners see it in
+    /// their key list and mail).
     #[serde(skip_serializing_if = "Option::is_none")]
     key_prefix: Option<String>,
 }
@@ -78,22 +79,27 @@ pub async fn github(
     }
     // Shape and checksum first: a string that is not one of ours costs no lookup.
     let hashes: Vec<SecretHash> = matches.iter().map(|m| SecretHash::of(&m.token)).collect();
-    let ours: Vec<usize> = (0..matches.len()).filter(|&i| state.key_format.parse(&matches[i].token).is_ok()).collect();
+    let ours: Vec<(usize, String)> = (0..matches.len())
+        .filter_map(|i| {
+            state.key_format.parse(&matches[i].token).ok().map(|p| (i, p.secret.display_prefix().to_owned()))
+        })
+        .collect();
     let mut verdicts = vec![None; matches.len()];
     if !ours.is_empty() {
         let secrets = ours
             .iter()
-            .map(|&i| LeakedSecret {
-                hash: hashes[i].as_bytes().to_vec(),
-                url: bounded(&matches[i].url, MAX_URL),
-                source: bounded(&matches[i].source, MAX_FIELD),
+            .map(|(i, prefix)| LeakedSecret {
+                hash: hashes[*i].as_bytes().to_vec(),
+                url: bounded(&matches[*i].url, MAX_URL),
+                source: bounded(&matches[*i].source, MAX_FIELD),
                 reporter: "GitHub secret scanning".into(),
+                prefix: prefix.clone(),
             })
             .collect();
         let as_gateway = Caller { principal: Some(Principal::Service { name: "gateway".into() }), ..caller };
         let answer = state.upstream.revoke_leaked(&as_gateway, RevokeLeakedRequest { secrets }).await?;
-        for (&i, verdict) in ours.iter().zip(answer.verdicts) {
-            verdicts[i] = verdict.real.then_some(verdict.prefix);
+        for ((i, _), verdict) in ours.iter().zip(answer.verdicts) {
+            verdicts[*i] = verdict.real.then_some(verdict.prefix);
         }
     }
     let feedback = matches

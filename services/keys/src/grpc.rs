@@ -102,7 +102,7 @@ fn leaks(secrets: Vec<pb::LeakedSecret>) -> Result<Vec<Leak>, Error> {
         .map(|s| {
             let hash =
                 SecretHash::from_bytes(&s.hash).ok_or_else(|| FieldViolation::new("hash", "must be 32 bytes"))?;
-            Ok(Leak { hash, url: s.url, source: s.source, reporter: s.reporter })
+            Ok(Leak { hash, url: s.url, source: s.source, reporter: s.reporter, prefix: s.prefix })
         })
         .collect()
 }

@@ -476,42 +476,55 @@ impl Service {
         }
         let mut verdicts = Vec::with_capacity(leaks.len());
         for found in leaks {
-            let Some(credential) = self.store.find_by_hash(&found.hash).await? else {
-                verdicts.push(Verdict { hash: found.hash, prefix: None, revoked_now: false });
-                continue;
+            let real = self.stop_leaked(caller, principal, &found).await?;
+            let revoked_now = real.as_ref().is_some_and(|(_, stopped)| *stopped);
+            // What the reporter shows and the owners read: the leaked secret's own prefix.
+            let prefix = real.map(
+                |(credential, _)| {
+                    if found.prefix.is_empty() { credential.prefix } else { found.prefix.clone() }
+                },
+            );
+            verdicts.push(Verdict { hash: found.hash, prefix, revoked_now });
+        }
+        Ok(verdicts)
+    }
+
+    /// Stops one leaked secret if it still works: the credential it belongs to, and
+    /// whether this call stopped it. A regeneration or revocation landing between the read
+    /// and the write is read again, so a secret that still works is never left working.
+    async fn stop_leaked(
+        &self,
+        caller: &Caller,
+        principal: &Principal,
+        found: &Leak,
+    ) -> Result<Option<(Credential, bool)>, Error> {
+        for _ in 0..3 {
+            let Some(credential) = self.store.find_by_hash(&found.hash).await? else { return Ok(None) };
+            let Some(exposed) = leak::exposed(&credential, &found.hash, self.clock.now()) else {
+                return Ok(Some((credential, false)));
             };
-            let stopped = match leak::exposed(&credential, &found.hash, self.clock.now()) {
-                Some(exposed) => {
-                    let event = audit(caller, principal, &credential, leak::action(credential.kind)).with_metadata(
-                        serde_json::json!({
-                            "name": credential.name,
-                            "prefix": credential.prefix,
-                            "secret": if exposed == leak::Exposed::Current { "current" } else { "previous" },
-                            "url": found.url,
-                            "source": found.source,
-                            "reporter": found.reporter,
-                        }),
-                    );
-                    self.store.stop_leaked(&credential, exposed, &[event]).await?
-                }
-                None => None,
-            };
-            if let Some(stopped) = &stopped {
+            let prefix = if found.prefix.is_empty() { credential.prefix.clone() } else { found.prefix.clone() };
+            let event =
+                audit(caller, principal, &credential, leak::action(credential.kind)).with_metadata(serde_json::json!({
+                    "name": credential.name,
+                    "prefix": prefix,
+                    "secret": if exposed == leak::Exposed::Current { "current" } else { "previous" },
+                    "url": found.url,
+                    "source": found.source,
+                    "reporter": found.reporter,
+                }));
+            if let Some(stopped) = self.store.stop_leaked(&credential, exposed, &[event]).await? {
                 self.relay.notify_one();
                 // Every secret the credential held: a revoked one stops them all, an ended
                 // grace the previous one (the current is republished unchanged).
-                self.propagator.publish(stopped, credential.hashes()).await;
+                self.propagator.publish(&stopped, credential.hashes()).await;
                 tracing::warn!(
-                    key_id = %stopped.id, key_prefix = %credential.prefix, reporter = %found.reporter,
+                    key_id = %stopped.id, key_prefix = %prefix, reporter = %found.reporter,
                     "a leaked credential was stopped"
                 );
+                return Ok(Some((stopped, true)));
             }
-            verdicts.push(Verdict {
-                hash: found.hash,
-                prefix: Some(credential.prefix),
-                revoked_now: stopped.is_some(),
-            });
         }
-        Ok(verdicts)
+        Err(Error::Conflict)
     }
 }

@@ -453,19 +453,19 @@ impl Service {
         Ok(stored)
     }
 
-    /// The mail to each verified owner for the events that tell owners. Composed before
-    /// anything is stored: if identity cannot answer, the whole delivery fails and is
-    /// retried, and no event is filed without its mail.
-    async fn leak_notices(&self, events: &[AuditRecord]) -> Result<Vec<OutgoingMail>, Error> {
-        let mut mail = Vec::new();
+    /// The mail to each verified owner for each event that tells owners, by event id.
+    /// Composed before anything is stored: if identity cannot answer, the whole delivery
+    /// fails and is retried, and no event is filed without its mail.
+    async fn leak_notices(&self, events: &[AuditRecord]) -> Result<Vec<(Uuid, Vec<OutgoingMail>)>, Error> {
+        let mut notices = Vec::new();
         for event in events.iter().filter(|e| leak_notice::notifies(e)) {
             let Some(org) = self.store.org(event.org_id).await? else { continue };
             let owners = self.store.owner_ids(event.org_id).await?;
-            for owner in self.identity.users(&owners).await?.iter().filter(|u| u.email_verified) {
-                mail.push(leak_notice::mail(event, &org.name, owner));
-            }
+            let users = self.identity.users(&owners).await?;
+            let mail = users.iter().filter(|u| u.email_verified).map(|u| leak_notice::mail(event, &org.name, u));
+            notices.push((event.id, mail.collect()));
         }
-        Ok(mail)
+        Ok(notices)
     }
 
     pub async fn audit_log(

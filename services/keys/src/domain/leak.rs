@@ -15,6 +15,8 @@ pub struct Leak {
     pub url: String,
     pub source: String,
     pub reporter: String,
+    /// The leaked secret's own display prefix.
+    pub prefix: String,
 }
 
 /// What a report stops.
@@ -53,7 +55,7 @@ pub fn action(kind: Kind) -> &'static str {
 #[derive(Clone, Debug)]
 pub struct Verdict {
     pub hash: SecretHash,
-    /// The prefix of the credential it belongs (or belonged) to; None: not ours.
+    /// The leaked secret's display prefix when it is (or was) ours; None: not ours.
     pub prefix: Option<String>,
     pub revoked_now: bool,
 }

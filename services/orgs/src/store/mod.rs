@@ -444,13 +444,28 @@ impl Store {
             .await?)
     }
 
-    /// Files audit events (each id once) and queues the mail they cause (each id once
-    /// while queued; the mailer sends an id once), together.
-    pub async fn append_audit_with_mail(&self, events: &[AuditRecord], mail: &[OutgoingMail]) -> Result<u64, Error> {
+    /// Files audit events (each id once) and, together, queues the mail an event causes
+    /// when, and only when, that event is filed for the first time: a redelivered event
+    /// mails nobody again.
+    pub async fn append_audit_with_mail(
+        &self,
+        events: &[AuditRecord],
+        mail: &[(Uuid, Vec<OutgoingMail>)],
+    ) -> Result<u64, Error> {
         let txn = self.db.begin().await?;
-        let stored = append_audit(&txn, events).await?;
-        let queued: Vec<_> = mail.iter().map(|m| (m.id, m.to_json())).collect();
-        outbox::enqueue(&txn, MAIL_TOPIC, &queued).await?;
+        let (mailing, plain): (Vec<AuditRecord>, Vec<AuditRecord>) =
+            events.iter().cloned().partition(|e| mail.iter().any(|(id, _)| *id == e.id));
+        let mut stored = append_audit(&txn, &plain).await?;
+        for event in mailing {
+            let first_time = append_audit(&txn, std::slice::from_ref(&event)).await? == 1;
+            stored += u64::from(first_time);
+            let queued: Vec<_> = mail
+                .iter()
+                .filter(|(id, _)| first_time && *id == event.id)
+                .flat_map(|(_, mails)| mails.iter().map(|m| (m.id, m.to_json())))
+                .collect();
+            outbox::enqueue(&txn, MAIL_TOPIC, &queued).await?;
+        }
         txn.commit().await?;
         Ok(stored)
     }
