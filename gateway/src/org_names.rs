@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use keyplane_common::{internal_auth::Caller, principal::Principal};
+use keyplane_common::internal_auth::Caller;
 use keyplane_proto::orgs::v1::GetOrgRequest;
 use moka::future::Cache;
 use uuid::Uuid;
@@ -36,7 +36,7 @@ impl OrgNames {
     /// The org's name, asked as the gateway itself (a key may read it whatever its scopes).
     /// Concurrent misses for one org make one call.
     pub async fn get(&self, upstream: &Upstream, caller: &Caller, org_id: Uuid) -> Result<OrgName, ApiError> {
-        let as_gateway = Caller { principal: Some(Principal::Service { name: "gateway".into() }), ..caller.clone() };
+        let as_gateway = caller.as_service("gateway");
         self.cache
             .try_get_with(org_id, async move {
                 let org = upstream.get_org(&as_gateway, GetOrgRequest { org_id: org_id.to_string() }).await?;

@@ -143,10 +143,7 @@ fn sha256_hex(token: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_alert_stops_a_leaked_key_everywhere_audits_it_and_mails_the_owners() {
-    let set = KeySet::default();
-    let github = GithubKey::new("github-1");
-    set.publish(&github);
-    let p = platform_with(&set, &[]).await;
+    let (_set, github, p) = setup(&[]).await;
     let (replica, _stop) = p.gateway_replica().await;
     let owner = p.api.verified_signup().await;
     let (org, _) = p.api.dev_org(&owner, false).await;
@@ -210,10 +207,7 @@ async fn eventually_events(api: &Api, bearer: &str, org: &str, action: &str, cou
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leaked_previous_secret_ends_its_grace_and_the_new_secret_keeps_working() {
-    let set = KeySet::default();
-    let github = GithubKey::new("github-1");
-    set.publish(&github);
-    let p = platform_with(&set, &[]).await;
+    let (_set, github, p) = setup(&[]).await;
     let owner = p.api.verified_signup().await;
     let (org, _) = p.api.dev_org(&owner, false).await;
     let (id, old) = p.api.key(&owner.token, &org, json!({"name": "ci", "environment": "test"})).await;
@@ -234,10 +228,7 @@ async fn a_leaked_previous_secret_ends_its_grace_and_the_new_secret_keeps_workin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsigned_forged_or_oversized_alerts_are_refused_and_change_nothing() {
-    let set = KeySet::default();
-    let github = GithubKey::new("github-1");
-    set.publish(&github);
-    let p = platform_with(&set, &[]).await;
+    let (_set, github, p) = setup(&[]).await;
     let owner = p.api.signup().await;
     let (org, _) = p.api.dev_org(&owner, false).await;
     let (_, key) = p.api.key(&owner.token, &org, json!({"name": "ci", "environment": "live"})).await;
@@ -245,6 +236,13 @@ async fn unsigned_forged_or_oversized_alerts_are_refused_and_change_nothing() {
 
     let unsigned = alert(&p.api, None, None, &body).await;
     assert_eq!((unsigned.status, unsigned.error_code()), (401, "invalid_signature"));
+    // A platform credential is no stand-in for GitHub's signature: not the key itself,
+    // not its owner's session.
+    for bearer in [&key, &owner.token] {
+        let request = p.api.http.post(p.api.url(ALERTS)).bearer_auth(bearer).body(body.clone());
+        let with_credential = p.api.send(request).await;
+        assert_eq!((with_credential.status, with_credential.error_code()), (401, "invalid_signature"));
+    }
     let no_signature = alert(&p.api, Some("github-1"), None, &body).await;
     assert_eq!((no_signature.status, no_signature.error_code()), (401, "invalid_signature"));
     let impostor = GithubKey::new("github-1");
@@ -271,10 +269,7 @@ async fn unsigned_forged_or_oversized_alerts_are_refused_and_change_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_key_id_fetches_the_key_set_again_at_most_once_a_minute() {
-    let set = KeySet::default();
-    let first = GithubKey::new("github-1");
-    set.publish(&first);
-    let p = platform_with(&set, &[]).await;
+    let (set, first, p) = setup(&[]).await;
     let nothing = json!([found("phosra_test_0000", "phosra_test_key")]);
     assert_eq!(signed_alert(&p.api, &first, &nothing).await.status, 200);
     assert_eq!(signed_alert(&p.api, &first, &nothing).await.status, 200);
@@ -295,10 +290,7 @@ async fn an_unknown_key_id_fetches_the_key_set_again_at_most_once_a_minute() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_checksum_is_a_false_positive_without_a_lookup_and_no_key_set_fails_closed() {
-    let set = KeySet::default();
-    let github = GithubKey::new("github-1");
-    set.publish(&github);
-    let p = platform_with(&set, &[]).await;
+    let (_set, github, p) = setup(&[]).await;
     let owner = p.api.signup().await;
     let (org, _) = p.api.dev_org(&owner, false).await;
     let (_, key) = p.api.key(&owner.token, &org, json!({"name": "ci", "environment": "live"})).await;
@@ -340,7 +332,7 @@ async fn a_leaked_previous_secret_is_named_by_its_own_prefix_not_the_new_ones() 
     assert_eq!(reply.body[0]["label"], "true_positive");
     let prefix = reply.body[0]["key_prefix"].as_str().unwrap().to_owned();
     assert!(old.starts_with(&prefix) && !new.starts_with(&prefix), "{prefix:?} is the old secret's prefix");
-    let event = eventually_one(&p.api, &owner.token, &org).await;
+    let event = eventually_events(&p.api, &owner.token, &org, "api_key.leaked_revoked", 1).await.remove(0);
     assert_eq!(event["metadata"]["prefix"], prefix);
     let mails = p.api.mailbox(&owner.email, "security_notice").await;
     assert!(mails[0]["body"].as_str().unwrap().contains(&prefix));
@@ -425,7 +417,7 @@ async fn a_redelivered_leak_event_mails_the_owners_once_over_smtp() {
     assert_eq!(signed_alert(&p.api, &github, &json!([found(&leaked, "phosra_live_key")])).await.status, 200);
     let notices = || sink.mails().into_iter().filter(|m| m.data.contains("was found in public")).count();
     assert!(eventually(Duration::from_secs(10), || async { notices() == 1 }).await, "the first notice");
-    let event = eventually_one(&p.api, &owner.token, &org).await;
+    let event = eventually_events(&p.api, &owner.token, &org, "api_key.leaked_revoked", 1).await.remove(0);
 
     // The keys relay delivers the same event again (orgs committed, its answer was lost).
     let record = AuditRecord {
@@ -449,14 +441,6 @@ async fn a_redelivered_leak_event_mails_the_owners_once_over_smtp() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(events(&p.api, &owner.token, &org, "api_key.leaked_revoked").await.len(), 1);
     assert_eq!(notices(), 1, "the owner was mailed again for an event filed once");
-}
-
-async fn eventually_one(api: &Api, bearer: &str, org: &str) -> Value {
-    let filed = eventually(Duration::from_secs(10), || async {
-        !events(api, bearer, org, "api_key.leaked_revoked").await.is_empty()
-    });
-    assert!(filed.await);
-    events(api, bearer, org, "api_key.leaked_revoked").await.remove(0)
 }
 
 /// only a platform service may ask RevokeLeaked; a user principal with a valid
@@ -511,7 +495,7 @@ async fn concurrent_duplicate_alerts_audit_and_mail_once() {
         assert_eq!(reply.body[0]["label"], "true_positive");
         assert_eq!(reply.body[1]["label"], "true_positive");
     }
-    let _ = eventually_one(&p.api, &owner.token, &org).await;
+    eventually_events(&p.api, &owner.token, &org, "api_key.leaked_revoked", 1).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(events(&p.api, &owner.token, &org, "api_key.leaked_revoked").await.len(), 1);
     assert_eq!(p.api.mailbox(&owner.email, "security_notice").await.len(), 1);

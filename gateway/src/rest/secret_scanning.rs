@@ -8,7 +8,7 @@ use axum::{
     extract::State,
     http::{HeaderMap, StatusCode},
 };
-use keyplane_common::{credential::SecretHash, internal_auth::Caller, principal::Principal};
+use keyplane_common::{credential::SecretHash, internal_auth::Caller};
 use keyplane_proto::keys::v1::{LeakedSecret, RevokeLeakedRequest};
 use serde::{Deserialize, Serialize};
 
@@ -96,7 +96,7 @@ pub async fn github(
                 prefix: prefix.clone(),
             })
             .collect();
-        let as_gateway = Caller { principal: Some(Principal::Service { name: "gateway".into() }), ..caller };
+        let as_gateway = caller.as_service("gateway");
         let answer = state.upstream.revoke_leaked(&as_gateway, RevokeLeakedRequest { secrets }).await?;
         for ((i, _), verdict) in ours.iter().zip(answer.verdicts) {
             verdicts[*i] = verdict.real.then_some(verdict.prefix);

@@ -45,6 +45,12 @@ impl Caller {
     pub fn principal(&self) -> Result<&Principal, NoPrincipal> {
         self.principal.as_ref().ok_or(NoPrincipal)
     }
+
+    /// The same call, made by the service `name` itself (for what the service decides on
+    /// its own authority), keeping the caller's origin for the audit trail.
+    pub fn as_service(&self, name: &str) -> Caller {
+        Caller { principal: Some(Principal::Service { name: name.to_owned() }), ..self.clone() }
+    }
 }
 
 /// A call that needs a principal came without one.

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use keyplane_common::{grpc::Outbound, internal_auth::Caller, mail::OutgoingMail, outbox, principal::Principal, time};
+use keyplane_common::{grpc::Outbound, internal_auth::Caller, mail::OutgoingMail, outbox, time};
 use keyplane_proto::{
     identity::v1::{
         BatchGetUsersRequest, FindUserByEmailRequest, GetUserRequest, SendMailRequest, User,
@@ -94,7 +94,7 @@ impl Keys {
     /// Delivers a revocation decided here, as this service (keys takes it from orgs
     /// only); the caller's origin goes along for the audit trail.
     pub async fn revoke(&self, caller: &Caller, revocation: &Revocation) -> Result<u32, Error> {
-        let as_orgs = Caller { principal: Some(Principal::Service { name: "orgs".into() }), ..caller.clone() };
+        let as_orgs = caller.as_service("orgs");
         let answer = match revocation {
             Revocation::Org { org_id } => {
                 let request = RevokeOrgCredentialsRequest { org_id: org_id.to_string() };
