@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help run test lint fmt bench bench-smoke
+.PHONY: help run test lint fmt bench bench-smoke deploy-check
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
@@ -16,6 +16,8 @@ test: ## Run every test on PostgreSQL and Redis (local servers, or throwaway one
 	tests/with-services.sh $(CARGO) test --workspace
 	@# The bench harness, a second a row on the debug build, so it cannot rot.
 	tests/with-services.sh target/debug/keyplane-bench --smoke --bin target/debug
+	@# The Kubernetes manifests, rendered and validated, so they cannot rot either.
+	deploy/check.sh target/debug/keyplane
 
 bench: ## Measure the hot path beside bare hyper and nginx (release; PostgreSQL and Redis; installs wrk and nginx)
 	$(CARGO) build --release --bins
@@ -24,6 +26,10 @@ bench: ## Measure the hot path beside bare hyper and nginx (release; PostgreSQL 
 bench-smoke: ## The bench harness for a second a row, on the debug build
 	$(CARGO) build --workspace --bins
 	tests/with-services.sh target/debug/keyplane-bench --smoke --bin target/debug
+
+deploy-check: ## Render every Kubernetes overlay, validate it offline, check each process's settings
+	$(CARGO) build --bin keyplane
+	deploy/check.sh target/debug/keyplane
 
 lint: ## Formatting, clippy, and the shape of the services
 	$(CARGO) fmt --all --check

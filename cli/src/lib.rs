@@ -2,6 +2,7 @@
 //! (`serve --target`), or the migrations. The end-to-end tests start the platform through
 //! [`platform::run`], the same code as `keyplane up`.
 
+pub mod metrics_port;
 pub mod migrate;
 pub mod platform;
 pub mod shutdown;

@@ -22,11 +22,20 @@ enum Command {
         /// identity, keys, orgs, usage, advisors, families or gateway.
         #[arg(long, value_parser = parse_target)]
         target: Target,
+        /// Only read and check the configuration, name every problem, and exit (2 on problems).
+        #[arg(long)]
+        check: bool,
     },
     /// Apply the database migrations of one service, or of all of them.
     Migrate {
         #[arg(long, value_parser = parse_target)]
         target: Option<Target>,
+        /// Apply nothing: wait until the migrations are applied (by the migrations Job).
+        #[arg(long)]
+        wait: bool,
+        /// How long `--wait` waits, in seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
     },
 }
 
@@ -41,7 +50,7 @@ fn parse_target(s: &str) -> Result<Target, String> {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let service = match &cli.command {
-        Command::Serve { target } => format!("keyplane-{target}"),
+        Command::Serve { target, .. } => format!("keyplane-{target}"),
         _ => "keyplane".to_owned(),
     };
     let _telemetry = match keyplane_common::telemetry::init(&service) {
@@ -53,8 +62,10 @@ async fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Up => up().await,
-        Command::Serve { target } => serve(target).await,
-        Command::Migrate { target } => migrate_databases(target).await,
+        Command::Serve { target, check } => serve(target, check).await,
+        Command::Migrate { target, wait, timeout } => {
+            migrate_databases(target, wait.then(|| std::time::Duration::from_secs(timeout))).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -97,13 +108,18 @@ async fn up() -> Result<(), Failure> {
     Ok(())
 }
 
-async fn serve(target: Target) -> Result<(), Failure> {
+async fn serve(target: Target, check: bool) -> Result<(), Failure> {
     let config = single::SingleConfig::from_env(Env::from_process(), target).map_err(Failure::Config)?;
+    if check {
+        println!("keyplane: the configuration of {target} is complete");
+        return Ok(());
+    }
     single::run(config, keyplane_cli::shutdown::on_signal()).await?;
     Ok(())
 }
 
-async fn migrate_databases(target: Option<Target>) -> Result<(), Failure> {
+/// Applies the migrations, or with `wait` waits until they are applied.
+async fn migrate_databases(target: Option<Target>, wait: Option<std::time::Duration>) -> Result<(), Failure> {
     let mut env = Env::from_process();
     let common = CommonConfig::from_env(&mut env, Mode::AllInOne);
     let targets: Vec<(Target, String)> = Target::ALL
@@ -112,6 +128,9 @@ async fn migrate_databases(target: Option<Target>) -> Result<(), Failure> {
         .map(|t| (*t, common.database_url(&mut env, *t)))
         .collect();
     env.finish().map_err(Failure::Config)?;
-    migrate::run(&targets).await?;
+    match wait {
+        Some(timeout) => migrate::wait(&targets, timeout).await?,
+        None => migrate::run(&targets).await?,
+    }
     Ok(())
 }

@@ -130,6 +130,9 @@ pub async fn run(config: PlatformConfig, listeners: Listeners, shutdown: Cancell
         crate::migrate::run(&config.databases()).await?;
     }
     let shared = Shared::new(config.common.clone())?;
+    if let Some(addr) = config.common.metrics_listen {
+        crate::metrics_port::spawn(&shared, addr, shutdown.clone()).await?;
+    }
     let (front, middle, back) = (shutdown.clone(), CancellationToken::new(), CancellationToken::new());
     let (done, mut finished) = mpsc::unbounded_channel();
     let spawn = |name: &'static str, task: BoxFuture<'static, anyhow::Result<()>>| {

@@ -74,7 +74,11 @@ pub async fn run(config: SingleConfig, shutdown: CancellationToken) -> anyhow::R
         crate::migrate::run(&[database]).await?;
     }
     let listener = TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let metrics_listen = config.common.metrics_listen;
     let shared = Shared::new(config.common)?;
+    if let Some(addr) = metrics_listen {
+        crate::metrics_port::spawn(&shared, addr, shutdown.clone()).await?;
+    }
     match config.target {
         TargetConfig::Identity(c) => keyplane_identity::serve(c, shared, listener, shutdown).await,
         TargetConfig::Keys(c) => keyplane_keys::serve(c, shared, listener, shutdown).await,

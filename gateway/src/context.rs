@@ -3,12 +3,16 @@
 //! by; the auth middleware adds the principal), and writes every error response in the
 //! contract's JSON shape.
 
-use std::net::{IpAddr, SocketAddr};
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Instant,
+};
 
 use axum::{
     body::Body,
-    extract::{ConnectInfo, Request, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    extract::{ConnectInfo, MatchedPath, Request, State},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -86,7 +90,26 @@ pub fn is_canonical_path(path: &str) -> bool {
     rest.split('/').all(|segment| !segment.is_empty() && segment != "." && segment != "..")
 }
 
+/// Methods as metric labels; anything unusual is one label.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
 pub async fn context(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = method_label(request.method());
+    // The route's template, so that ids do not make a series each.
+    let route: Arc<str> =
+        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".into(), |p| p.as_str().into());
     let request_id = request
         .headers()
         .get(REQUEST_ID_HEADER)
@@ -120,6 +143,7 @@ pub async fn context(State(state): State<AppState>, mut request: Request, next: 
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
+    state.metrics.observe_http(method, route, response.status().as_u16(), started.elapsed());
     response
 }
 

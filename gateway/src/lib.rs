@@ -12,7 +12,6 @@ mod idempotency;
 mod limiter;
 mod mcp;
 mod meter;
-mod metrics;
 mod org_names;
 mod upstream;
 mod usage_counter;
@@ -57,10 +56,10 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let upstream = upstream::Upstream::connect(&config, &shared)?;
-    let local = LocalCredentialCache::new(100_000);
+    let local = LocalCredentialCache::new(100_000, shared.metrics.cache_layer("gateway"));
     local.follow(&shared.cache, shutdown.clone());
     let meter = Arc::new(meter::UseMeter::new(meter::Bounds::default()));
-    let metrics = Arc::new(metrics::Metrics::default());
+    let metrics = Arc::clone(&shared.metrics);
     let usage = Arc::new(usage_counter::UsageCounter::new(
         usage_counter::Bounds::default(),
         shared.clock().clone(),
@@ -115,18 +114,16 @@ fn app(state: AppState) -> Router {
         // Outermost: every response, errors from the layers below included, gets the
         // request id and the contract's error body.
         .layer(from_fn_with_state(state.clone(), context::context))
-        // One span per request, joined to the caller's W3C trace context.
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
-            let request_id = request
-                .extensions()
-                .get::<keyplane_common::internal_auth::Caller>()
-                .map(|c| c.request_id.as_str())
-                .unwrap_or_default();
-            let span =
-                tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id);
-            keyplane_common::telemetry::set_parent_from(&span, request.headers());
-            span
-        }))
+        // One span per request, joined to the caller's W3C trace context and named by the
+        // OpenTelemetry HTTP conventions (`GET /api/v1/keys/self`).
+        .layer(TraceLayer::new_for_http().make_span_with(http_span).on_response(
+            |response: &Response, _: std::time::Duration, span: &tracing::Span| {
+                span.record("http.response.status_code", response.status().as_u16());
+                if response.status().is_server_error() {
+                    span.record("otel.status_code", "ERROR");
+                }
+            },
+        ))
         // A bound on the whole request, so a slow backend cannot hold a client forever.
         .layer(from_fn_with_state(state.clone(), timeout))
         // A bug answers 500 in the contract's shape rather than dropping the connection.
@@ -141,6 +138,30 @@ fn app(state: AppState) -> Router {
         // Bodies over 1 MiB: 413 from Content-Length alone, or as soon as the stream passes it.
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES));
     rest::router(&state).layer(stack).with_state(state)
+}
+
+fn http_span(request: &Request) -> tracing::Span {
+    let request_id = request
+        .extensions()
+        .get::<keyplane_common::internal_auth::Caller>()
+        .map(|c| c.request_id.as_str())
+        .unwrap_or_default();
+    let method = request.method().as_str();
+    let route = request.extensions().get::<axum::extract::MatchedPath>().map(axum::extract::MatchedPath::as_str);
+    let span = tracing::info_span!(
+        "http",
+        otel.name = %format_args!("{method} {}", route.unwrap_or_default()),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = method,
+        http.route = route,
+        url.path = request.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+        request_id,
+        trace_id = tracing::field::Empty,
+    );
+    keyplane_common::telemetry::set_parent_from(&span, request.headers());
+    span
 }
 
 async fn timeout(State(state): State<AppState>, request: Request, next: Next) -> Response {

@@ -21,7 +21,7 @@ pub struct Inner {
     pub limiter: Arc<Limiter>,
     /// Seals the answers kept for `Idempotency-Key` replays.
     pub sealer: Arc<keyplane_common::crypto::Sealer>,
-    pub metrics: Arc<crate::metrics::Metrics>,
+    pub metrics: Arc<keyplane_common::metrics::Metrics>,
     pub limits: crate::config::Limits,
     pub request_timeout: Duration,
     pub dev_mailbox: bool,

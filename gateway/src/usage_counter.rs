@@ -26,7 +26,9 @@ use keyplane_proto::usage::v1::{RecordRequest, UsageCount};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::{metrics::Metrics, upstream::Upstream};
+use keyplane_common::metrics::Metrics;
+
+use crate::upstream::Upstream;
 
 /// How much the counter holds.
 #[derive(Clone, Copy, Debug)]

@@ -32,6 +32,20 @@ pub async fn migrate(service: &str, db: &DatabaseConnection) -> Result<(), DbErr
     }
 }
 
+/// How many of a service's migrations its database has not applied yet.
+pub async fn pending(service: &str, db: &DatabaseConnection) -> Result<usize, DbErr> {
+    let pending = match service {
+        "identity" => identity::Migrator::get_pending_migrations(db).await?,
+        "keys" => keys::Migrator::get_pending_migrations(db).await?,
+        "orgs" => orgs::Migrator::get_pending_migrations(db).await?,
+        "usage" => usage::Migrator::get_pending_migrations(db).await?,
+        "advisors" => advisors::Migrator::get_pending_migrations(db).await?,
+        "families" => families::Migrator::get_pending_migrations(db).await?,
+        other => return Err(DbErr::Migration(format!("no migrations for {other:?}"))),
+    };
+    Ok(pending.len())
+}
+
 /// The names of every migration of every service: a fingerprint of the schema.
 pub fn fingerprint() -> Vec<String> {
     let mut names = Vec::new();

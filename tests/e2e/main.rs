@@ -11,6 +11,7 @@ mod invitations;
 mod keys;
 mod limits;
 mod mcp;
+mod observability;
 mod oidc;
 mod orgs;
 mod resilience;

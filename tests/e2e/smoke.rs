@@ -6,21 +6,8 @@ use std::{
     time::Duration,
 };
 
-use keyplane_e2e::Api;
+use keyplane_e2e::{Api, keyplane_binary};
 use serde_json::json;
-
-/// The `keyplane` binary beside this test binary (`make test` builds it first).
-fn keyplane_binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
-    let binary = dir.join("keyplane");
-    assert!(
-        binary.exists(),
-        "{} is missing: build it with `cargo build --bin keyplane` (make test does)",
-        binary.display()
-    );
-    binary
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyplane_up_serves_the_credential_loop_on_sqlite() {
@@ -101,4 +88,47 @@ fn every_bad_setting_is_named_at_start_up() {
     let unknown = Command::new(keyplane_binary()).args(["serve", "--target", "billing"]).output().unwrap();
     assert_eq!(unknown.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("choose one of identity, keys"));
+}
+
+/// The init container of every Deployment: `keyplane migrate --wait` holds a pod until the
+/// migrations Job has brought the schema to the binary's version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_wait_holds_until_the_schema_is_current() {
+    let run = |args: &[&str], database: &str| {
+        Command::new(keyplane_binary())
+            .args(args)
+            .env_clear()
+            .env("RUST_LOG", "warn")
+            .env("KEYPLANE_DATABASE_URL", database)
+            .output()
+            .expect("run keyplane")
+    };
+    // A migrated PostgreSQL database: no wait.
+    let env = keyplane_common::testsuite::TestEnv::new().await;
+    let current = run(&["migrate", "--wait", "--timeout", "30"], &env.database_url);
+    assert!(current.status.success(), "{}", String::from_utf8_lossy(&current.stderr));
+
+    // An empty database: still pending when the time is up, and it says so.
+    let data = std::env::temp_dir().join(format!("keyplane-wait-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&data).unwrap();
+    let empty = format!("sqlite://{}/all.db?mode=rwc", data.display());
+    let pending = run(&["migrate", "--wait", "--timeout", "1", "--target", "keys"], &empty);
+    assert!(!pending.status.success());
+    assert!(String::from_utf8_lossy(&pending.stderr).contains("migrations still pending"), "{pending:?}");
+    // Once migrated, it passes.
+    assert!(run(&["migrate", "--target", "keys"], &empty).status.success());
+    assert!(run(&["migrate", "--wait", "--timeout", "5", "--target", "keys"], &empty).status.success());
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// The families backend answers its probe without the gateway's signature, and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_families_backend_answers_its_probe_unsigned() {
+    let p = keyplane_e2e::Platform::start().await;
+    let families = format!("http://{}", p.addr(keyplane_common::config::Target::Families));
+    let health = reqwest::get(format!("{families}/health")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.json::<serde_json::Value>().await.unwrap(), json!({"status": "ok"}));
+    let data = reqwest::get(format!("{families}/api/v1/developer/families")).await.unwrap();
+    assert_eq!(data.status(), 401, "data stays behind the signature");
 }

@@ -14,6 +14,19 @@ pub mod smtp;
 pub use api::{Api, Reply, User};
 pub use platform::Platform;
 
+/// The `keyplane` binary beside this test binary (`make test` builds it first).
+pub fn keyplane_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
+    let binary = dir.join("keyplane");
+    assert!(
+        binary.exists(),
+        "{} is missing: build it with `cargo build --bin keyplane` (make test does)",
+        binary.display()
+    );
+    binary
+}
+
 /// Polls `check` every 20 ms until it holds or `timeout` passes; answers whether it held.
 pub async fn eventually<F, Fut>(timeout: std::time::Duration, mut check: F) -> bool
 where

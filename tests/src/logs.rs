@@ -1,5 +1,6 @@
 //! Every log line the platforms of this test binary write, at debug level for Keyplane's
-//! own crates, kept in memory so a test can search them for what must never be logged.
+//! own crates, in the JSON format of production (`KEYPLANE_LOG_FORMAT=json`), kept in
+//! memory so a test can search them for what must never be logged.
 
 use std::{
     io::Write,
@@ -43,6 +44,8 @@ impl<'a> MakeWriter<'a> for Capture {
 /// The layer the test binary's subscriber carries beside the console.
 pub fn capture_layer() -> keyplane_common::telemetry::ExtraLayer {
     tracing_subscriber::fmt::layer()
+        .json()
+        .with_current_span(true)
         .with_writer(Capture)
         .with_ansi(false)
         .with_filter(EnvFilter::new("keyplane=debug,tower_http=debug"))

@@ -70,7 +70,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     let mut response = state.metrics.render().into_response();
     response.headers_mut().insert(
         axum::http::header::CONTENT_TYPE,
-        axum::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        axum::http::HeaderValue::from_static(keyplane_common::metrics::CONTENT_TYPE),
     );
     response
 }

@@ -30,8 +30,14 @@ pub async fn serve(
     let store = store::Store::new(database.clone());
     let orgs = OrgsPeer::new(shared.channel(&config.orgs_addr)?, shared.outbound("advisors"));
     let relay = Arc::new(Notify::new());
-    let relay_task =
-        outbox::spawn_relay(database, outbox::AUDIT_TOPIC, orgs.deliver_audit(), Arc::clone(&relay), shutdown.clone());
+    let relay_task = outbox::spawn_relay(
+        database,
+        outbox::AUDIT_TOPIC,
+        orgs.deliver_audit(),
+        Arc::clone(&relay),
+        shared.metrics.outbox_backlog("advisors", outbox::AUDIT_TOPIC),
+        shutdown.clone(),
+    );
     let delivery_keys = Arc::new(delivery_keys::DeliveryKeys::load(&store, &shared.config.sealer()?).await?);
     let deliveries = Arc::new(Notify::new());
     let deliverer = Arc::new(delivery::Deliverer {
@@ -59,7 +65,7 @@ pub async fn serve(
         })
     };
     let server = AdvisorsServiceServer::new(grpc::AdvisorsGrpc::new(service));
-    kgrpc::serve_guarded(server, shared.internal_auth("advisors"), listener, shutdown).await?;
+    kgrpc::serve_guarded(server, &shared, "advisors", listener, shutdown).await?;
     let _ = relay_task.await;
     deliverer.abort();
     sweeper.abort();

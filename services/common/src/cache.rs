@@ -133,7 +133,7 @@ impl Cache {
         let key = self.key(key);
         match &self.inner.backend {
             Backend::Memory(m) => Ok(m.store.get(&key).map(|e| e.value.to_vec())),
-            Backend::Redis(r) => r.run(|mut c| async move { c.get(key).await }).await,
+            Backend::Redis(r) => r.run("GET", |mut c| async move { c.get(key).await }).await,
         }
     }
 
@@ -146,7 +146,7 @@ impl Cache {
             }
             Backend::Redis(r) => {
                 let value = value.to_vec();
-                r.run(|mut c| async move { c.set_ex(key, value, ttl.as_secs().max(1)).await }).await
+                r.run("SET", |mut c| async move { c.set_ex(key, value, ttl.as_secs().max(1)).await }).await
             }
         }
     }
@@ -162,7 +162,7 @@ impl Cache {
             }
             Backend::Redis(r) => {
                 let value = value.to_vec();
-                r.run(|mut c| async move {
+                r.run("SET", |mut c| async move {
                     let options = redis::SetOptions::default()
                         .conditional_set(redis::ExistenceCheck::NX)
                         .with_expiration(redis::SetExpiry::EX(ttl.as_secs().max(1)));
@@ -204,7 +204,7 @@ impl Cache {
             }
             Backend::Redis(r) => {
                 let ttl = ttl.as_secs().max(1);
-                r.run(|mut c| async move {
+                r.run("EVALSHA", |mut c| async move {
                     let written: i32 =
                         SET_UNLESS_NEWER.key(key).arg(revision).arg(stored).arg(ttl).invoke_async(&mut c).await?;
                     Ok(written == 1)
@@ -221,7 +221,7 @@ impl Cache {
                 m.store.invalidate(&key);
                 Ok(())
             }
-            Backend::Redis(r) => r.run(|mut c| async move { c.del::<_, ()>(key).await }).await,
+            Backend::Redis(r) => r.run("DEL", |mut c| async move { c.del::<_, ()>(key).await }).await,
         }
     }
 
@@ -235,7 +235,7 @@ impl Cache {
             }
             Backend::Redis(r) => {
                 let message = message.to_vec();
-                r.run(|mut c| async move { c.publish::<_, _, ()>(channel, message).await }).await
+                r.run("PUBLISH", |mut c| async move { c.publish::<_, _, ()>(channel, message).await }).await
             }
         }
     }
@@ -259,7 +259,7 @@ impl Cache {
             Backend::Redis(r) => {
                 let deltas: Vec<u64> = deltas.iter().map(|(_, d)| *d).collect();
                 let ttl = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
-                r.run(|mut c| async move {
+                r.run("PIPELINE", |mut c| async move {
                     let mut pipe = redis::pipe();
                     for (key, delta) in keys.iter().zip(&deltas) {
                         pipe.incr(key, *delta).cmd("EXPIRE").arg(key).arg(ttl).ignore();
@@ -275,7 +275,9 @@ impl Cache {
     pub async fn ping(&self) -> Result<(), CacheError> {
         match &self.inner.backend {
             Backend::Memory(_) => Ok(()),
-            Backend::Redis(r) => r.run(|mut c| async move { redis::cmd("PING").query_async::<()>(&mut c).await }).await,
+            Backend::Redis(r) => {
+                r.run("PING", |mut c| async move { redis::cmd("PING").query_async::<()>(&mut c).await }).await
+            }
         }
     }
 
@@ -390,7 +392,8 @@ impl RedisBackend {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    async fn run<T, F, Fut>(&self, op: F) -> Result<T, CacheError>
+    /// Runs one command (`operation` names it in traces) unless the breaker is open.
+    async fn run<T, F, Fut>(&self, operation: &'static str, op: F) -> Result<T, CacheError>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
@@ -398,7 +401,16 @@ impl RedisBackend {
         if self.now_ms() < self.down_until_ms.load(Ordering::Relaxed) {
             return Err(CacheError::Unavailable);
         }
-        match tokio::time::timeout(REDIS_TIMEOUT, op(self.manager.clone())).await {
+        // A client span named by the OpenTelemetry database conventions.
+        let span = tracing::info_span!(
+            "redis",
+            otel.name = operation,
+            otel.kind = "client",
+            db.system.name = "redis",
+            db.operation.name = operation,
+        );
+        let command = tokio::time::timeout(REDIS_TIMEOUT, op(self.manager.clone()));
+        match tracing::Instrument::instrument(command, span).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => {
                 if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {

@@ -272,6 +272,9 @@ pub struct CommonConfig {
     pub dev_mailbox: bool,
     /// The time rules are decided at (the system's, but for tests).
     pub clock: Clock,
+    /// Where Prometheus scrapes this process (`KEYPLANE_METRICS_LISTEN`): `0.0.0.0:9464` in
+    /// `serve`; off in `up`, whose gateway serves the same text at `/metrics`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// What every service's settings start with: where it listens and its database.
@@ -356,6 +359,10 @@ impl CommonConfig {
             rpc_timeout,
             data_dir: PathBuf::from(env.string_or("KEYPLANE_DATA_DIR", "./data")),
             database_url,
+            metrics_listen: match env.get(METRICS_LISTEN) {
+                Some(_) => Some(env.socket_addr_or(METRICS_LISTEN, SocketAddr::from(([0, 0, 0, 0], 9464)))),
+                None => (mode == Mode::Single).then(|| SocketAddr::from(([0, 0, 0, 0], 9464))),
+            },
         }
     }
 
@@ -422,6 +429,7 @@ fn check_database_url(env: &mut Env, name: &str, url: &str) {
 }
 
 const ENCRYPTION_KEY: &str = "KEYPLANE_ENCRYPTION_KEY";
+const METRICS_LISTEN: &str = "KEYPLANE_METRICS_LISTEN";
 
 /// Writes a file only its owner can read.
 fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {

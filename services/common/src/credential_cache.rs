@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     cache::{BusEvent, Cache},
     credential::SecretHash,
+    metrics::CacheStats,
 };
 
 /// The bus channel on which changed secrets are published: `<hash hex>:<revision>`.
@@ -83,6 +84,7 @@ pub struct LocalCredentialCache<V: Expiring> {
     floors: moka::sync::Cache<SecretHash, u64>,
     generation: AtomicU64,
     trusted: AtomicBool,
+    stats: CacheStats,
 }
 
 struct TtlOf;
@@ -95,12 +97,13 @@ impl<V: Expiring> moka::Expiry<SecretHash, V> for TtlOf {
 
 impl<V: Expiring> LocalCredentialCache<V> {
     /// An untrusted cache: it serves nothing until [`follow`](Self::follow) has subscribed.
-    pub fn new(capacity: u64) -> Arc<Self> {
+    pub fn new(capacity: u64, stats: CacheStats) -> Arc<Self> {
         Arc::new(Self {
             entries: moka::future::Cache::builder().max_capacity(capacity).expire_after(TtlOf).build(),
             floors: moka::sync::Cache::builder().max_capacity(capacity).time_to_live(FLOOR_TTL).build(),
             generation: AtomicU64::new(0),
             trusted: AtomicBool::new(false),
+            stats,
         })
     }
 
@@ -112,7 +115,7 @@ impl<V: Expiring> LocalCredentialCache<V> {
             while let Some(event) = events.recv().await {
                 this.apply(event).await;
             }
-            this.trusted.store(false, Ordering::SeqCst);
+            this.set_trusted(false);
         });
     }
 
@@ -126,15 +129,20 @@ impl<V: Expiring> LocalCredentialCache<V> {
                 }
             }
             BusEvent::Lost => {
-                self.trusted.store(false, Ordering::SeqCst);
+                self.set_trusted(false);
                 tracing::warn!("revocation feed lost: local credential cache bypassed until it is back");
             }
             BusEvent::Connected => {
                 self.generation.fetch_add(1, Ordering::SeqCst);
                 self.entries.invalidate_all();
-                self.trusted.store(true, Ordering::SeqCst);
+                self.set_trusted(true);
             }
         }
+    }
+
+    fn set_trusted(&self, trusted: bool) {
+        self.trusted.store(trusted, Ordering::SeqCst);
+        self.stats.feed_up.set(i64::from(trusted));
     }
 
     /// Takes a change into account: the floor rises first, so that a fetch racing the
@@ -166,6 +174,15 @@ impl<V: Expiring> LocalCredentialCache<V> {
         F: Fn(u64) -> Fut,
         Fut: Future<Output = Result<V, E>>,
     {
+        self.stats.lookups.inc();
+        // Counted when a fetch runs, not when its future is made (a hit never polls it).
+        let fetch = |floor| {
+            let fetching = fetch(floor);
+            async move {
+                self.stats.misses.inc();
+                fetching.await
+            }
+        };
         let floor = || self.floor(&hash).max(at_least);
         let stale = |value: &V, floor: u64| value.grants_at().is_some_and(|revision| revision < floor);
         for _ in 0..MAX_FETCHES {
@@ -221,7 +238,7 @@ mod tests {
     }
 
     async fn trusted() -> Arc<LocalCredentialCache<V>> {
-        let cache = LocalCredentialCache::<V>::new(100);
+        let cache = LocalCredentialCache::<V>::new(100, CacheStats::default());
         cache.apply(BusEvent::Connected).await;
         cache
     }
@@ -234,8 +251,8 @@ mod tests {
     async fn a_published_change_drops_the_entry_everywhere() {
         let bus = Cache::memory("t:");
         let shutdown = CancellationToken::new();
-        let a = LocalCredentialCache::<V>::new(100);
-        let b = LocalCredentialCache::<V>::new(100);
+        let a = LocalCredentialCache::<V>::new(100, CacheStats::default());
+        let b = LocalCredentialCache::<V>::new(100, CacheStats::default());
         a.follow(&bus, shutdown.clone());
         b.follow(&bus, shutdown.clone());
         while !(a.is_trusted() && b.is_trusted()) {

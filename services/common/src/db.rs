@@ -96,6 +96,24 @@ pub fn classify(err: &DbErr) -> DbFailure {
     }
 }
 
+/// A client span for one query, named by the OpenTelemetry database conventions
+/// (`SELECT credentials`): what a trace shows of a store's call.
+pub fn span(db: &DatabaseConnection, operation: &'static str, table: &'static str) -> tracing::Span {
+    let system = match db.get_database_backend() {
+        sea_orm::DatabaseBackend::Postgres => "postgresql",
+        sea_orm::DatabaseBackend::Sqlite => "sqlite",
+        _ => "other_sql",
+    };
+    tracing::info_span!(
+        "db",
+        otel.name = %format_args!("{operation} {table}"),
+        otel.kind = "client",
+        db.system.name = system,
+        db.operation.name = operation,
+        db.collection.name = table,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use std::borrow::Cow;

@@ -3,7 +3,7 @@
 //! The vocabulary every service speaks ([`credential`], [`key_record`], [`scope`],
 //! [`principal`], [`authz`], [`audit`], [`mail`], [`page`]) does no I/O, though some of it converts to and
 //! from the protos; the rest wires configuration, storage, the cache and its bus, gRPC,
-//! sealing and telemetry the same way in every process. What only one crate uses lives in
+//! sealing, metrics and telemetry the same way in every process. What only one crate uses lives in
 //! that crate.
 
 pub mod audit;
@@ -22,6 +22,7 @@ pub mod httpsig;
 pub mod internal_auth;
 pub mod key_record;
 pub mod mail;
+pub mod metrics;
 pub mod orgs_peer;
 pub mod outbox;
 pub mod page;

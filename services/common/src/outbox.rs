@@ -6,8 +6,10 @@ use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
 use futures_util::future::BoxFuture;
+use prometheus_client::metrics::gauge::Gauge;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -84,12 +86,14 @@ pub async fn forget<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<(), DbErr> {
 pub type Deliver = Arc<dyn Fn(Vec<serde_json::Value>) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
 /// Relays due events of `topic` until `shutdown`, then makes one last attempt.
-/// `wake` lets the writer ask for delivery now rather than at the next tick.
+/// `wake` lets the writer ask for delivery now rather than at the next tick; `backlog`
+/// shows how many events wait.
 pub fn spawn_relay(
     db: DatabaseConnection,
     topic: &'static str,
     deliver: Deliver,
     wake: Arc<Notify>,
+    backlog: Gauge,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -103,6 +107,9 @@ pub fn spawn_relay(
             };
             if delivered_full_batch {
                 continue;
+            }
+            if let Ok(waiting) = entity::Entity::find().filter(entity::Column::Topic.eq(topic)).count(&db).await {
+                backlog.set(i64::try_from(waiting).unwrap_or(i64::MAX));
             }
             tokio::select! {
                 () = shutdown.cancelled() => break,

@@ -10,12 +10,15 @@ use crate::{
     config::CommonConfig,
     grpc::{self, Outbound},
     internal_auth::InternalAuth,
+    metrics::Metrics,
 };
 
 #[derive(Clone)]
 pub struct Shared {
     pub config: CommonConfig,
     pub cache: Cache,
+    /// The process's metrics: every service of one process reports into one registry.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Shared {
@@ -32,7 +35,7 @@ impl Shared {
             Some(url) => Cache::redis(url, &config.redis_prefix)?,
             None => Cache::memory(&config.redis_prefix),
         };
-        Ok(Self { config, cache })
+        Ok(Self { config, cache, metrics: Arc::default() })
     }
 
     pub fn internal_auth(&self, service: &str) -> Arc<InternalAuth> {

@@ -4,7 +4,7 @@
 use opentelemetry::{
     global,
     propagation::{Extractor, Injector},
-    trace::TracerProvider as _,
+    trace::{TraceContextExt, TraceId, TracerProvider as _},
 };
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
@@ -127,8 +127,16 @@ pub fn inject_headers(headers: &mut http::HeaderMap) {
     global::get_text_map_propagator(|p| p.inject_context(&context, &mut HeaderInjector(headers)));
 }
 
-/// Makes `span` a child of the trace context in incoming headers, if any.
+/// Makes `span` a child of the trace context in incoming headers, if any, and records
+/// its trace id in the span's `trace_id` field, so every log line within carries it: the
+/// span's own when traces are exported, else the caller's.
 pub fn set_parent_from(span: &tracing::Span, headers: &http::HeaderMap) {
     let parent = global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)));
+    let callers = parent.span().span_context().trace_id();
     let _ = span.set_parent(parent);
+    let own = span.context().span().span_context().trace_id();
+    let id = if own == TraceId::INVALID { callers } else { own };
+    if id != TraceId::INVALID {
+        span.record("trace_id", tracing::field::display(id));
+    }
 }

@@ -50,6 +50,8 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         .fallback(routes::not_found)
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), routes::verified_identity))
         .layer(DefaultBodyLimit::max(1024 * 1024))
+        // Probes: outside the signature check, added after its layer.
+        .route("/health", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
         .with_state(state);
     tracing::info!(addr = ?listener.local_addr().ok(), "families backend listening");
     axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await?;

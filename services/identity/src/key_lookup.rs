@@ -16,6 +16,7 @@ use keyplane_common::{
     error::Failure,
     grpc::Outbound,
     key_record::KeyRecord,
+    metrics::CacheStats,
     principal::Principal,
     time::Clock,
 };
@@ -70,6 +71,8 @@ pub struct KeyLookup {
     pub format: KeyFormat,
     pub local: Arc<LocalCredentialCache<CachedRecord>>,
     pub cache: Cache,
+    /// How often Redis had the record, and how often the keys service was asked.
+    pub cache_stats: CacheStats,
     pub keys: KeysServiceClient<Channel>,
     pub outbound: Outbound,
     /// The time expiry and grace periods are decided at.
@@ -104,6 +107,7 @@ impl KeyLookup {
     /// Redis, unless what it holds is older than `floor`; then the keys service.
     async fn fetch(&self, hash: SecretHash, floor: u64) -> Result<CachedRecord, Status> {
         let key = record_key(&hash);
+        self.cache_stats.lookups.inc();
         match self.cache.get_versioned(&key).await {
             Ok(Some((_, bytes))) => {
                 if let Some(cached) =
@@ -117,6 +121,7 @@ impl KeyLookup {
             // Redis is an optimisation: without it, the database answers.
             Err(e) => tracing::debug!(error = %e, "credential cache read failed"),
         }
+        self.cache_stats.misses.inc();
         let request = self.outbound.request(LookupByHashRequest { hash: hash.as_bytes().to_vec() }, None);
         let found = self.keys.clone().lookup_by_hash(request).await?.into_inner();
         let ttl = if found.record.is_some() { FOUND_TTL } else { UNKNOWN_TTL };

@@ -47,6 +47,7 @@ pub async fn serve(
         MAIL_TOPIC,
         mailer.deliver_fn(),
         Arc::clone(&mail_relay),
+        shared.metrics.outbox_backlog("identity", MAIL_TOPIC),
         shutdown.clone(),
     );
     // Audit events (signing keys, failed sign-ins) go to the orgs service's log.
@@ -57,6 +58,7 @@ pub async fn serve(
         outbox::AUDIT_TOPIC,
         orgs.deliver_audit(),
         Arc::clone(&audit_relay),
+        shared.metrics.outbox_backlog("identity", outbox::AUDIT_TOPIC),
         shutdown.clone(),
     );
     let failed_logins = Arc::new(failed_logins::FailedLogins::default());
@@ -66,13 +68,14 @@ pub async fn serve(
     ring.refresh_periodically(shutdown.clone());
     tokio::task::spawn_blocking(domain::password::warm_up);
 
-    let local = LocalCredentialCache::new(100_000);
+    let local = LocalCredentialCache::new(100_000, shared.metrics.cache_layer("identity"));
     local.follow(&shared.cache, shutdown.clone());
     let outbound = shared.outbound("identity");
     let keys = key_lookup::KeyLookup {
         format: shared.config.key_format.clone(),
         local,
         cache: shared.cache.clone(),
+        cache_stats: shared.metrics.cache_layer("redis"),
         keys: KeysServiceClient::new(shared.channel(&config.keys_addr)?),
         outbound,
         clock: shared.clock().clone(),
@@ -112,7 +115,7 @@ pub async fn serve(
         audit_relay,
     });
     let server = IdentityServiceServer::new(grpc::IdentityGrpc::new(service));
-    kgrpc::serve_guarded(server, shared.internal_auth("identity"), listener, shutdown).await?;
+    kgrpc::serve_guarded(server, &shared, "identity", listener, shutdown).await?;
     flusher_stop.cancel();
     let _ = flusher.await;
     let _ = relay_task.await;

@@ -34,6 +34,7 @@ pub async fn serve(
         outbox::AUDIT_TOPIC,
         orgs.peer.deliver_audit(),
         Arc::clone(&relay),
+        shared.metrics.outbox_backlog("keys", outbox::AUDIT_TOPIC),
         shutdown.clone(),
     );
     let store = store::Store::new(database);
@@ -48,7 +49,7 @@ pub async fn serve(
         default_key_rate: config.default_key_rate,
     });
     let server = KeysServiceServer::new(grpc::KeysGrpc::new(service, shared.clock().clone()));
-    kgrpc::serve_guarded(server, shared.internal_auth("keys"), listener, shutdown).await?;
+    kgrpc::serve_guarded(server, &shared, "keys", listener, shutdown).await?;
     let _ = relay_task.await;
     Ok(())
 }

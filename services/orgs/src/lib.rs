@@ -41,6 +41,7 @@ pub async fn serve(
         MAIL_TOPIC,
         identity.deliver_mail(),
         Arc::clone(&mail_relay),
+        shared.metrics.outbox_backlog("orgs", MAIL_TOPIC),
         shutdown.clone(),
     );
     // Revocations are decided with the change that causes them, and delivered at once;
@@ -52,6 +53,7 @@ pub async fn serve(
         CREDENTIALS_TOPIC,
         keys.deliver_revocations(),
         Arc::clone(&revocation_relay),
+        shared.metrics.outbox_backlog("orgs", CREDENTIALS_TOPIC),
         shutdown.clone(),
     );
     let service = Arc::new(service::Service {
@@ -63,7 +65,7 @@ pub async fn serve(
         public_url: config.public_url,
     });
     let server = OrgsServiceServer::new(grpc::OrgsGrpc::new(service));
-    kgrpc::serve_guarded(server, shared.internal_auth("orgs"), listener, shutdown).await?;
+    kgrpc::serve_guarded(server, &shared, "orgs", listener, shutdown).await?;
     let _ = relay_task.await;
     let _ = revocation_task.await;
     Ok(())

@@ -37,13 +37,8 @@ pub async fn serve(
         retention_months: config.retention_months,
     });
     let sweeper = spawn_sweeper(Arc::clone(&service), shutdown.clone());
-    kgrpc::serve_guarded(
-        UsageServiceServer::new(grpc::UsageGrpc::new(service)),
-        shared.internal_auth("usage"),
-        listener,
-        shutdown,
-    )
-    .await?;
+    kgrpc::serve_guarded(UsageServiceServer::new(grpc::UsageGrpc::new(service)), &shared, "usage", listener, shutdown)
+        .await?;
     sweeper.abort();
     Ok(())
 }

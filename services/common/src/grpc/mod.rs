@@ -2,6 +2,7 @@
 //! internal auth) and the client side (channels, internal token, trace context).
 
 mod client;
+mod metered;
 mod server;
 
 pub use client::{Outbound, channel};

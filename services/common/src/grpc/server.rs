@@ -10,16 +10,15 @@ use tonic::{
 };
 use tonic_health::ServingStatus;
 
-use crate::{
-    internal_auth::{InternalAuth, REQUEST_ID_KEY},
-    telemetry,
-};
+use crate::{internal_auth::InternalAuth, metrics::Metrics, runtime::Shared};
 
 /// Serves one service's routes on an already-bound listener until `shutdown`, with the
-/// gRPC health protocol and reflection beside it (both open to all: probes and grpcurl).
+/// gRPC health protocol and reflection beside it (both open to all: probes and grpcurl),
+/// every call counted in `metrics`.
 pub async fn serve(
     service_name: &'static str,
     routes: Routes,
+    metrics: Arc<Metrics>,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
@@ -38,22 +37,18 @@ pub async fn serve(
     };
     tracing::info!(service = service_name, addr = ?listener.local_addr().ok(), "grpc server listening");
     Server::builder()
-        .trace_fn(|request| {
-            let request_id = request.headers().get(REQUEST_ID_KEY).and_then(|v| v.to_str().ok()).unwrap_or_default();
-            let span = tracing::info_span!("grpc", rpc = %request.uri().path(), request_id);
-            telemetry::set_parent_from(&span, request.headers());
-            span
-        })
+        .layer(super::metered::MeteredLayer(metrics))
         .add_routes(routes)
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), draining)
         .await
 }
 
-/// Serves one of our gRPC services behind the internal-auth guard, with health and
-/// reflection beside it.
+/// Serves one of our gRPC services behind the internal-auth guard (as `service`), with
+/// health and reflection beside it.
 pub async fn serve_guarded<S>(
     server: S,
-    auth: Arc<InternalAuth>,
+    shared: &Shared,
+    service: &str,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error>
@@ -69,8 +64,8 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    let guarded = InterceptedService::new(server, internal_auth_interceptor(auth));
-    serve(S::NAME, Routes::new(guarded), listener, shutdown).await
+    let guarded = InterceptedService::new(server, internal_auth_interceptor(shared.internal_auth(service)));
+    serve(S::NAME, Routes::new(guarded), Arc::clone(&shared.metrics), listener, shutdown).await
 }
 
 /// Refuses callers that do not prove they are inside the system, and hands the verified

@@ -5,8 +5,8 @@ mod entities;
 
 use chrono::{DateTime, Utc};
 use keyplane_common::{
-    audit::AuditRecord, credential::Environment, credential::SecretHash, db::is_unique_violation, outbox, page::Page,
-    rate_limit::RateLimit, scope::Scopes,
+    audit::AuditRecord, credential::Environment, credential::SecretHash, db, db::is_unique_violation, outbox,
+    page::Page, rate_limit::RateLimit, scope::Scopes,
 };
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, EntityTrait, PaginatorTrait,
@@ -84,13 +84,14 @@ impl Store {
     /// The credential whose current or previous secret has this hash.
     pub async fn find_by_hash(&self, hash: &SecretHash) -> Result<Option<Credential>, Error> {
         let hex = hash.to_hex();
-        credentials::Entity::find()
+        let query = credentials::Entity::find()
             .filter(
                 Condition::any()
                     .add(credentials::Column::Hash.eq(hex.clone()))
                     .add(credentials::Column::PreviousHash.eq(hex)),
             )
-            .one(&self.db)
+            .one(&self.db);
+        tracing::Instrument::instrument(query, db::span(&self.db, "SELECT", "credentials"))
             .await?
             .map(from_row)
             .transpose()

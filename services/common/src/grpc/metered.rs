@@ -1,0 +1,118 @@
+//! Every gRPC call a service serves: a server span named by the OpenTelemetry RPC
+//! conventions (joined to the caller's trace), and its count and latency by method and
+//! status code.
+
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+    time::Instant,
+};
+
+use futures_util::future::BoxFuture;
+use tracing::Instrument;
+
+use crate::{internal_auth::REQUEST_ID_KEY, metrics::Metrics, telemetry};
+
+/// gRPC's status codes by number, as Prometheus labels.
+const CODES: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+const UNIMPLEMENTED: &str = CODES[12];
+/// The codes that mark a server span as failed (the conventions' list for servers).
+const SERVER_ERRORS: [&str; 6] =
+    ["UNKNOWN", "DEADLINE_EXCEEDED", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS"];
+
+#[derive(Clone)]
+pub struct MeteredLayer(pub Arc<Metrics>);
+
+impl<S> tower::Layer<S> for MeteredLayer {
+    type Service = Metered<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Metered { inner, metrics: Arc::clone(&self.0) }
+    }
+}
+
+#[derive(Clone)]
+pub struct Metered<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S, B, R> tower::Service<http::Request<B>> for Metered<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<S::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let started = Instant::now();
+        let rpc = request.uri().path().trim_start_matches('/').to_owned();
+        let (service, method) = rpc.rsplit_once('/').unwrap_or((&rpc, ""));
+        let request_id = request.headers().get(REQUEST_ID_KEY).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let span = tracing::info_span!(
+            "grpc",
+            otel.name = %rpc,
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.service = service,
+            rpc.method = method,
+            rpc.grpc.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            request_id,
+            trace_id = tracing::field::Empty,
+        );
+        telemetry::set_parent_from(&span, request.headers());
+        let metrics = Arc::clone(&self.metrics);
+        let answer = span.in_scope(|| self.inner.call(request));
+        let recorder = span.clone();
+        Box::pin(
+            async move {
+                let response = answer.await;
+                // A unary call that failed answers its status in the head (trailers-only);
+                // one that succeeded answers OK in the trailers.
+                let code = match &response {
+                    Ok(response) => response
+                        .headers()
+                        .get("grpc-status")
+                        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+                        .and_then(|n| CODES.get(n).copied())
+                        .unwrap_or(CODES[0]),
+                    Err(_) => "UNKNOWN",
+                };
+                recorder.record("rpc.grpc.status_code", CODES.iter().position(|c| *c == code).unwrap_or(2));
+                if SERVER_ERRORS.contains(&code) {
+                    recorder.record("otel.status_code", "ERROR");
+                }
+                // Methods nobody serves are one series, whatever path a caller made up.
+                let rpc: Arc<str> = if code == UNIMPLEMENTED { Arc::from("unknown") } else { Arc::from(rpc) };
+                metrics.observe_rpc(rpc, code, started.elapsed());
+                response
+            }
+            .instrument(span),
+        )
+    }
+}
