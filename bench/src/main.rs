@@ -123,6 +123,7 @@ async fn measure(plan: &Plan, cores: Cores, stage: &mut Stage) -> anyhow::Result
         anyhow::ensure!(status == 200, "{url} answered {status}");
     }
     anyhow::ensure!(client.verify(&b, &key).await?.0, "the key does not verify");
+    anyhow::ensure!(client.verify(&stage.gateway_c, &key).await?.0, "the key does not verify on gateway C");
 
     let auth = || vec![("Authorization", format!("Bearer {key}"))];
     let rows: Vec<(Row, Target<'_>)> = vec![
@@ -142,6 +143,15 @@ async fn measure(plan: &Plan, cores: Cores, stage: &mut Stage) -> anyhow::Result
             Target {
                 method: "POST",
                 url: format!("{b}/api/v1/keys/verify"),
+                headers: vec![("Content-Type", "application/json".into())],
+                body: Some(serde_json::json!({"key": key}).to_string()),
+            },
+        ),
+        (
+            Row::VerifyLogged,
+            Target {
+                method: "POST",
+                url: format!("{}/api/v1/keys/verify", stage.gateway_c),
                 headers: vec![("Content-Type", "application/json".into())],
                 body: Some(serde_json::json!({"key": key}).to_string()),
             },

@@ -20,6 +20,8 @@ pub struct Stage {
     pub scratch: PathBuf,
     pub gateway_a: String,
     pub gateway_b: String,
+    /// Gateway B's twin, logging as in production (`info`, JSON).
+    pub gateway_c: String,
     pub bare: String,
     pub nginx: String,
     pub redis_url: String,
@@ -97,6 +99,8 @@ impl Stage {
             ("KEYPLANE_RATE_LIMIT_KEY_MAX", NO_LIMIT.into()),
             ("KEYPLANE_DATA_DIR", scratch.join("data").display().to_string()),
             ("RUST_LOG", "warn".into()),
+            // `serve` would take 9464 in every process; each takes a port of its own here.
+            ("KEYPLANE_METRICS_LISTEN", "127.0.0.1:0".into()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -146,26 +150,38 @@ impl Stage {
             {"prefix": "/api/v1/developer/families", "upstream": addr("FAMILIES"), "read_scope": "read:families", "write_scope": "write:families"},
             {"prefix": "/api/v1/developer/static", "upstream": format!("http://127.0.0.1:{bare_port}"), "read_scope": "read:families", "write_scope": "write:families"},
         ]);
-        let mut gateway = pinned(cores.servers, &keyplane);
-        gateway
-            .args(["serve", "--target", "gateway"])
-            .envs(common.iter().cloned())
-            .env("KEYPLANE_GATEWAY_LISTEN", format!("127.0.0.1:{gateway_b_port}"))
-            .env("KEYPLANE_IDENTITY_ADDR", format!("http://127.0.0.1:{identity_b}"))
-            .env("KEYPLANE_KEYS_ADDR", addr("KEYS"))
-            .env("KEYPLANE_ORGS_ADDR", addr("ORGS"))
-            .env("KEYPLANE_USAGE_ADDR", addr("USAGE"))
-            .env("KEYPLANE_ADVISORS_ADDR", addr("ADVISORS"))
-            .env("KEYPLANE_GATEWAY_ROUTES", routes.to_string());
-        let gateway_b_process = Running::start("gateway B", gateway, &scratch.join("gateway-b.log"))?;
+        let gateway = |port: u16| {
+            let mut gateway = pinned(cores.servers, &keyplane);
+            gateway
+                .args(["serve", "--target", "gateway"])
+                .envs(common.iter().cloned())
+                .env("KEYPLANE_GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
+                .env("KEYPLANE_IDENTITY_ADDR", format!("http://127.0.0.1:{identity_b}"))
+                .env("KEYPLANE_KEYS_ADDR", addr("KEYS"))
+                .env("KEYPLANE_ORGS_ADDR", addr("ORGS"))
+                .env("KEYPLANE_USAGE_ADDR", addr("USAGE"))
+                .env("KEYPLANE_ADVISORS_ADDR", addr("ADVISORS"))
+                .env("KEYPLANE_GATEWAY_ROUTES", routes.to_string());
+            gateway
+        };
+        let gateway_b_process = Running::start("gateway B", gateway(gateway_b_port), &scratch.join("gateway-b.log"))?;
         wait_listening(gateway_b_port, "gateway B")?;
         wait_ready(&format!("http://127.0.0.1:{gateway_b_port}")).await?;
+        // Gateway C: B as the manifests run it, logging at `info` in JSON (a span per request,
+        // no exporter), so the cost of that is measured beside B in the same run.
+        let gateway_c_port = free_port()?;
+        let mut logged = gateway(gateway_c_port);
+        logged.env("RUST_LOG", "info").env("KEYPLANE_LOG_FORMAT", "json");
+        rest.push(Running::start("gateway C", logged, &scratch.join("gateway-c.log"))?);
+        wait_listening(gateway_c_port, "gateway C")?;
+        wait_ready(&format!("http://127.0.0.1:{gateway_c_port}")).await?;
 
         let nginx_port = free_port()?;
         rest.insert(0, identity);
         let stage = Self {
             gateway_a: addr("GATEWAY"),
             gateway_b: format!("http://127.0.0.1:{gateway_b_port}"),
+            gateway_c: format!("http://127.0.0.1:{gateway_c_port}"),
             bare: format!("http://127.0.0.1:{bare_port}"),
             nginx: format!("http://127.0.0.1:{nginx_port}"),
             redis_url,
