@@ -27,13 +27,17 @@ KUBERNETES_VERSION = "1.33.0"
 DEPLOY = pathlib.Path(__file__).resolve().parent
 TARGETS = {"identity", "keys", "orgs", "usage", "advisors", "families", "gateway"}
 WITH_DATABASE = TARGETS - {"gateway"}
-# Secrets the operator creates in production: what stands in for each while checking.
-PLACEHOLDERS = {
+# The keys of the Secret the operator creates in production (the README lists them), and
+# what stands in for each while checking.
+HEX_SECRET = "ab" * 32
+OPERATOR_SECRET = {
     "database-url": "postgres://keyplane@postgres.example:5432/keyplane",
     "redis-url": "redis://redis.example:6379",
     "smtp-url": "smtp://mail.example:587",
+    "internal-secret": HEX_SECRET,
+    "dataplane-secret": HEX_SECRET,
+    "encryption-key": HEX_SECRET,
 }
-HEX_SECRET = "ab" * 32
 
 
 class Problems:
@@ -59,9 +63,9 @@ def validate(validator, text, problems, overlay):
             capture_output=True,
             text=True,
         )
-    for line in (run.stdout + run.stderr).splitlines():
-        if "ERROR" in line or "WARN" in line:
-            problems.add(overlay, line.replace(rendered.name, "rendered"))
+    said = (run.stdout + run.stderr).replace(rendered.name, "rendered").strip()
+    if run.returncode != 0 or "ERROR" in said or "WARN" in said:
+        problems.add(overlay, f"kubernetes-validate (exit {run.returncode}): {said}")
 
 
 def by_kind(docs, kind):
@@ -71,8 +75,12 @@ def by_kind(docs, kind):
 def secret_value(secrets, ref, overlay, problems, where):
     secret = secrets.get(ref["name"])
     if secret is None:
-        # Created by the operator (production): a placeholder of the right shape.
-        return PLACEHOLDERS.get(ref["key"], HEX_SECRET)
+        # Created by the operator (production): a placeholder of the right shape, for a key
+        # the README tells the operator to create.
+        if ref["key"] not in OPERATOR_SECRET:
+            problems.add(f"{overlay} {where}", f"secret {ref['name']} key {ref['key']} is not one the operator creates")
+            return None
+        return OPERATOR_SECRET[ref["key"]]
     data = secret.get("data", {})
     if ref["key"] in data:
         return base64.b64decode(data[ref["key"]]).decode()

@@ -3,7 +3,8 @@
 //! core, the load generator on the other. `--smoke` runs every row for a second, to keep
 //! the harness from rotting (it runs in `make test`).
 //!
-//! Usage: `keyplane-bench [--smoke] [--bin <dir with keyplane and bench-bare>] [--out <dir>]`
+//! Usage: `keyplane-bench [--smoke | --rows-only] [--bin <dir with keyplane and bench-bare>] [--out <dir>]`
+//! (`--rows-only`: the throughput rows alone, nothing written, to compare two builds.)
 
 mod client;
 mod openloop;
@@ -30,6 +31,8 @@ use crate::{
 /// How much of everything: the real run, or the smoke run.
 struct Plan {
     smoke: bool,
+    /// Only the throughput rows, nothing written: for an A/B of two builds.
+    rows_only: bool,
     rounds: usize,
     seconds: u64,
     connections: u32,
@@ -44,6 +47,7 @@ impl Plan {
         if smoke {
             Self {
                 smoke,
+                rows_only: false,
                 rounds: 1,
                 seconds: 1,
                 connections: 16,
@@ -55,6 +59,7 @@ impl Plan {
         } else {
             Self {
                 smoke,
+                rows_only: false,
                 rounds: 3,
                 seconds: 10,
                 connections: 64,
@@ -74,7 +79,8 @@ fn arg(name: &str) -> Option<String> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let plan = Plan::new(std::env::args().any(|a| a == "--smoke"));
+    let mut plan = Plan::new(std::env::args().any(|a| a == "--smoke"));
+    plan.rows_only = std::env::args().any(|a| a == "--rows-only");
     let bin = PathBuf::from(arg("--bin").unwrap_or_else(|| "target/release".into()));
     let out = PathBuf::from(arg("--out").unwrap_or_else(|| "bench/results".into()));
     procs::ensure_tools()?;
@@ -96,7 +102,7 @@ async fn main() -> anyhow::Result<()> {
     cleaned?;
     let table = report::render(&figures);
     println!("{table}");
-    if !plan.smoke {
+    if !plan.smoke && !plan.rows_only {
         std::fs::create_dir_all(&out)?;
         std::fs::write(out.join("latest.md"), &table)?;
         std::fs::write(out.join("latest.json"), serde_json::to_string_pretty(&figures)?)?;
@@ -190,6 +196,9 @@ async fn measure(plan: &Plan, cores: Cores, stage: &mut Stage) -> anyhow::Result
         }
     }
 
+    if plan.rows_only {
+        return Ok(figures);
+    }
     // p99 at half of the cache-hit peak, open loop.
     let peak = figures.median(Row::Verify).map_or(1000.0, |l| l.requests_per_second);
     let verify_shot = openloop::Shot {

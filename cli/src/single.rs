@@ -27,6 +27,11 @@ pub struct SingleConfig {
 impl SingleConfig {
     pub fn from_env(mut env: Env, target: Target) -> Result<Self, ConfigError> {
         let mode = Mode::Single;
+        if target == Target::Families && env.get("KEYPLANE_INTERNAL_SECRET").is_none() {
+            // The backend calls no service and is called only by the gateway, which signs
+            // with the data-plane secret: it is not given the one that signs internal calls.
+            env.set("KEYPLANE_INTERNAL_SECRET", String::from_utf8_lossy(&keyplane_common::config::random_secret()));
+        }
         let common = CommonConfig::from_env(&mut env, mode);
         let config = match target {
             Target::Identity => {

@@ -27,6 +27,8 @@ pub struct Config {
     pub trusted_proxies: TrustedProxies,
     /// Serve `GET /dev/mailbox` (the development mailbox of `keyplane up`).
     pub dev_mailbox: bool,
+    /// `/metrics` on the public port: when the process has no metrics port of its own.
+    pub public_metrics: bool,
     pub limits: Limits,
     /// How often counted usage goes to the usage service (writes there scale with it).
     pub usage_flush_every: Duration,
@@ -180,6 +182,7 @@ impl Config {
             request_timeout: env.seconds_or("KEYPLANE_GATEWAY_TIMEOUT_SECS", 30, 1, 600),
             trusted_proxies: trusted_proxies(env),
             dev_mailbox: common.dev_mailbox,
+            public_metrics: common.metrics_listen.is_none(),
             limits: Limits::from_env(env),
             usage_flush_every: Duration::from_millis(
                 env.parse_or("KEYPLANE_USAGE_FLUSH_MS", 1_000u64).clamp(100, 60_000),

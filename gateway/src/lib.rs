@@ -93,6 +93,7 @@ pub async fn serve(
         metrics,
         request_timeout: config.request_timeout,
         dev_mailbox: config.dev_mailbox,
+        public_metrics: config.public_metrics,
         org_names: org_names::OrgNames::default(),
         draining: shutdown.clone(),
         github_keys: github_keys::GithubKeys::new(config.github_keys_url.clone(), config.request_timeout),
@@ -118,9 +119,11 @@ fn app(state: AppState) -> Router {
         // OpenTelemetry HTTP conventions (`GET /api/v1/keys/self`).
         .layer(TraceLayer::new_for_http().make_span_with(http_span).on_response(
             |response: &Response, _: std::time::Duration, span: &tracing::Span| {
-                span.record("http.response.status_code", response.status().as_u16());
-                if response.status().is_server_error() {
-                    span.record("otel.status_code", "ERROR");
+                if keyplane_common::telemetry::exporting() {
+                    span.record("http.response.status_code", response.status().as_u16());
+                    if response.status().is_server_error() {
+                        span.record("otel.status_code", "ERROR");
+                    }
                 }
             },
         ))
@@ -148,18 +151,23 @@ fn http_span(request: &Request) -> tracing::Span {
         .unwrap_or_default();
     let method = request.method().as_str();
     let route = request.extensions().get::<axum::extract::MatchedPath>().map(axum::extract::MatchedPath::as_str);
-    let span = tracing::info_span!(
-        "http",
-        otel.name = %format_args!("{method} {}", route.unwrap_or_default()),
-        otel.kind = "server",
-        otel.status_code = tracing::field::Empty,
-        http.request.method = method,
-        http.route = route,
-        url.path = request.uri().path(),
-        http.response.status_code = tracing::field::Empty,
-        request_id,
-        trace_id = tracing::field::Empty,
-    );
+    let span = if keyplane_common::telemetry::exporting() {
+        tracing::info_span!(
+            "http",
+            otel.name = %format_args!("{method} {}", route.unwrap_or_default()),
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = method,
+            http.route = route,
+            url.path = request.uri().path(),
+            http.response.status_code = tracing::field::Empty,
+            request_id,
+            trace_id = tracing::field::Empty,
+        )
+    } else {
+        // What a log line needs, no more: each field is formatted on every request.
+        tracing::info_span!("http", method, route, request_id, trace_id = tracing::field::Empty)
+    };
     keyplane_common::telemetry::set_parent_from(&span, request.headers());
     span
 }

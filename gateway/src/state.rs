@@ -25,6 +25,8 @@ pub struct Inner {
     pub limits: crate::config::Limits,
     pub request_timeout: Duration,
     pub dev_mailbox: bool,
+    /// Serve `/metrics` on the public port (only where the process has no metrics port).
+    pub public_metrics: bool,
     /// GitHub's secret-scanning signing keys.
     pub github_keys: crate::github_keys::GithubKeys,
     /// Cancelled when the gateway starts draining: readiness then fails.

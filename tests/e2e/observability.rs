@@ -147,28 +147,73 @@ async fn the_gateway_metrics_count_routes_rpcs_caches_and_backlogs() {
     assert!(drained, "the keys outbox backlog is reported and drains");
 }
 
-/// A service deployed alone (`keyplane serve --target keys`) serves its metrics on a port
-/// of its own.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_service_process_serves_metrics_on_its_metrics_port() {
-    let p = Platform::start().await;
-    // Ports the child binds itself: free now, and nothing else here binds fixed ports.
-    let port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let (grpc, metrics) = (port(), port());
-    let mut child = Command::new(keyplane_binary())
-        .args(["serve", "--target", "keys"])
+/// `keyplane serve --target <target>` beside the test platform, with its settings.
+fn serve(p: &Platform, target: &str, extra: &[(&str, String)]) -> std::process::Child {
+    let mut command = Command::new(keyplane_binary());
+    command
+        .args(["serve", "--target", target])
         .env_clear()
         .env("RUST_LOG", "warn")
-        .env("KEYPLANE_DATABASE_URL", &p.env.database_url)
         .env("KEYPLANE_REDIS_URL", &p.env.redis_url)
         .env("KEYPLANE_REDIS_PREFIX", &p.env.redis_prefix)
         .env("KEYPLANE_INTERNAL_SECRET", &p.internal_secret)
-        .env("KEYPLANE_ORGS_ADDR", format!("http://{}", p.addr(Target::Orgs)))
-        .env("KEYPLANE_KEYS_LISTEN", format!("127.0.0.1:{grpc}"))
-        .env("KEYPLANE_METRICS_LISTEN", format!("127.0.0.1:{metrics}"))
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start keyplane serve --target keys");
+        .stdout(Stdio::null());
+    for (name, value) in extra {
+        command.env(name, value);
+    }
+    command.spawn().unwrap_or_else(|e| panic!("start keyplane serve --target {target}: {e}"))
+}
+
+/// A port the child binds itself: free now, and nothing here binds fixed ports.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn scrape(port: u16) -> String {
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    for _ in 0..150 {
+        if let Ok(reply) = reqwest::get(&url).await {
+            return reply.text().await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("nothing answers at {url}")
+}
+
+/// Processes deployed alone (`keyplane serve`) serve their metrics on a port of their own,
+/// and a deployed gateway keeps them off its public port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployed_processes_serve_metrics_on_their_metrics_port_only() {
+    let p = Platform::start().await;
+    let (grpc, keys_metrics) = (free_port(), free_port());
+    let mut keys = serve(
+        &p,
+        "keys",
+        &[
+            ("KEYPLANE_DATABASE_URL", p.env.database_url.clone()),
+            ("KEYPLANE_ORGS_ADDR", format!("http://{}", p.addr(Target::Orgs))),
+            ("KEYPLANE_KEYS_LISTEN", format!("127.0.0.1:{grpc}")),
+            ("KEYPLANE_METRICS_LISTEN", format!("127.0.0.1:{keys_metrics}")),
+        ],
+    );
+    let (http, gateway_metrics) = (free_port(), free_port());
+    let peer = |t: Target| format!("http://{}", p.addr(t));
+    let mut gateway = serve(
+        &p,
+        "gateway",
+        &[
+            ("KEYPLANE_DATAPLANE_SECRET", p.setting("KEYPLANE_DATAPLANE_SECRET")),
+            ("KEYPLANE_ENCRYPTION_KEY", p.setting("KEYPLANE_ENCRYPTION_KEY")),
+            ("KEYPLANE_IDENTITY_ADDR", peer(Target::Identity)),
+            ("KEYPLANE_KEYS_ADDR", peer(Target::Keys)),
+            ("KEYPLANE_ORGS_ADDR", peer(Target::Orgs)),
+            ("KEYPLANE_USAGE_ADDR", peer(Target::Usage)),
+            ("KEYPLANE_ADVISORS_ADDR", peer(Target::Advisors)),
+            ("KEYPLANE_GATEWAY_LISTEN", format!("127.0.0.1:{http}")),
+            ("KEYPLANE_METRICS_LISTEN", format!("127.0.0.1:{gateway_metrics}")),
+        ],
+    );
+
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{grpc}")).unwrap();
     let mut checked = false;
     for _ in 0..150 {
@@ -180,13 +225,26 @@ async fn a_service_process_serves_metrics_on_its_metrics_port() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let scrape = reqwest::get(format!("http://127.0.0.1:{metrics}/metrics")).await;
-    let _ = child.kill();
-    let _ = child.wait();
+    let keys_text = scrape(keys_metrics).await;
+    let gateway_text = scrape(gateway_metrics).await;
+    let public = keyplane_e2e::Api::new(format!("http://127.0.0.1:{http}"));
+    let health = public.get("/health", None).await;
+    let public_metrics = public.get("/metrics", None).await;
+    let gateway_text_after = scrape(gateway_metrics).await;
+    for child in [&mut keys, &mut gateway] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     assert!(checked, "the keys process answered its health check");
-    let text = scrape.expect("the metrics port answers").text().await.unwrap();
-    assert!(text.contains(r#"keyplane_rpc_requests_total{rpc="grpc.health.v1.Health/Check",code="OK"} 1"#), "{text}");
-    assert!(text.contains(r#"keyplane_outbox_backlog_events{service="keys",topic="audit"}"#), "{text}");
+    let health_check = r#"keyplane_rpc_requests_total{rpc="grpc.health.v1.Health/Check",code="OK"} 1"#;
+    assert!(keys_text.contains(health_check), "{keys_text}");
+    assert!(keys_text.contains(r#"keyplane_outbox_backlog_events{service="keys",topic="audit"}"#), "{keys_text}");
+    assert!(gateway_text.contains("keyplane_rate_limit_global"), "{gateway_text}");
+    assert_eq!(health.status, 200);
+    assert_eq!((public_metrics.status, public_metrics.error_code()), (404, "not_found"), "metrics on the public port");
+    let counted = r#"keyplane_http_requests_total{method="GET",route="/health",status="200"} 1"#;
+    assert!(gateway_text_after.contains(counted), "{gateway_text_after}");
 }
 
 /// Every secret the flow handled, and the places it could leak from.

@@ -57,8 +57,12 @@ pub fn router(state: &AppState) -> Router<AppState> {
     let mut public = Router::new()
         .route("/health", get(platform::health))
         .route("/ready", get(platform::ready))
-        .route("/metrics", get(platform::metrics))
         .route("/.well-known/jwks.json", get(platform::jwks));
+    // Metrics are the operator's: on the public port only in `keyplane up`, which has no
+    // metrics port (a deployment scrapes KEYPLANE_METRICS_LISTEN, behind its network policy).
+    if state.public_metrics {
+        public = public.route("/metrics", get(platform::metrics));
+    }
     if state.dev_mailbox {
         public = public.route("/dev/mailbox", get(platform::dev_mailbox));
     }

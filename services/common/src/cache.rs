@@ -401,14 +401,18 @@ impl RedisBackend {
         if self.now_ms() < self.down_until_ms.load(Ordering::Relaxed) {
             return Err(CacheError::Unavailable);
         }
-        // A client span named by the OpenTelemetry database conventions.
-        let span = tracing::info_span!(
-            "redis",
-            otel.name = operation,
-            otel.kind = "client",
-            db.system.name = "redis",
-            db.operation.name = operation,
-        );
+        // A client span named by the OpenTelemetry database conventions, for the exporter.
+        let span = if crate::telemetry::exporting() {
+            tracing::info_span!(
+                "redis",
+                otel.name = operation,
+                otel.kind = "client",
+                db.system.name = "redis",
+                db.operation.name = operation,
+            )
+        } else {
+            tracing::Span::none()
+        };
         let command = tokio::time::timeout(REDIS_TIMEOUT, op(self.manager.clone()));
         match tracing::Instrument::instrument(command, span).await {
             Ok(Ok(value)) => Ok(value),

@@ -99,6 +99,9 @@ pub fn classify(err: &DbErr) -> DbFailure {
 /// A client span for one query, named by the OpenTelemetry database conventions
 /// (`SELECT credentials`): what a trace shows of a store's call.
 pub fn span(db: &DatabaseConnection, operation: &'static str, table: &'static str) -> tracing::Span {
+    if !crate::telemetry::exporting() {
+        return tracing::Span::none();
+    }
     let system = match db.get_database_backend() {
         sea_orm::DatabaseBackend::Postgres => "postgresql",
         sea_orm::DatabaseBackend::Sqlite => "sqlite",

@@ -105,11 +105,11 @@ pub fn spawn_relay(
                     false
                 }
             };
-            if delivered_full_batch {
-                continue;
-            }
             if let Ok(waiting) = entity::Entity::find().filter(entity::Column::Topic.eq(topic)).count(&db).await {
                 backlog.set(i64::try_from(waiting).unwrap_or(i64::MAX));
+            }
+            if delivered_full_batch {
+                continue;
             }
             tokio::select! {
                 () = shutdown.cancelled() => break,

@@ -1,6 +1,8 @@
 //! Logs and traces: `tracing` everywhere, OpenTelemetry spans exported over OTLP when
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` is set, and W3C trace context carried across every hop.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use opentelemetry::{
     global,
     propagation::{Extractor, Injector},
@@ -10,6 +12,17 @@ use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::Sd
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::{EnvFilter, Layer, filter::LevelFilter, layer::SubscriberExt, util::SubscriberInitExt};
+
+/// Whether spans are exported: the first initialisation decides (tests start many
+/// platforms in one process under one subscriber).
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Whether spans leave the process. Spans only OpenTelemetry reads (client calls to Redis
+/// and the database) are not made otherwise, and request spans carry only what logs need:
+/// every field of a span is formatted for the log at `info`, request after request.
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
 
 /// Flushes and stops the trace exporter when dropped.
 pub struct Telemetry {
@@ -48,7 +61,10 @@ pub fn init_with(
 ) -> anyhow::Result<Telemetry> {
     global::set_text_map_propagator(TraceContextPropagator::new());
     let exporting = otlp_endpoint.is_some();
+    // Every request is traced: a caller's `traceparent` joins its trace, but its sampled flag
+    // does not decide whether we record ours.
     let mut provider = SdkTracerProvider::builder()
+        .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOn)
         .with_resource(Resource::builder().with_service_name(service_name.to_owned()).build());
     if let Some(endpoint) = otlp_endpoint {
         use opentelemetry_otlp::WithExportConfig;
@@ -70,7 +86,9 @@ pub fn init_with(
     // or trace context would stop flowing whenever logs are quiet.
     let traces = exporting.then(|| tracing_opentelemetry::layer().with_tracer(tracer).with_filter(LevelFilter::INFO));
     // A second initialisation (tests start many platforms in one process) keeps the first.
-    let _ = tracing_subscriber::registry().with(extra).with(fmt.with_filter(filter)).with(traces).try_init();
+    if tracing_subscriber::registry().with(extra).with(fmt.with_filter(filter)).with(traces).try_init().is_ok() {
+        EXPORTING.store(exporting, Ordering::Relaxed);
+    }
     Ok(Telemetry { provider })
 }
 

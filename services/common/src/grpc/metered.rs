@@ -3,12 +3,14 @@
 //! status code.
 
 use std::{
+    collections::HashSet,
     sync::Arc,
     task::{Context, Poll},
     time::Instant,
 };
 
 use futures_util::future::BoxFuture;
+use prost::Message;
 use tracing::Instrument;
 
 use crate::{internal_auth::REQUEST_ID_KEY, metrics::Metrics, telemetry};
@@ -33,26 +35,54 @@ const CODES: [&str; 17] = [
     "DATA_LOSS",
     "UNAUTHENTICATED",
 ];
-const UNIMPLEMENTED: &str = CODES[12];
 /// The codes that mark a server span as failed (the conventions' list for servers).
 const SERVER_ERRORS: [&str; 6] =
     ["UNKNOWN", "DEADLINE_EXCEEDED", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS"];
 
 #[derive(Clone)]
-pub struct MeteredLayer(pub Arc<Metrics>);
+pub struct MeteredLayer {
+    metrics: Arc<Metrics>,
+    known: Arc<HashSet<String>>,
+}
+
+impl MeteredLayer {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self { metrics, known: Arc::new(known_methods()) }
+    }
+}
 
 impl<S> tower::Layer<S> for MeteredLayer {
     type Service = Metered<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Metered { inner, metrics: Arc::clone(&self.0) }
+        Metered { inner, metrics: Arc::clone(&self.metrics), known: Arc::clone(&self.known) }
     }
+}
+
+/// Every method the services, health and reflection serve (`package.Service/Method`): a
+/// label is one of these or `unknown`, so no caller can make a series of its own.
+fn known_methods() -> HashSet<String> {
+    let mut known = HashSet::new();
+    for encoded in [keyplane_proto::FILE_DESCRIPTOR_SET, tonic_health::pb::FILE_DESCRIPTOR_SET] {
+        let Ok(set) = prost_types::FileDescriptorSet::decode(encoded) else { continue };
+        for file in set.file {
+            let package = file.package();
+            for service in &file.service {
+                for method in &service.method {
+                    known.insert(format!("{package}.{}/{}", service.name(), method.name()));
+                }
+            }
+        }
+    }
+    known.insert("grpc.reflection.v1.ServerReflection/ServerReflectionInfo".to_owned());
+    known
 }
 
 #[derive(Clone)]
 pub struct Metered<S> {
     inner: S,
     metrics: Arc<Metrics>,
+    known: Arc<HashSet<String>>,
 }
 
 impl<S, B, R> tower::Service<http::Request<B>> for Metered<S>
@@ -73,20 +103,27 @@ where
         let rpc = request.uri().path().trim_start_matches('/').to_owned();
         let (service, method) = rpc.rsplit_once('/').unwrap_or((&rpc, ""));
         let request_id = request.headers().get(REQUEST_ID_KEY).and_then(|v| v.to_str().ok()).unwrap_or_default();
-        let span = tracing::info_span!(
-            "grpc",
-            otel.name = %rpc,
-            otel.kind = "server",
-            rpc.system = "grpc",
-            rpc.service = service,
-            rpc.method = method,
-            rpc.grpc.status_code = tracing::field::Empty,
-            otel.status_code = tracing::field::Empty,
-            request_id,
-            trace_id = tracing::field::Empty,
-        );
+        let exporting = telemetry::exporting();
+        let span = if exporting {
+            tracing::info_span!(
+                "grpc",
+                otel.name = %rpc,
+                otel.kind = "server",
+                rpc.system = "grpc",
+                rpc.service = service,
+                rpc.method = method,
+                rpc.grpc.status_code = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+                request_id,
+                trace_id = tracing::field::Empty,
+            )
+        } else {
+            // What a log line needs, no more.
+            tracing::info_span!("grpc", rpc = %rpc, request_id, trace_id = tracing::field::Empty)
+        };
         telemetry::set_parent_from(&span, request.headers());
         let metrics = Arc::clone(&self.metrics);
+        let label: Arc<str> = if self.known.contains(&rpc) { Arc::from(rpc.as_str()) } else { Arc::from("unknown") };
         let answer = span.in_scope(|| self.inner.call(request));
         let recorder = span.clone();
         Box::pin(
@@ -103,13 +140,13 @@ where
                         .unwrap_or(CODES[0]),
                     Err(_) => "UNKNOWN",
                 };
-                recorder.record("rpc.grpc.status_code", CODES.iter().position(|c| *c == code).unwrap_or(2));
-                if SERVER_ERRORS.contains(&code) {
-                    recorder.record("otel.status_code", "ERROR");
+                if exporting {
+                    recorder.record("rpc.grpc.status_code", CODES.iter().position(|c| *c == code).unwrap_or(2));
+                    if SERVER_ERRORS.contains(&code) {
+                        recorder.record("otel.status_code", "ERROR");
+                    }
                 }
-                // Methods nobody serves are one series, whatever path a caller made up.
-                let rpc: Arc<str> = if code == UNIMPLEMENTED { Arc::from("unknown") } else { Arc::from(rpc) };
-                metrics.observe_rpc(rpc, code, started.elapsed());
+                metrics.observe_rpc(label, code, started.elapsed());
                 response
             }
             .instrument(span),
