@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use keyplane_common::{
     audit::AuditRecord,
     authz::Action,
-    error::FieldViolation,
+    error::{FieldViolation, Kind},
     httpsig::{self, Message, Refusal},
     internal_auth::Caller,
     orgs_peer::OrgsPeer,
@@ -18,7 +18,6 @@ use keyplane_common::{
     time::Clock,
 };
 use tokio::sync::Notify;
-use tonic::Code;
 use uuid::Uuid;
 
 use crate::{
@@ -58,7 +57,7 @@ impl Service {
     async fn authorize(&self, caller: &Caller, org_id: Uuid, action: Action, hidden: Error) -> Result<(), Error> {
         match self.orgs.authorize(caller.principal()?, org_id, action).await {
             Ok(_) => Ok(()),
-            Err(status) if status.code() == Code::NotFound => Err(hidden),
+            Err(status) if Kind::from_grpc_code(status.code()) == Kind::NotFound => Err(hidden),
             Err(status) => Err(Error::upstream(status)),
         }
     }
