@@ -1,4 +1,4 @@
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -37,9 +37,6 @@ pub async fn serve(
     };
     tracing::info!(service = service_name, addr = ?listener.local_addr().ok(), "grpc server listening");
     Server::builder()
-        // Peers reach a Service's pods through one HTTP/2 connection each: ending every
-        // connection after a minute (gracefully) spreads them over new pods as they come.
-        .max_connection_age(Duration::from_secs(60))
         .layer(super::metered::MeteredLayer::new(metrics))
         .add_routes(routes)
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), draining)
