@@ -48,6 +48,25 @@ async fn every_service_answers_health_and_reflection() {
         };
         let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
         assert!(names.contains(&name) && names.contains(&"grpc.health.v1.Health"), "{target}: {names:?}");
+
+        // The older protocol, for clients that speak only it (grpcio-reflection, old grpcurl).
+        use tonic_reflection::pb::v1alpha as alpha;
+        let mut reflection = alpha::server_reflection_client::ServerReflectionClient::new(p.channel(target));
+        let request = alpha::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(alpha::server_reflection_request::MessageRequest::FileContainingSymbol(
+                name.to_owned(),
+            )),
+        };
+        let mut answers =
+            reflection.server_reflection_info(futures_util::stream::iter([request])).await.unwrap().into_inner();
+        let answer = answers.message().await.unwrap().unwrap();
+        let Some(alpha::server_reflection_response::MessageResponse::FileDescriptorResponse(files)) =
+            answer.message_response
+        else {
+            panic!("{target}: v1alpha reflection answers the file that declares {name}")
+        };
+        assert!(!files.file_descriptor_proto.is_empty(), "{target}");
     }
 }
 

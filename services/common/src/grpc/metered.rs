@@ -75,6 +75,7 @@ fn known_methods() -> HashSet<String> {
         }
     }
     known.insert("grpc.reflection.v1.ServerReflection/ServerReflectionInfo".to_owned());
+    known.insert("grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo".to_owned());
     known
 }
 

@@ -24,12 +24,15 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_service_status(service_name, ServingStatus::Serving).await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(keyplane_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .expect("the built-in descriptor sets are valid");
-    let routes = routes.add_service(health_service).add_service(reflection);
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(keyplane_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    // v1alpha beside v1: grpcio-reflection (Python) and older grpcurl speak only v1alpha.
+    let reflection_v1 = reflection().build_v1().expect("the built-in descriptor sets are valid");
+    let reflection_v1alpha = reflection().build_v1alpha().expect("the built-in descriptor sets are valid");
+    let routes = routes.add_service(health_service).add_service(reflection_v1).add_service(reflection_v1alpha);
     let draining = async move {
         shutdown.cancelled().await;
         health.set_service_status(service_name, ServingStatus::NotServing).await;
