@@ -85,6 +85,19 @@ fn every_bad_setting_is_named_at_start_up() {
         assert!(said.contains(name), "{name} not named in: {said}");
     }
 
+    let password = "hunter2-not-to-be-repeated";
+    let mail = run(
+        "identity",
+        &[
+            ("KEYPLANE_SMTP_URL", &format!("smpt://user:{password}@mail.example:587")),
+            ("KEYPLANE_MAIL_FROM", "not an address"),
+        ],
+    );
+    assert_eq!(mail.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&mail.stderr);
+    assert!(said.contains("KEYPLANE_SMTP_URL") && said.contains("KEYPLANE_MAIL_FROM"), "{said}");
+    assert!(!said.contains(password), "the SMTP password was repeated: {said}");
+
     let unknown = Command::new(keyplane_binary()).args(["serve", "--target", "billing"]).output().unwrap();
     assert_eq!(unknown.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("choose one of identity, keys"));

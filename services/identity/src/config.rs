@@ -88,11 +88,7 @@ impl Config {
             jwt_leeway: env.seconds_or("KEYPLANE_JWT_LEEWAY_SECS", 30, 0, 300),
             external_issuers,
             jwks_max_age: env.seconds_or("KEYPLANE_JWKS_MAX_AGE_SECS", 3_600, 60, 86_400),
-            mail: MailSettings {
-                smtp_url: env.get("KEYPLANE_SMTP_URL").map(str::to_owned),
-                from: env.string_or("KEYPLANE_MAIL_FROM", "Keyplane <no-reply@keyplane.localhost>"),
-                dev_mailbox: common.dev_mailbox,
-            },
+            mail: mail_settings(env, common),
             public_url: env.get("KEYPLANE_PUBLIC_URL").map(str::to_owned),
             hash_concurrency: env.parse_or(
                 "KEYPLANE_PASSWORD_HASH_CONCURRENCY",
@@ -101,4 +97,24 @@ impl Config {
             hash_wait: Duration::from_millis(env.parse_or("KEYPLANE_PASSWORD_HASH_WAIT_MS", 1_000u64)),
         }
     }
+}
+
+/// Where mail goes, checked now rather than when the mailer starts: a bad URL or sender is
+/// named with every other problem (the URL is not repeated: it may hold a password).
+fn mail_settings(env: &mut Env, common: &CommonConfig) -> MailSettings {
+    use lettre::{AsyncSmtpTransport, Tokio1Executor, message::Mailbox};
+    let smtp_url = env.get("KEYPLANE_SMTP_URL").map(str::to_owned);
+    if let Some(url) = &smtp_url
+        && AsyncSmtpTransport::<Tokio1Executor>::from_url(url).is_err()
+    {
+        env.problem(
+            "KEYPLANE_SMTP_URL",
+            "is not an smtp:// or smtps:// URL (e.g. smtp://user:pass@host:587?tls=required)",
+        );
+    }
+    let from = env.string_or("KEYPLANE_MAIL_FROM", "Keyplane <no-reply@keyplane.localhost>");
+    if from.parse::<Mailbox>().is_err() {
+        env.problem("KEYPLANE_MAIL_FROM", "is not a mail address (e.g. Keyplane <no-reply@example.com>)");
+    }
+    MailSettings { smtp_url, from, dev_mailbox: common.dev_mailbox }
 }
