@@ -8,6 +8,7 @@ pub mod oidc;
 pub mod otlp;
 pub mod platform;
 pub mod proxy;
+pub mod sentinel;
 pub mod signing;
 pub mod smtp;
 

@@ -16,6 +16,8 @@ use std::{
 
 use futures_util::StreamExt;
 use redis::{AsyncCommands, aio::ConnectionManager};
+
+use crate::redis_link::{REDIS_TIMEOUT, RedisLink};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -53,17 +55,18 @@ enum Backend {
 }
 
 struct RedisBackend {
-    client: redis::Client,
-    manager: ConnectionManager,
+    /// The server: one address, or the master Sentinel names.
+    link: Arc<RedisLink>,
     /// After a connection failure, skip Redis until then (ms since `epoch`), so that a
     /// Redis outage costs one timeout per second rather than one per request.
     down_until_ms: AtomicU64,
     epoch: Instant,
 }
 
+/// How often a subscription under Sentinel asks whether the master moved.
+const SENTINEL_CHECK: Duration = Duration::from_secs(2);
 /// How long to leave Redis alone after it failed.
 const BREAKER_OPEN: Duration = Duration::from_secs(1);
-const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
 
 struct MemoryBackend {
     store: moka::sync::Cache<String, MemoryEntry>,
@@ -98,16 +101,10 @@ impl Cache {
     /// A Redis-backed cache. It connects lazily: a Redis that is down at start-up
     /// degrades the platform rather than stopping it.
     pub fn redis(url: &str, prefix: &str) -> Result<Self, CacheError> {
-        let client = redis::Client::open(url)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(REDIS_TIMEOUT))
-            .set_response_timeout(Some(REDIS_TIMEOUT))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(200));
-        let manager = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        let link = RedisLink::open(url)?;
         Ok(Self::with_backend(
             prefix,
-            Backend::Redis(RedisBackend { client, manager, down_until_ms: AtomicU64::new(0), epoch: Instant::now() }),
+            Backend::Redis(RedisBackend { link, down_until_ms: AtomicU64::new(0), epoch: Instant::now() }),
         ))
     }
 
@@ -322,7 +319,13 @@ impl Cache {
             Backend::Redis(r) => {
                 let mut backoff = Duration::from_millis(50);
                 loop {
-                    match r.client.get_async_pubsub().await {
+                    let Some(link) = r.link.current() else {
+                        r.link.refresh();
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                        continue;
+                    };
+                    match link.client.get_async_pubsub().await {
                         Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
                             Ok(()) => {
                                 backoff = Duration::from_millis(50);
@@ -330,10 +333,25 @@ impl Cache {
                                     return;
                                 }
                                 let mut messages = pubsub.into_on_message();
-                                while let Some(message) = messages.next().await {
-                                    let payload: Vec<u8> = message.get_payload_bytes().to_vec();
-                                    if tx.send(BusEvent::Message(payload)).await.is_err() {
-                                        return;
+                                // Under Sentinel, ask every few seconds whether the master
+                                // moved, and follow it.
+                                let mut check = tokio::time::interval(SENTINEL_CHECK);
+                                check.tick().await;
+                                loop {
+                                    tokio::select! {
+                                        message = messages.next() => {
+                                            let Some(message) = message else { break };
+                                            let payload: Vec<u8> = message.get_payload_bytes().to_vec();
+                                            if tx.send(BusEvent::Message(payload)).await.is_err() {
+                                                return;
+                                            }
+                                        }
+                                        _ = check.tick(), if r.link.follows_sentinel() => {
+                                            r.link.refresh();
+                                            if r.link.current().is_some_and(|now| now.addr != link.addr) {
+                                                break;
+                                            }
+                                        }
                                     }
                                 }
                                 tracing::warn!(channel = %channel, "redis subscription lost");
@@ -401,6 +419,10 @@ impl RedisBackend {
         if self.now_ms() < self.down_until_ms.load(Ordering::Relaxed) {
             return Err(CacheError::Unavailable);
         }
+        let Some(link) = self.link.current() else {
+            self.link.refresh();
+            return Err(CacheError::Unavailable);
+        };
         // A client span named by the OpenTelemetry database conventions, for the exporter.
         let span = if crate::telemetry::exporting() {
             tracing::info_span!(
@@ -413,12 +435,15 @@ impl RedisBackend {
         } else {
             tracing::Span::none()
         };
-        let command = tokio::time::timeout(REDIS_TIMEOUT, op(self.manager.clone()));
+        let command = tokio::time::timeout(REDIS_TIMEOUT, op(link.manager.clone()));
         match tracing::Instrument::instrument(command, span).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => {
                 if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
                     self.trip();
+                } else if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly) {
+                    // A failover made our master a replica: ask Sentinel where it went.
+                    self.link.refresh();
                 }
                 Err(e.into())
             }
@@ -432,5 +457,6 @@ impl RedisBackend {
     fn trip(&self) {
         let until = self.now_ms() + u64::try_from(BREAKER_OPEN.as_millis()).unwrap_or(1000);
         self.down_until_ms.store(until, Ordering::Relaxed);
+        self.link.refresh();
     }
 }

@@ -329,9 +329,9 @@ impl CommonConfig {
         let internal_secrets = env.secret("KEYPLANE_INTERNAL_SECRET", mode, "every service");
         let redis_url = env.get("KEYPLANE_REDIS_URL").or(env.get("REDIS_URL")).map(str::to_owned);
         if let Some(url) = &redis_url
-            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+            && !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+sentinel://"))
         {
-            env.problem("KEYPLANE_REDIS_URL", "must start with redis:// or rediss://");
+            env.problem("KEYPLANE_REDIS_URL", "must start with redis://, rediss:// or redis+sentinel://");
         }
         let key_prefix = env.string_or("KEYPLANE_KEY_PREFIX", "phosra");
         let key_format = KeyFormat::new(&key_prefix).unwrap_or_else(|e| {

@@ -28,6 +28,7 @@ pub mod outbox;
 pub mod page;
 pub mod principal;
 pub mod rate_limit;
+pub mod redis_link;
 pub mod runtime;
 pub mod scope;
 pub mod telemetry;
