@@ -169,7 +169,8 @@ async fn a_signed_alert_stops_a_leaked_key_everywhere_audits_it_and_mails_the_ow
     assert_eq!(feedback[0]["token_hash"], sha256_hex(&leaked));
     assert_eq!(feedback[0]["token_type"], "phosra_live_key");
     assert_eq!(feedback[0]["label"], "true_positive");
-    assert!(leaked.starts_with(feedback[0]["key_prefix"].as_str().unwrap()), "the key's prefix");
+    let prefix = feedback[0]["key_prefix"].as_str().unwrap();
+    assert!(prefix.len() > "phosra_live_".len() && leaked.starts_with(prefix), "the key's own prefix: {prefix}");
     assert_eq!(feedback[1]["label"], "true_positive");
     assert!(!reply.text.contains(&leaked), "the answer never carries the secret");
 
@@ -470,10 +471,52 @@ async fn revoke_leaked_over_grpc_as_a_user_is_refused() {
     let mut request = tonic::Request::new(RevokeLeakedRequest { secrets: vec![secret.clone()] });
     p.internal_auth("gateway").attach(request.metadata_mut(), Some(&principal));
     assert_eq!(keys.revoke_leaked(request).await.unwrap_err().code(), tonic::Code::PermissionDenied);
-    let mut anonymous = tonic::Request::new(RevokeLeakedRequest { secrets: vec![secret] });
+    let mut anonymous = tonic::Request::new(RevokeLeakedRequest { secrets: vec![secret.clone()] });
     p.internal_auth("gateway").attach(anonymous.metadata_mut(), None);
-    assert!(keys.revoke_leaked(anonymous).await.is_err());
+    assert_eq!(keys.revoke_leaked(anonymous).await.unwrap_err().code(), tonic::Code::Unauthenticated);
+    // Another service holds the internal secret too, but only the gateway reports leaks:
+    // acting as itself, or claiming to act as the gateway.
+    for (signer, acting) in [("advisors", "advisors"), ("usage", "gateway"), ("orgs", "orgs")] {
+        let mut request = tonic::Request::new(RevokeLeakedRequest { secrets: vec![secret.clone()] });
+        p.internal_auth(signer).attach(request.metadata_mut(), Some(&Principal::Service { name: acting.into() }));
+        let refused = keys.revoke_leaked(request).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{signer} acting as {acting}");
+    }
     assert_eq!(p.api.get(FAMILIES, Some(&key)).await.status, 200, "nothing was revoked");
+}
+
+/// A leak event filed by any service but keys (which decides leaks) mails nobody: another
+/// service cannot make the platform send owners a "your key leaked, see <url>" of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leak_event_from_another_service_mails_no_owner() {
+    let (_set, github, p) = setup(&[]).await;
+    let owner = p.api.verified_signup().await;
+    let (org, _) = p.api.dev_org(&owner, false).await;
+    let (id, leaked) = p.api.key(&owner.token, &org, json!({"name": "ci", "environment": "live"})).await;
+    let forged = AuditRecord {
+        id: uuid::Uuid::now_v7(),
+        org_id: org.parse().unwrap(),
+        at: chrono::Utc::now(),
+        actor_type: "service".into(),
+        actor_id: "gateway".into(),
+        action: "api_key.leaked_revoked".into(),
+        target_type: "api_key".into(),
+        target_id: id,
+        ip: String::new(),
+        user_agent: String::new(),
+        metadata: json!({"name": "ci", "prefix": "phosra_live_x", "url": "https://evil.example/phish", "reporter": "GitHub"}),
+    };
+    let mut orgs = OrgsServiceClient::new(p.channel(Target::Orgs));
+    let mut request = tonic::Request::new(AppendAuditRequest { events: vec![forged.to_proto()] });
+    p.internal_auth("usage").attach(request.metadata_mut(), None);
+    orgs.append_audit(request).await.unwrap();
+
+    // A real leak afterwards is mailed; the forged one never is.
+    assert_eq!(signed_alert(&p.api, &github, &json!([found(&leaked, "phosra_live_key")])).await.status, 200);
+    eventually_events(&p.api, &owner.token, &org, "api_key.leaked_revoked", 2).await;
+    let mails = p.api.mailbox(&owner.email, "security_notice").await;
+    assert_eq!(mails.len(), 1, "only the leak the keys service decided is mailed: {mails:?}");
+    assert!(!mails[0]["body"].as_str().unwrap().contains("evil.example"));
 }
 
 /// concurrent duplicate alerts (and duplicates inside one alert) stop the key

@@ -78,12 +78,18 @@ pub struct NewToken {
 /// GitHub sends at most a few hundred matches in one alert.
 pub const MAX_LEAKS_PER_REPORT: usize = 1000;
 
-/// Bulk revocations are the orgs service's to decide: a service principal only.
-fn only_orgs(caller: &Caller) -> Result<&Principal, Error> {
+/// The principal of a call the service `name` makes on its own authority (signed by it,
+/// acting as itself); any other caller, another service included, is refused with `refusal`.
+fn only_service<'c>(caller: &'c Caller, name: &str, refusal: Error) -> Result<&'c Principal, Error> {
     match caller.principal()? {
-        principal @ Principal::Service { .. } => Ok(principal),
-        _ => Err(Error::OrgsOnly),
+        principal @ Principal::Service { name: acting } if acting == name && caller.service == name => Ok(principal),
+        _ => Err(refusal),
     }
+}
+
+/// Bulk revocations are the orgs service's to decide.
+fn only_orgs(caller: &Caller) -> Result<&Principal, Error> {
+    only_service(caller, "orgs", Error::OrgsOnly)
 }
 
 /// A malformed org id names no org: the same answer as another tenant's.
@@ -464,13 +470,9 @@ impl Service {
     /// Secrets found in public: each that still works stops at once (every gateway refuses
     /// it within the usual bound), audited with where it was found; the org's owners hear of
     /// it through the audit event (the orgs service mails them). A report repeated changes
-    /// nothing. Only a platform service asks (the gateway, after checking the reporter's
-    /// signature).
+    /// nothing. Only the gateway asks, after checking the reporter's signature.
     pub async fn revoke_leaked(&self, caller: &Caller, leaks: Vec<Leak>) -> Result<Vec<Verdict>, Error> {
-        let principal = match caller.principal()? {
-            principal @ Principal::Service { .. } => principal,
-            _ => return Err(Error::ReporterOnly),
-        };
+        let principal = only_service(caller, "gateway", Error::ReporterOnly)?;
         if leaks.len() > MAX_LEAKS_PER_REPORT {
             return Err(FieldViolation::new("secrets", format!("at most {MAX_LEAKS_PER_REPORT} per report")).into());
         }

@@ -244,8 +244,9 @@ impl OrgsService for OrgsGrpc {
         &self,
         request: Request<pb::AppendAuditRequest>,
     ) -> Result<Response<pb::AppendAuditResponse>, Status> {
-        let events: Vec<AuditRecord> = request.into_inner().events.iter().filter_map(AuditRecord::from_proto).collect();
-        let stored = self.service.append_audit(events).await?;
+        let (caller, r) = split(request)?;
+        let events: Vec<AuditRecord> = r.events.iter().filter_map(AuditRecord::from_proto).collect();
+        let stored = self.service.append_audit(&caller, events).await?;
         Ok(Response::new(pb::AppendAuditResponse { stored: u32::try_from(stored).unwrap_or(u32::MAX) }))
     }
 
