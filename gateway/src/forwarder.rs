@@ -15,18 +15,20 @@ use axum::{
     response::Response,
 };
 use http_body_util::Full;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
 };
 use keyplane_common::{dataplane, error_body::REQUEST_ID_HEADER};
+use rustls_platform_verifier::BuilderVerifierExt;
 
 use crate::{config::DataRoute, error::ApiError};
 
 pub struct Forwarder {
     /// Longest prefix first.
     routes: Vec<DataRoute>,
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     /// The first signs.
     secrets: Vec<Vec<u8>>,
     /// Until the backend's answer starts.
@@ -45,13 +47,22 @@ pub struct Call<'a> {
 }
 
 impl Forwarder {
-    pub fn new(mut routes: Vec<DataRoute>, secrets: Vec<Vec<u8>>, timeout: Duration) -> Self {
+    pub fn new(mut routes: Vec<DataRoute>, secrets: Vec<Vec<u8>>, timeout: Duration) -> anyhow::Result<Self> {
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(timeout));
+        // https:// upstreams are checked against the system's roots (SSL_CERT_FILE adds one).
+        connector.enforce_http(false);
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_platform_verifier()?
+            .with_no_client_auth();
+        let connector =
+            HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(connector);
         let http = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(90)).build(connector);
-        Self { routes, http, secrets, timeout }
+        Ok(Self { routes, http, secrets, timeout })
     }
 
     /// The route a path takes, and the resource id it names under it.
@@ -79,7 +90,9 @@ impl Forwarder {
             Ok(Ok(upstream)) => upstream,
             Ok(Err(e)) => {
                 // Without the URL: its query may carry what the caller meant for the backend only.
-                tracing::warn!(error = %e, prefix = %call.route.prefix, "data-plane backend unreachable");
+                // The cause too (refused, TLS, DNS): hyper's own text stops at "client error".
+                let cause = std::error::Error::source(&e).map(ToString::to_string).unwrap_or_default();
+                tracing::warn!(error = %e, cause, prefix = %call.route.prefix, "data-plane backend unreachable");
                 return Err(ApiError::new(StatusCode::BAD_GATEWAY, "bad_gateway", "the backend is unavailable"));
             }
             Err(_) => {

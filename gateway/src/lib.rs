@@ -83,7 +83,7 @@ pub async fn serve(
             config.routes.clone(),
             config.dataplane_secrets.clone(),
             config.request_timeout,
-        ),
+        )?,
         cache: shared.cache.clone(),
         key_format: shared.config.key_format.clone(),
         trusted_proxies: config.trusted_proxies.clone(),

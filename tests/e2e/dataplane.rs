@@ -143,3 +143,90 @@ async fn a_malformed_key_is_refused_without_a_network_call() {
     assert_eq!((needs_lookup.status, needs_lookup.error_code()), (503, "service_unavailable"));
     assert!(!needs_lookup.text.contains("127.0.0.1"), "no internal address leaks: {}", needs_lookup.text);
 }
+
+/// An `https://` backend is reached over TLS, its certificate checked against the system's
+/// roots (here a private CA added with SSL_CERT_FILE); without that CA the gateway refuses
+/// to talk to it (502), it never falls back to trusting it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_backend_is_reached_over_verified_tls() {
+    use std::process::{Command, Stdio};
+
+    let p = Platform::start().await;
+    let dir = std::env::temp_dir().join(format!("keyplane-tls-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let openssl = |args: &[&str]| {
+        let done = Command::new("openssl").args(args).current_dir(&dir).stderr(Stdio::null()).status();
+        assert!(done.expect("openssl is installed").success(), "openssl {args:?}");
+    };
+    // A private CA, and a certificate it signs for localhost.
+    openssl(
+        &["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"]
+            .into_iter()
+            .chain(["-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=Keyplane test CA"])
+            .collect::<Vec<_>>(),
+    );
+    openssl(
+        &["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+            .into_iter()
+            .chain(["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"])
+            .collect::<Vec<_>>(),
+    );
+    std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost\n").unwrap();
+    openssl(
+        &["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"]
+            .into_iter()
+            .chain(["-days", "1", "-extfile", "san.ext", "-out", "server.pem"])
+            .collect::<Vec<_>>(),
+    );
+    // A TLS server answering every GET with a page of its own.
+    let tls_port = keyplane_e2e::free_port();
+    let mut server = Command::new("openssl")
+        .args(["s_server", "-accept", &format!("127.0.0.1:{tls_port}"), "-cert", "server.pem", "-key", "server.key"])
+        .args(["-www", "-quiet"])
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl s_server");
+    let route = json!([{
+        "prefix": "/api/v1/developer/secure", "upstream": format!("https://localhost:{tls_port}"),
+        "read_scope": "read:families", "write_scope": "write:families"
+    }])
+    .to_string();
+    let gateway = |trust: bool| {
+        let port = keyplane_e2e::free_port();
+        let mut settings = p.gateway_settings(port);
+        settings.push(("KEYPLANE_GATEWAY_ROUTES", route.clone()));
+        if trust {
+            settings.push(("SSL_CERT_FILE", dir.join("ca.pem").display().to_string()));
+        }
+        (p.serve("gateway", &settings), Api::new(format!("http://127.0.0.1:{port}")))
+    };
+    let (mut trusting, trusting_api) = gateway(true);
+    let (mut wary, wary_api) = gateway(false);
+
+    let user = p.api.signup().await;
+    let (_, key) = p.api.dev_org(&user, true).await;
+    let key = key.unwrap();
+    let mut answers = Vec::new();
+    for api in [&trusting_api, &wary_api] {
+        let mut reply = None;
+        for _ in 0..150 {
+            if api.http.get(api.url("/health")).send().await.is_ok() {
+                reply = Some(api.get("/api/v1/developer/secure/x", Some(&key)).await);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        answers.push(reply.expect("the gateway process answers"));
+    }
+    for child in [&mut trusting, &mut wary, &mut server] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+
+    assert_eq!(answers[0].status, 200, "over TLS to a backend the CA vouches for: {}", answers[0].text);
+    assert!(answers[0].text.contains("s_server"), "the backend's own page: {}", answers[0].text);
+    assert_eq!((answers[1].status, answers[1].error_code()), (502, "bad_gateway"), "an untrusted certificate");
+}

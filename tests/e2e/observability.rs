@@ -2,13 +2,10 @@
 //! the OpenTelemetry conventions; Prometheus metrics on the gateway and on each service's
 //! metrics port; JSON logs that carry trace and request ids and never a secret.
 
-use std::{
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::time::Duration;
 
 use keyplane_common::config::Target;
-use keyplane_e2e::{Platform, eventually, keyplane_binary, logs, otlp::ExportedSpan};
+use keyplane_e2e::{Platform, eventually, free_port, logs, otlp::ExportedSpan};
 use serde_json::{Value, json};
 
 fn random_trace() -> (String, String) {
@@ -147,28 +144,6 @@ async fn the_gateway_metrics_count_routes_rpcs_caches_and_backlogs() {
     assert!(drained, "the keys outbox backlog is reported and drains");
 }
 
-/// `keyplane serve --target <target>` beside the test platform, with its settings.
-fn serve(p: &Platform, target: &str, extra: &[(&str, String)]) -> std::process::Child {
-    let mut command = Command::new(keyplane_binary());
-    command
-        .args(["serve", "--target", target])
-        .env_clear()
-        .env("RUST_LOG", "warn")
-        .env("KEYPLANE_REDIS_URL", &p.env.redis_url)
-        .env("KEYPLANE_REDIS_PREFIX", &p.env.redis_prefix)
-        .env("KEYPLANE_INTERNAL_SECRET", &p.internal_secret)
-        .stdout(Stdio::null());
-    for (name, value) in extra {
-        command.env(name, value);
-    }
-    command.spawn().unwrap_or_else(|e| panic!("start keyplane serve --target {target}: {e}"))
-}
-
-/// A port the child binds itself: free now, and nothing here binds fixed ports.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 async fn scrape(port: u16) -> String {
     let url = format!("http://127.0.0.1:{port}/metrics");
     for _ in 0..150 {
@@ -186,8 +161,7 @@ async fn scrape(port: u16) -> String {
 async fn deployed_processes_serve_metrics_on_their_metrics_port_only() {
     let p = Platform::start().await;
     let (grpc, keys_metrics) = (free_port(), free_port());
-    let mut keys = serve(
-        &p,
+    let mut keys = p.serve(
         "keys",
         &[
             ("KEYPLANE_DATABASE_URL", p.env.database_url.clone()),
@@ -197,22 +171,9 @@ async fn deployed_processes_serve_metrics_on_their_metrics_port_only() {
         ],
     );
     let (http, gateway_metrics) = (free_port(), free_port());
-    let peer = |t: Target| format!("http://{}", p.addr(t));
-    let mut gateway = serve(
-        &p,
-        "gateway",
-        &[
-            ("KEYPLANE_DATAPLANE_SECRET", p.setting("KEYPLANE_DATAPLANE_SECRET")),
-            ("KEYPLANE_ENCRYPTION_KEY", p.setting("KEYPLANE_ENCRYPTION_KEY")),
-            ("KEYPLANE_IDENTITY_ADDR", peer(Target::Identity)),
-            ("KEYPLANE_KEYS_ADDR", peer(Target::Keys)),
-            ("KEYPLANE_ORGS_ADDR", peer(Target::Orgs)),
-            ("KEYPLANE_USAGE_ADDR", peer(Target::Usage)),
-            ("KEYPLANE_ADVISORS_ADDR", peer(Target::Advisors)),
-            ("KEYPLANE_GATEWAY_LISTEN", format!("127.0.0.1:{http}")),
-            ("KEYPLANE_METRICS_LISTEN", format!("127.0.0.1:{gateway_metrics}")),
-        ],
-    );
+    let mut settings = p.gateway_settings(http);
+    settings.push(("KEYPLANE_METRICS_LISTEN", format!("127.0.0.1:{gateway_metrics}")));
+    let mut gateway = p.serve("gateway", &settings);
 
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{grpc}")).unwrap();
     let mut checked = false;

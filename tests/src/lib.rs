@@ -28,6 +28,11 @@ pub fn keyplane_binary() -> std::path::PathBuf {
     binary
 }
 
+/// A port a child process binds itself: free now, and nothing here binds fixed ports.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
 /// Polls `check` every 20 ms until it holds or `timeout` passes; answers whether it held.
 pub async fn eventually<F, Fut>(timeout: std::time::Duration, mut check: F) -> bool
 where

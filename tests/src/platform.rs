@@ -263,6 +263,40 @@ impl Platform {
         format!("http://{addr}")
     }
 
+    /// `keyplane serve --target <target>` as a process of its own beside this platform
+    /// (its Redis and internal secret), with `extra` settings.
+    pub fn serve(&self, target: &str, extra: &[(&str, String)]) -> std::process::Child {
+        let mut command = std::process::Command::new(crate::keyplane_binary());
+        command
+            .args(["serve", "--target", target])
+            .env_clear()
+            .env("RUST_LOG", "warn")
+            .env("KEYPLANE_REDIS_URL", &self.env.redis_url)
+            .env("KEYPLANE_REDIS_PREFIX", &self.env.redis_prefix)
+            .env("KEYPLANE_INTERNAL_SECRET", &self.internal_secret)
+            .env("KEYPLANE_METRICS_LISTEN", format!("127.0.0.1:{}", crate::free_port()))
+            .stdout(std::process::Stdio::null());
+        for (name, value) in extra {
+            command.env(name, value);
+        }
+        command.spawn().unwrap_or_else(|e| panic!("start keyplane serve --target {target}: {e}"))
+    }
+
+    /// What a gateway process listening on `port` needs to join this platform.
+    pub fn gateway_settings(&self, port: u16) -> Vec<(&'static str, String)> {
+        let peer = |t: Target| format!("http://{}", self.addr(t));
+        vec![
+            ("KEYPLANE_DATAPLANE_SECRET", self.setting("KEYPLANE_DATAPLANE_SECRET")),
+            ("KEYPLANE_ENCRYPTION_KEY", self.setting("KEYPLANE_ENCRYPTION_KEY")),
+            ("KEYPLANE_IDENTITY_ADDR", peer(Target::Identity)),
+            ("KEYPLANE_KEYS_ADDR", peer(Target::Keys)),
+            ("KEYPLANE_ORGS_ADDR", peer(Target::Orgs)),
+            ("KEYPLANE_USAGE_ADDR", peer(Target::Usage)),
+            ("KEYPLANE_ADVISORS_ADDR", peer(Target::Advisors)),
+            ("KEYPLANE_GATEWAY_LISTEN", format!("127.0.0.1:{port}")),
+        ]
+    }
+
     /// Deletes this test's keys from Redis, as a flush or restart would.
     pub async fn flush_redis(&self) {
         let client = redis::Client::open(self.env.redis_url.as_str()).expect("redis url");
