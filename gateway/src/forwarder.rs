@@ -192,7 +192,8 @@ mod tests {
             vec![route("/api/v1/developer/families"), route("/api/v1/developer/families/special")],
             vec![b"s".to_vec()],
             std::time::Duration::from_secs(1),
-        );
+        )
+        .unwrap();
         let (taken, resource) = forwarder.route("/api/v1/developer/families/special/x").unwrap();
         assert_eq!((taken.prefix.as_str(), resource), ("/api/v1/developer/families/special", Some("x")));
         assert!(forwarder.route("/api/v1/developer/policies").is_none());
