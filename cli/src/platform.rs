@@ -95,7 +95,7 @@ impl PlatformConfig {
             ),
             keys: keyplane_keys::Config::from_env(&mut env, &common, mode, url(Target::Orgs)),
             orgs: keyplane_orgs::Config::from_env(&mut env, &common, mode, url(Target::Identity), url(Target::Keys)),
-            usage: keyplane_usage::Config::from_env(&mut env, &common, mode, url(Target::Orgs), url(Target::Keys)),
+            usage: keyplane_usage::Config::from_env(&mut env, &common, mode, url(Target::Orgs)),
             advisors: keyplane_advisors::Config::from_env(&mut env, &common, mode, url(Target::Orgs)),
             families: keyplane_families::Config::from_env(&mut env, &common, mode, dataplane_secrets.clone()),
             gateway: keyplane_gateway::Config::from_env(&mut env, &common, mode, peers, dataplane_secrets),

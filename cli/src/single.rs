@@ -39,7 +39,7 @@ impl SingleConfig {
             }
             Target::Keys => TargetConfig::Keys(keyplane_keys::Config::from_env(&mut env, &common, mode, None)),
             Target::Orgs => TargetConfig::Orgs(keyplane_orgs::Config::from_env(&mut env, &common, mode, None, None)),
-            Target::Usage => TargetConfig::Usage(keyplane_usage::Config::from_env(&mut env, &common, mode, None, None)),
+            Target::Usage => TargetConfig::Usage(keyplane_usage::Config::from_env(&mut env, &common, mode, None)),
             Target::Advisors => {
                 TargetConfig::Advisors(keyplane_advisors::Config::from_env(&mut env, &common, mode, None))
             }

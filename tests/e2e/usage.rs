@@ -264,3 +264,37 @@ async fn months_past_retention_are_dropped_whole() {
     assert!(after.contains(&month_table(now)), "this month stays: {after:?}");
     assert_eq!(total(&p.api.get(&path, Some(&user.token)).await.body), 0);
 }
+
+/// A filter by an MCP token's id reads that token's requests, as by a key's; a filter by
+/// another tenant's key reads nothing of that tenant (its rows are not the org's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_by_mcp_token_is_counted_and_another_tenants_key_reads_nothing() {
+    let p = Platform::start().await;
+    let alice = p.api.signup().await;
+    let (org, _) = p.api.dev_org(&alice, false).await;
+    let token = p.api.post("/api/v1/mcp-tokens", Some(&alice.token), json!({"name": "agent", "org_id": org})).await;
+    assert_eq!(token.status, 201, "{}", token.text);
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    for _ in 0..3 {
+        let call = p
+            .api
+            .http
+            .post(p.api.url("/mcp"))
+            .bearer_auth(token.str("plain"))
+            .header("accept", "application/json, text/event-stream")
+            .json(&list);
+        let reply = p.api.send(call).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+    }
+    assert_eq!(settles_at(&p.api, &alice.token, &org, Some(&token.str("id")), 3).await, 3, "the token's requests");
+
+    let bob = p.api.signup().await;
+    let (bobs_org, _) = p.api.dev_org(&bob, false).await;
+    let (bobs_key_id, bobs_key) = p.api.key(&bob.token, &bobs_org, json!({"name": "b", "environment": "test"})).await;
+    for _ in 0..4 {
+        assert_eq!(p.api.get(FAMILIES, Some(&bobs_key)).await.status, 200);
+    }
+    assert_eq!(settles_at(&p.api, &bob.token, &bobs_org, Some(&bobs_key_id), 4).await, 4);
+    let read = usage(&p.api, &alice.token, &org, Some(&bobs_key_id)).await;
+    assert_eq!((read["org_id"].clone(), total(&read)), (json!(org), 0), "Bob's usage through Alice's org");
+}

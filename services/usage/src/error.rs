@@ -8,8 +8,6 @@ pub enum Error {
     Validation(Vec<FieldViolation>),
     #[error("no such organization")]
     OrgNotFound,
-    #[error("no such API key in this organization")]
-    KeyNotFound,
     #[error(transparent)]
     Failure(#[from] Failure),
 }
@@ -19,7 +17,6 @@ impl ServiceError for Error {
         match self {
             Self::Validation(_) => (Kind::InvalidArgument, "validation_failed"),
             Self::OrgNotFound => (Kind::NotFound, "org_not_found"),
-            Self::KeyNotFound => (Kind::NotFound, "key_not_found"),
             Self::Failure(f) => f.describe(),
         }
     }

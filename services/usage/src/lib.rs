@@ -5,7 +5,6 @@ pub mod config;
 mod domain;
 mod error;
 mod grpc;
-mod keys;
 mod service;
 mod store;
 
@@ -32,7 +31,6 @@ pub async fn serve(
     let service = Arc::new(service::Service {
         store: store::Store::new(database),
         orgs: OrgsPeer::new(shared.channel(&config.orgs_addr)?, shared.outbound("usage")),
-        keys: keys::KeysPeer::new(shared.channel(&config.keys_addr)?, shared.outbound("usage")),
         clock: shared.clock().clone(),
         retention_months: config.retention_months,
     });
