@@ -315,3 +315,29 @@ async fn each_bad_signature_is_refused_and_says_why() {
     .await;
     assert_eq!(by_key.status, 401, "{}", by_key.text);
 }
+
+/// A failed delivery is logged without the endpoint's URL: its query may hold the
+/// advisor's own token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_delivery_logs_no_endpoint_token() {
+    let p = Platform::start().await;
+    let owner = p.api.verified_signup().await;
+    let (org, _) = p.api.dev_org(&owner, false).await;
+    let secret = format!("hooktoken{}", uuid::Uuid::new_v4().simple());
+    let endpoint = format!("{}/hook?token={secret}", Platform::closed_address().await);
+    let advisor = register(&p.api, &owner, &org, &endpoint).await;
+    let asked = p
+        .api
+        .post("/api/v1/advisors/consult", Some(&owner.token), json!({"advisor_id": advisor, "question": "?"}))
+        .await;
+    assert_eq!(asked.status, 202, "{}", asked.text);
+    let path = format!("/api/v1/advisors/consultations/{}", asked.str("id"));
+    let attempted = eventually(std::time::Duration::from_secs(15), || async {
+        p.api.get(&path, Some(&owner.token)).await.body["delivery"]["attempts"].as_u64().unwrap_or(0) >= 1
+    })
+    .await;
+    assert!(attempted, "a delivery was attempted");
+    let logs = keyplane_e2e::logs::all();
+    assert!(logs.contains("consultation delivery failed"), "the failure is logged");
+    assert!(!logs.contains(&secret), "the endpoint's token reached the logs");
+}

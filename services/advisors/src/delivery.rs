@@ -138,7 +138,8 @@ impl Deliverer {
         }
         let response = request.body(message.body).send().await.map_err(|e| {
             let told = if e.is_timeout() { "the endpoint took too long" } else { UNREACHABLE };
-            Failure::new(told, e.to_string())
+            // Without the URL: its query may carry the advisor's own token.
+            Failure::new(told, e.without_url().to_string())
         })?;
         if response.status().is_success() {
             Ok(())
