@@ -34,22 +34,12 @@ pub struct Stage {
     database: String,
 }
 
+/// A fresh 32-byte secret, hex, from the OS (as the platform makes its own).
 fn random_hex() -> String {
+    use rand::{TryRng, rngs::SysRng};
     let mut bytes = [0u8; 32];
-    for chunk in bytes.chunks_mut(16) {
-        chunk.copy_from_slice(&uuid_bytes());
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Sixteen random bytes (the process id and clock are not secrets, but these are only
-/// a throwaway bench's secrets anyway: read from the OS).
-fn uuid_bytes() -> [u8; 16] {
-    let mut bytes = [0u8; 16];
-    if let Ok(mut random) = std::fs::File::open("/dev/urandom") {
-        let _ = std::io::Read::read_exact(&mut random, &mut bytes);
-    }
-    bytes
+    SysRng.try_fill_bytes(&mut bytes).expect("the operating system's random number generator failed");
+    hex::encode(bytes)
 }
 
 /// Waits until the gateway at `url` is ready and reports every service serving.

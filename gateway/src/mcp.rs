@@ -40,19 +40,16 @@ pub fn service(state: AppState) -> StreamableHttpService<Tools, LocalSessionMana
         // Host checks guard servers without authentication against DNS rebinding; this
         // one answers only to a bearer token, and serves the platform's public name.
         .disable_allowed_hosts();
-    StreamableHttpService::new(move || Ok(Tools::new(state.clone())), Arc::new(LocalSessionManager::default()), config)
+    // The router (every tool, its schema) is built once: rmcp asks for a handler per request.
+    let tool_router = Arc::new(Tools::tool_router());
+    let tools = move || Ok(Tools { state: state.clone(), tool_router: Arc::clone(&tool_router) });
+    StreamableHttpService::new(tools, Arc::new(LocalSessionManager::default()), config)
 }
 
 #[derive(Clone)]
 pub struct Tools {
     state: AppState,
-    tool_router: ToolRouter<Self>,
-}
-
-impl Tools {
-    fn new(state: AppState) -> Self {
-        Self { state, tool_router: Self::tool_router() }
-    }
+    tool_router: Arc<ToolRouter<Self>>,
 }
 
 /// The authenticated caller the guard put on the HTTP request.
@@ -141,15 +138,7 @@ pub struct ConsultArgs {
     context: Option<serde_json::Value>,
 }
 
-#[derive(Serialize)]
-struct Paged<T> {
-    data: Vec<T>,
-    next_cursor: Option<String>,
-}
-
-fn paged<T>(data: Vec<T>, info: Option<keyplane_proto::types::v1::PageInfo>) -> Paged<T> {
-    Paged { data, next_cursor: info.map(|p| p.next_cursor).filter(|c| !c.is_empty()) }
-}
+use crate::rest::dto::Paged;
 
 #[tool_router]
 impl Tools {
@@ -183,7 +172,7 @@ impl Tools {
                     .upstream
                     .list_keys(&caller, keys::ListKeysRequest { org_id, page: Some(page(args.limit, args.cursor)?) })
                     .await?;
-                Ok(paged(listed.keys.into_iter().map(ApiKey::from).collect(), listed.page))
+                Ok(Paged::new(listed.keys.into_iter().map(ApiKey::from).collect(), listed.page))
             }
             .await,
         )
@@ -263,7 +252,7 @@ impl Tools {
                     page: Some(page(args.limit, args.cursor)?),
                 };
                 let listed = self.state.upstream.list_audit_events(&caller, request).await?;
-                Ok(paged(listed.events.into_iter().map(crate::rest::dto::AuditEvent::from).collect(), listed.page))
+                Ok(Paged::new(listed.events.into_iter().map(crate::rest::dto::AuditEvent::from).collect(), listed.page))
             }
             .await,
         )
@@ -280,7 +269,7 @@ impl Tools {
             async {
                 let request = advisors::ListAdvisorsRequest { org_id, page: Some(page(args.limit, args.cursor)?) };
                 let listed = self.state.upstream.list_advisors(&caller, request).await?;
-                Ok(paged(listed.advisors.into_iter().map(Advisor::from).collect(), listed.page))
+                Ok(Paged::new(listed.advisors.into_iter().map(Advisor::from).collect(), listed.page))
             }
             .await,
         )

@@ -36,9 +36,10 @@ impl OrgNames {
     /// The org's name, asked as the gateway itself (a key may read it whatever its scopes).
     /// Concurrent misses for one org make one call.
     pub async fn get(&self, upstream: &Upstream, caller: &Caller, org_id: Uuid) -> Result<OrgName, ApiError> {
-        let as_gateway = caller.as_service("gateway");
         self.cache
             .try_get_with(org_id, async move {
+                // Made only on a miss: a hit costs no copy of the caller.
+                let as_gateway = caller.as_service("gateway");
                 let org = upstream.get_org(&as_gateway, GetOrgRequest { org_id: org_id.to_string() }).await?;
                 Ok::<_, ApiError>(OrgName { id: org.id, name: org.name, slug: org.slug })
             })

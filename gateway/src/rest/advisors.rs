@@ -10,24 +10,23 @@ use axum::{
 };
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use keyplane_common::{internal_auth::Caller, time};
+use keyplane_common::internal_auth::Caller;
 use keyplane_proto::{
     advisors::v1 as pb,
     types::v1::{HttpHeader, HttpRequest},
 };
 use serde::{Deserialize, Serialize};
 
-use super::{PageQuery, dto::Paged};
+use super::{
+    PageQuery,
+    dto::{Paged, at},
+};
 use crate::{
     MAX_BODY_BYTES,
     error::ApiError,
     extract::{ApiJson, ApiQuery},
     state::AppState,
 };
-
-fn at(t: Option<&prost_types::Timestamp>) -> Option<DateTime<Utc>> {
-    t.and_then(time::from_proto)
-}
 
 #[derive(Serialize)]
 pub struct Advisor {

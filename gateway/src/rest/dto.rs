@@ -5,7 +5,7 @@ use keyplane_common::{authz::Role, credential::Environment, time};
 use keyplane_proto::{identity::v1 as identity, keys::v1 as keys, orgs::v1 as orgs};
 use serde::{Deserialize, Serialize};
 
-fn at(t: Option<&prost_types::Timestamp>) -> Option<DateTime<Utc>> {
+pub fn at(t: Option<&prost_types::Timestamp>) -> Option<DateTime<Utc>> {
     t.and_then(time::from_proto)
 }
 

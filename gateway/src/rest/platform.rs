@@ -67,12 +67,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 
 /// `GET /metrics`: Prometheus text.
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let mut response = state.metrics.render().into_response();
-    response.headers_mut().insert(
-        axum::http::header::CONTENT_TYPE,
-        axum::http::HeaderValue::from_static(keyplane_common::metrics::CONTENT_TYPE),
-    );
-    response
+    state.metrics.response()
 }
 
 /// `GET /.well-known/jwks.json`: the keys that verify self-issued session bearers.

@@ -182,6 +182,12 @@ impl Metrics {
         text
     }
 
+    /// The registry as a scrape's answer: the text, and Prometheus' content type.
+    pub fn response(&self) -> axum::response::Response {
+        use axum::{http::header, response::IntoResponse};
+        ([(header::CONTENT_TYPE, CONTENT_TYPE)], self.render()).into_response()
+    }
+
     /// The counters of one credential cache layer.
     pub fn cache_layer(&self, layer: &'static str) -> CacheStats {
         let labels = LayerLabels { layer };
@@ -214,12 +220,11 @@ impl Metrics {
 
 /// Serves `GET /metrics` (and nothing else) on `listener` until `shutdown`.
 pub async fn serve(metrics: Arc<Metrics>, listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
-    use axum::{http::header, response::IntoResponse, routing::get};
     let app = axum::Router::new().route(
         "/metrics",
-        get(move || {
+        axum::routing::get(move || {
             let metrics = Arc::clone(&metrics);
-            async move { ([(header::CONTENT_TYPE, CONTENT_TYPE)], metrics.render()).into_response() }
+            async move { metrics.response() }
         }),
     );
     tracing::info!(addr = ?listener.local_addr().ok(), "metrics listening");

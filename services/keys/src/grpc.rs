@@ -293,7 +293,6 @@ impl KeysService for KeysGrpc {
                 hash: v.hash.as_bytes().to_vec(),
                 real: v.prefix.is_some(),
                 prefix: v.prefix.unwrap_or_default(),
-                revoked_now: v.revoked_now,
             })
             .collect();
         Ok(Response::new(pb::RevokeLeakedResponse { verdicts }))

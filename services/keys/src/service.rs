@@ -92,6 +92,12 @@ fn only_orgs(caller: &Caller) -> Result<&Principal, Error> {
     only_service(caller, "orgs", Error::OrgsOnly)
 }
 
+/// What the reporter shows and the owners read: the leaked secret's own prefix (a
+/// previous secret's differs from the credential's current one), else the credential's.
+fn leaked_prefix(found: &Leak, credential: &Credential) -> String {
+    if found.prefix.is_empty() { credential.prefix.clone() } else { found.prefix.clone() }
+}
+
 /// A malformed org id names no org: the same answer as another tenant's.
 fn org_id(raw: &str) -> Result<Uuid, Error> {
     Uuid::parse_str(raw).map_err(|_| Error::OrgNotFound)
@@ -479,33 +485,27 @@ impl Service {
         let mut verdicts = Vec::with_capacity(leaks.len());
         for found in leaks {
             let real = self.stop_leaked(caller, principal, &found).await?;
-            let revoked_now = real.as_ref().is_some_and(|(_, stopped)| *stopped);
-            // What the reporter shows and the owners read: the leaked secret's own prefix.
-            let prefix = real.map(
-                |(credential, _)| {
-                    if found.prefix.is_empty() { credential.prefix } else { found.prefix.clone() }
-                },
-            );
-            verdicts.push(Verdict { hash: found.hash, prefix, revoked_now });
+            verdicts
+                .push(Verdict { hash: found.hash, prefix: real.map(|credential| leaked_prefix(&found, &credential)) });
         }
         Ok(verdicts)
     }
 
-    /// Stops one leaked secret if it still works: the credential it belongs to, and
-    /// whether this call stopped it. A regeneration or revocation landing between the read
+    /// Stops one leaked secret if it still works: the credential it belongs to (None: not
+    /// ours). A regeneration or revocation landing between the read
     /// and the write is read again, so a secret that still works is never left working.
     async fn stop_leaked(
         &self,
         caller: &Caller,
         principal: &Principal,
         found: &Leak,
-    ) -> Result<Option<(Credential, bool)>, Error> {
+    ) -> Result<Option<Credential>, Error> {
         for _ in 0..3 {
             let Some(credential) = self.store.find_by_hash(&found.hash).await? else { return Ok(None) };
             let Some(exposed) = leak::exposed(&credential, &found.hash, self.clock.now()) else {
-                return Ok(Some((credential, false)));
+                return Ok(Some(credential));
             };
-            let prefix = if found.prefix.is_empty() { credential.prefix.clone() } else { found.prefix.clone() };
+            let prefix = leaked_prefix(found, &credential);
             let event =
                 audit(caller, principal, &credential, leak::action(credential.kind)).with_metadata(serde_json::json!({
                     "name": credential.name,
@@ -524,7 +524,7 @@ impl Service {
                     key_id = %stopped.id, key_prefix = %prefix, reporter = %found.reporter,
                     "a leaked credential was stopped"
                 );
-                return Ok(Some((stopped, true)));
+                return Ok(Some(stopped));
             }
         }
         Err(Error::Conflict)

@@ -42,12 +42,13 @@ const SERVER_ERRORS: [&str; 6] =
 #[derive(Clone)]
 pub struct MeteredLayer {
     metrics: Arc<Metrics>,
-    known: Arc<HashSet<String>>,
+    known: Arc<HashSet<Arc<str>>>,
+    unknown: Arc<str>,
 }
 
 impl MeteredLayer {
     pub fn new(metrics: Arc<Metrics>) -> Self {
-        Self { metrics, known: Arc::new(known_methods()) }
+        Self { metrics, known: Arc::new(known_methods()), unknown: Arc::from("unknown") }
     }
 }
 
@@ -55,13 +56,18 @@ impl<S> tower::Layer<S> for MeteredLayer {
     type Service = Metered<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Metered { inner, metrics: Arc::clone(&self.metrics), known: Arc::clone(&self.known) }
+        Metered {
+            inner,
+            metrics: Arc::clone(&self.metrics),
+            known: Arc::clone(&self.known),
+            unknown: Arc::clone(&self.unknown),
+        }
     }
 }
 
 /// Every method the services, health and reflection serve (`package.Service/Method`): a
 /// label is one of these or `unknown`, so no caller can make a series of its own.
-fn known_methods() -> HashSet<String> {
+fn known_methods() -> HashSet<Arc<str>> {
     let mut known = HashSet::new();
     for encoded in [keyplane_proto::FILE_DESCRIPTOR_SET, tonic_health::pb::FILE_DESCRIPTOR_SET] {
         let Ok(set) = prost_types::FileDescriptorSet::decode(encoded) else { continue };
@@ -69,13 +75,13 @@ fn known_methods() -> HashSet<String> {
             let package = file.package();
             for service in &file.service {
                 for method in &service.method {
-                    known.insert(format!("{package}.{}/{}", service.name(), method.name()));
+                    known.insert(Arc::from(format!("{package}.{}/{}", service.name(), method.name())));
                 }
             }
         }
     }
-    known.insert("grpc.reflection.v1.ServerReflection/ServerReflectionInfo".to_owned());
-    known.insert("grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo".to_owned());
+    known.insert(Arc::from("grpc.reflection.v1.ServerReflection/ServerReflectionInfo"));
+    known.insert(Arc::from("grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"));
     known
 }
 
@@ -83,7 +89,8 @@ fn known_methods() -> HashSet<String> {
 pub struct Metered<S> {
     inner: S,
     metrics: Arc<Metrics>,
-    known: Arc<HashSet<String>>,
+    known: Arc<HashSet<Arc<str>>>,
+    unknown: Arc<str>,
 }
 
 impl<S, B, R> tower::Service<http::Request<B>> for Metered<S>
@@ -101,8 +108,8 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let started = Instant::now();
-        let rpc = request.uri().path().trim_start_matches('/').to_owned();
-        let (service, method) = rpc.rsplit_once('/').unwrap_or((&rpc, ""));
+        let rpc = request.uri().path().trim_start_matches('/');
+        let (service, method) = rpc.rsplit_once('/').unwrap_or((rpc, ""));
         let request_id = request.headers().get(REQUEST_ID_KEY).and_then(|v| v.to_str().ok()).unwrap_or_default();
         let exporting = telemetry::exporting();
         let span = if exporting {
@@ -124,7 +131,8 @@ where
         };
         telemetry::set_parent_from(&span, request.headers());
         let metrics = Arc::clone(&self.metrics);
-        let label: Arc<str> = if self.known.contains(&rpc) { Arc::from(rpc.as_str()) } else { Arc::from("unknown") };
+        // The label is the known method's own `Arc`, or one shared `unknown`: no allocation.
+        let label = self.known.get(rpc).cloned().unwrap_or_else(|| Arc::clone(&self.unknown));
         let answer = span.in_scope(|| self.inner.call(request));
         let recorder = span.clone();
         Box::pin(

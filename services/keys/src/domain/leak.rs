@@ -57,5 +57,4 @@ pub struct Verdict {
     pub hash: SecretHash,
     /// The leaked secret's display prefix when it is (or was) ours; None: not ours.
     pub prefix: Option<String>,
-    pub revoked_now: bool,
 }
