@@ -120,7 +120,8 @@ fn app(state: AppState) -> Router {
         .layer(TraceLayer::new_for_http().make_span_with(http_span).on_response(
             |response: &Response, _: std::time::Duration, span: &tracing::Span| {
                 if keyplane_common::telemetry::exporting() {
-                    span.record("http.response.status_code", response.status().as_u16());
+                    // An integer, as the conventions want (a u16 would reach OpenTelemetry as text).
+                    span.record("http.response.status_code", i64::from(response.status().as_u16()));
                     if response.status().is_server_error() {
                         span.record("otel.status_code", "ERROR");
                     }

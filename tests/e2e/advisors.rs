@@ -341,3 +341,39 @@ async fn a_failed_delivery_logs_no_endpoint_token() {
     assert!(logs.contains("consultation delivery failed"), "the failure is logged");
     assert!(!logs.contains(&secret), "the endpoint's token reached the logs");
 }
+
+/// An advisor's key answers only that advisor's consultations: another org's advisor,
+/// with a key it holds and declared, can neither answer through its own path (the
+/// consultation is not its) nor through the other advisor's (the key is not that one's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_advisors_key_cannot_answer_a_consultation() {
+    let p = Platform::start().await;
+    let alice = p.api.verified_signup().await;
+    let (org_a, _) = p.api.dev_org(&alice, false).await;
+    let advisor_a = register(&p.api, &alice, &org_a, "").await;
+    let key_a = AdvisorKey::new("a-1");
+    assert_eq!(declare(&p.api, &alice, &advisor_a, &key_a, &Signing::default()).await.status, 201);
+    let mallory = p.api.verified_signup().await;
+    let (org_m, _) = p.api.dev_org(&mallory, false).await;
+    let advisor_m = register(&p.api, &mallory, &org_m, "").await;
+    let key_m = AdvisorKey::new("m-1");
+    assert_eq!(declare(&p.api, &mallory, &advisor_m, &key_m, &Signing::default()).await.status, 201);
+
+    let asked = p
+        .api
+        .post("/api/v1/advisors/consult", Some(&alice.token), json!({"advisor_id": advisor_a, "question": "?"}))
+        .await;
+    assert_eq!(asked.status, 202, "{}", asked.text);
+    let consultation = asked.str("id");
+    let answer = json!({"answer": "whatever Mallory says"});
+    let through_own = format!("/api/v1/advisors/{advisor_m}/consultations/{consultation}/response");
+    let own = signed_post(&p.api, &through_own, None, &answer, &key_m, &Signing::default()).await;
+    assert_eq!((own.status, own.error_code()), (404, "consultation_not_found"), "{}", own.text);
+    let through_theirs = format!("/api/v1/advisors/{advisor_a}/consultations/{consultation}/response");
+    let theirs = signed_post(&p.api, &through_theirs, None, &answer, &key_m, &Signing::default()).await;
+    assert_eq!((theirs.status, theirs.error_code()), (401, "invalid_signature"), "{}", theirs.text);
+
+    let state = p.api.get(&format!("/api/v1/advisors/consultations/{consultation}"), Some(&alice.token)).await;
+    assert_eq!(state.str("status"), "pending", "nobody answered: {}", state.text);
+    assert!(state.body["response"].is_null());
+}

@@ -150,7 +150,8 @@ where
                     Err(_) => "UNKNOWN",
                 };
                 if exporting {
-                    recorder.record("rpc.grpc.status_code", CODES.iter().position(|c| *c == code).unwrap_or(2));
+                    let number = CODES.iter().position(|c| *c == code).unwrap_or(2);
+                    recorder.record("rpc.grpc.status_code", i64::try_from(number).unwrap_or(2));
                     if SERVER_ERRORS.contains(&code) {
                         recorder.record("otel.status_code", "ERROR");
                     }
