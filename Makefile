@@ -13,6 +13,8 @@ run: ## Start the whole platform at http://127.0.0.1:8080 (SQLite under ./data, 
 test: ## Run every test on PostgreSQL and Redis (local servers, or throwaway ones)
 	@# --workspace: the same feature set as the test build, so nothing compiles twice.
 	$(CARGO) build --workspace --bins
+	@# npm, Python and Chromium packages for the SDK, console and gRPC-client tests, once.
+	tests/tools.sh
 	tests/with-services.sh $(CARGO) test --workspace
 	@# The bench harness, a second a row on the debug build, so it cannot rot.
 	tests/with-services.sh target/debug/keyplane-bench --smoke --bin target/debug

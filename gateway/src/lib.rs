@@ -21,6 +21,7 @@ mod state;
 
 mod attribution;
 mod auth;
+mod console;
 mod context;
 mod extract;
 mod rest;

@@ -28,6 +28,24 @@ pub fn keyplane_binary() -> std::path::PathBuf {
     binary
 }
 
+/// Where `tests/tools.sh` installed the npm and Python packages the SDK, console and
+/// Python gRPC tests run with (`make test` runs it first).
+pub fn tools_dir() -> std::path::PathBuf {
+    let dir = std::env::var_os("KEYPLANE_TOOLS").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        let cache = std::env::var_os("XDG_CACHE_HOME")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache"));
+        cache.join("keyplane/tools")
+    });
+    assert!(dir.join("node/.stamp").exists(), "{} is missing: run tests/tools.sh (make test does)", dir.display());
+    dir
+}
+
+/// The repository's root, for tests that read its files (proto/, sdk/, gateway/console/).
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
+}
+
 /// A port a child process binds itself: free now, and nothing here binds fixed ports.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()

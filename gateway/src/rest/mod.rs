@@ -150,6 +150,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(data_plane)
         .merge(mcp)
         .merge(census)
+        .merge(crate::console::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }
