@@ -15,7 +15,7 @@ const FRESH_FOR: Duration = Duration::from_secs(30);
 const CAPACITY: u64 = 100_000;
 
 /// What whoami shows of an org.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct OrgName {
     pub id: String,
     pub name: String,

@@ -13,6 +13,7 @@ mod limits;
 mod mcp;
 mod observability;
 mod oidc;
+mod openapi;
 mod orgs;
 mod resilience;
 mod revocation;

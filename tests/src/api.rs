@@ -2,11 +2,18 @@
 
 use reqwest::{Method, header::HeaderMap};
 use serde_json::{Value, json};
+use std::sync::Arc;
+use tokio::sync::OnceCell;
+
+use crate::contract::Contract;
 
 #[derive(Clone)]
 pub struct Api {
     pub base: String,
     pub http: reqwest::Client,
+    /// The gateway's OpenAPI document, fetched on the first call; `None` for a base that
+    /// publishes none (a backend called directly).
+    contract: Arc<OnceCell<Option<Contract>>>,
 }
 
 #[derive(Debug)]
@@ -54,20 +61,40 @@ pub struct User {
 impl Api {
     pub fn new(base: String) -> Self {
         let http = reqwest::Client::builder().pool_max_idle_per_host(4).build().expect("http client");
-        Self { base, http }
+        Self { base, http, contract: Arc::default() }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
+    /// Sends `request` and checks the answer against the gateway's OpenAPI document.
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
-        let response = request.send().await.expect("the gateway answers");
+        let request = request.build().expect("a request");
+        let (method, path) = (request.method().clone(), request.url().path().to_owned());
+        let response = self.http.execute(request).await.expect("the gateway answers");
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let text = response.text().await.expect("a body");
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if let Some(contract) = self.contract().await {
+            let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+            if let Err(problem) = contract.check(method.as_str(), &path, status, content_type, &text) {
+                panic!("{problem}");
+            }
+        }
         Reply { status, headers, body, text }
+    }
+
+    async fn contract(&self) -> Option<&Contract> {
+        self.contract
+            .get_or_init(|| async {
+                let response = self.http.get(self.url("/api/v1/openapi.json")).send().await.ok()?;
+                let document: Value = response.error_for_status().ok()?.json().await.ok()?;
+                Some(Contract::new(&document))
+            })
+            .await
+            .as_ref()
     }
 
     pub async fn call(&self, method: Method, path: &str, bearer: Option<&str>, body: Option<Value>) -> Reply {

@@ -3,6 +3,7 @@
 //! user does (REST, and gRPC for internal callers).
 
 pub mod api;
+pub mod contract;
 pub mod logs;
 pub mod oidc;
 pub mod otlp;

@@ -16,6 +16,7 @@ use keyplane_proto::{
     types::v1::{HttpHeader, HttpRequest},
 };
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::{
     PageQuery,
@@ -28,7 +29,7 @@ use crate::{
     state::AppState,
 };
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Advisor {
     id: String,
     org_id: String,
@@ -53,12 +54,13 @@ impl From<pb::Advisor> for Advisor {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Consultation {
     id: String,
     advisor_id: String,
     org_id: String,
     question: String,
+    #[schema(value_type = Object)]
     context: serde_json::Value,
     status: String,
     created_at: Option<DateTime<Utc>>,
@@ -69,7 +71,7 @@ pub struct Consultation {
 }
 
 /// The answer with what it was signed with: anyone can verify it again.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct SignedResponse {
     answer: String,
     answered_at: Option<DateTime<Utc>>,
@@ -80,19 +82,21 @@ struct SignedResponse {
     signed_request: Option<SignedRequest>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct SignedRequest {
     method: String,
     scheme: String,
     authority: String,
     path: String,
     query: String,
+    /// `[name, value]` pairs, in order.
+    #[schema(value_type = Vec<Vec<String>>)]
     headers: Vec<(String, String)>,
     /// The body, base64.
     body: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Delivery {
     status: String,
     attempts: u32,
@@ -138,7 +142,7 @@ impl From<pb::Consultation> for Consultation {
 }
 
 /// A JWK of an Ed25519 public key, with when it was declared and whether it still counts.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Jwk {
     kty: String,
     crv: String,
@@ -154,12 +158,30 @@ impl From<pb::PayloadKey> for Jwk {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Jwks {
     keys: Vec<Jwk>,
 }
 
-#[derive(Deserialize)]
+/// The body of a payload-key declaration, read by the advisors service once the signature
+/// over it holds.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct PayloadKeyDeclaration {
+    /// The key's id (`kid`), unique within the advisor.
+    key_id: String,
+    /// The raw 32-byte Ed25519 public key, base64url without padding (as JWK `x`).
+    public_key: String,
+}
+
+/// The body of an advisor's signed answer.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct AdvisorAnswer {
+    answer: String,
+}
+
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterBody {
     org_id: String,
@@ -171,6 +193,16 @@ pub struct RegisterBody {
 }
 
 /// `POST /api/v1/advisors/register`.
+#[utoipa::path(post, path = "/api/v1/advisors/register", operation_id = "registerAdvisor", tag = "advisors",
+    request_body = RegisterBody,
+    security(("session" = [])),
+    responses(
+        (status = 201, description = "The advisor", body = Advisor),
+        (status = 400, description = "No name, or an endpoint that is not a public https URL"),
+        (status = 401, description = "No session"),
+        (status = 403, description = "Not an admin of the org"),
+        (status = 404, description = "Not an org of the caller's"),
+    ))]
 pub async fn register(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -185,15 +217,27 @@ pub async fn register(
     Ok((StatusCode::CREATED, Json(state.upstream.register_advisor(&caller, request).await?.into())))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// The org whose advisors to list.
     org_id: String,
+    /// 1 to 100; 50 when omitted.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
     cursor: Option<String>,
 }
 
 /// `GET /api/v1/advisors?org_id`.
+#[utoipa::path(get, path = "/api/v1/advisors", operation_id = "listAdvisors", tag = "advisors",
+    params(ListQuery),
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "The org's advisors", body = Paged<Advisor>),
+        (status = 401, description = "No session"),
+        (status = 404, description = "Not an org of the caller's"),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -207,16 +251,27 @@ pub async fn list(
     Ok(Json(Paged::new(listed.advisors.into_iter().map(Advisor::from).collect(), listed.page)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConsultBody {
     advisor_id: String,
     question: String,
+    /// Anything JSON the advisor should know.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     context: Option<serde_json::Value>,
 }
 
 /// `POST /api/v1/advisors/consult`: 202, pending until the advisor answers.
+#[utoipa::path(post, path = "/api/v1/advisors/consult", operation_id = "consultAdvisor", tag = "advisors",
+    request_body = ConsultBody,
+    security(("session" = [])),
+    responses(
+        (status = 202, description = "The consultation, pending until the advisor answers", body = Consultation),
+        (status = 400, description = "No question"),
+        (status = 401, description = "No session"),
+        (status = 404, description = "Not an advisor of an org of the caller's"),
+    ))]
 pub async fn consult(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -231,6 +286,14 @@ pub async fn consult(
 }
 
 /// `GET /api/v1/advisors/consultations/{id}`.
+#[utoipa::path(get, path = "/api/v1/advisors/consultations/{id}", operation_id = "getConsultation", tag = "advisors",
+    params(("id" = String, Path, description = "The consultation's id")),
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "The consultation, with its signed `response` once answered", body = Consultation),
+        (status = 401, description = "No session"),
+        (status = 404, description = "Not a consultation of an org of the caller's"),
+    ))]
 pub async fn consultation(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -242,6 +305,19 @@ pub async fn consultation(
 
 /// `POST /api/v1/advisors/{id}/payload-key`: the admin's session, and the request signed
 /// by the key it declares.
+#[utoipa::path(post, path = "/api/v1/advisors/{id}/payload-key", operation_id = "declareAdvisorPayloadKey", tag = "advisors",
+    description = "Takes an admin's session **and** an RFC 9421 signature by the very key declared, over `@method`, `@path` and `content-digest`, `created` within 300 s. The body is `{key_id, public_key}`, the raw 32-byte Ed25519 key base64url without padding.",
+    params(("id" = String, Path, description = "The advisor's id")),
+    request_body = PayloadKeyDeclaration,
+    security(("session" = [], "http_signature" = [])),
+    responses(
+        (status = 201, description = "The declared key", body = Jwk),
+        (status = 400, description = "A bad key id or public key"),
+        (status = 401, description = "No session, or a bad or missing signature (`invalid_signature`)"),
+        (status = 403, description = "Not an admin of the advisor's org"),
+        (status = 404, description = "Not an advisor of an org of the caller's"),
+        (status = 409, description = "The key id is taken"),
+    ))]
 pub async fn declare_key(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -257,6 +333,15 @@ pub async fn declare_key(
 }
 
 /// `DELETE /api/v1/advisors/{id}/payload-keys/{kid}`: retired, still listed.
+#[utoipa::path(delete, path = "/api/v1/advisors/{id}/payload-keys/{key_id}", operation_id = "retireAdvisorPayloadKey", tag = "advisors",
+    params(("id" = String, Path, description = "The advisor's id"), ("key_id" = String, Path, description = "The payload key's id")),
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "The key, retired: still listed, no longer counted", body = Jwk),
+        (status = 401, description = "No session"),
+        (status = 403, description = "Not an admin of the advisor's org"),
+        (status = 404, description = "No such advisor or key in an org of the caller's"),
+    ))]
 pub async fn retire_key(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -268,6 +353,12 @@ pub async fn retire_key(
 }
 
 /// `GET /api/v1/advisors/{id}/payload-keys`: for anyone (federation).
+#[utoipa::path(get, path = "/api/v1/advisors/{id}/payload-keys", operation_id = "listAdvisorPayloadKeys", tag = "advisors",
+    params(("id" = String, Path, description = "The advisor's id")),
+    responses(
+        (status = 200, description = "The advisor's payload keys as JWKs, for anyone (federation)", body = Jwks),
+        (status = 404, description = "No such advisor"),
+    ))]
 pub async fn keys(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -278,6 +369,10 @@ pub async fn keys(
 }
 
 /// `GET /api/v1/advisors/delivery-keys`: the keys that sign deliveries to advisors.
+#[utoipa::path(get, path = "/api/v1/advisors/delivery-keys", operation_id = "listAdvisorDeliveryKeys", tag = "advisors",
+    responses(
+        (status = 200, description = "The keys that sign the platform's deliveries to advisors", body = Jwks),
+    ))]
 pub async fn delivery_keys(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -287,6 +382,17 @@ pub async fn delivery_keys(
 }
 
 /// `POST /api/v1/advisors/{id}/consultations/{cid}/response`: signed by the advisor's key.
+#[utoipa::path(post, path = "/api/v1/advisors/{id}/consultations/{consultation_id}/response", operation_id = "respondToConsultation", tag = "advisors",
+    description = "Signed (RFC 9421) by a declared payload key of that advisor; the stored response keeps its signature so anyone can verify it again.",
+    params(("id" = String, Path, description = "The advisor's id"), ("consultation_id" = String, Path, description = "The consultation's id")),
+    request_body = AdvisorAnswer,
+    security(("http_signature" = [])),
+    responses(
+        (status = 200, description = "The consultation, answered", body = Consultation),
+        (status = 401, description = "A bad or missing signature (`invalid_signature`)"),
+        (status = 404, description = "No such consultation of that advisor"),
+        (status = 409, description = "Already answered"),
+    ))]
 pub async fn respond(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

@@ -3,7 +3,10 @@
 use axum::Extension;
 use axum::{Json, extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
-use keyplane_common::{internal_auth::Caller, principal::Principal};
+use keyplane_common::{
+    internal_auth::Caller,
+    principal::{KeyPrincipal, Principal},
+};
 use keyplane_proto::{
     identity::v1::{
         GetUserRequest, LoginRequest, LogoutRequest, RefreshRequest, ResendVerificationRequest, SignupRequest,
@@ -13,42 +16,73 @@ use keyplane_proto::{
     types::v1::PageRequest,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use utoipa::ToSchema;
+use uuid::Uuid;
 
 use super::{
     NoStore,
-    dto::{Org, Session, User},
+    dto::{Org, Rate, Session, User},
 };
-use crate::{error::ApiError, extract::ApiJson, state::AppState};
+use crate::{error::ApiError, extract::ApiJson, org_names::OrgName, state::AppState};
+
+/// An API key as the gateway verified it: what it is and what it may do.
+#[derive(Serialize, ToSchema)]
+pub struct KeyIdentity {
+    id: Uuid,
+    name: String,
+    prefix: String,
+    /// `test` or `live`.
+    environment: &'static str,
+    /// What the key may do (a full-permission key: every scope).
+    scopes: Vec<String>,
+    /// The data-plane resources it is pinned to; empty: not pinned.
+    resource_ids: Vec<String>,
+    expires_at: Option<DateTime<Utc>>,
+    /// Whether this secret is a regenerated key's previous one, still in its grace period.
+    in_grace: bool,
+    /// The key's own limit; null: the platform's default for keys.
+    rate_limit: Option<Rate>,
+}
+
+impl From<&KeyPrincipal> for KeyIdentity {
+    fn from(key: &KeyPrincipal) -> Self {
+        Self {
+            id: key.key_id,
+            name: key.name.clone(),
+            prefix: key.prefix.clone(),
+            environment: key.environment.as_str(),
+            scopes: key.scopes.effective(),
+            resource_ids: key.resource_ids.clone(),
+            expires_at: key.expires_at,
+            in_grace: key.grace_ends_at.is_some(),
+            rate_limit: key.rate_limit.map(|r| Rate { requests: r.requests, per_seconds: r.per_seconds }),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeySelf {
+    #[serde(flatten)]
+    key: KeyIdentity,
+    org_id: Uuid,
+}
 
 /// `GET /api/v1/keys/self`: the key presenting it, as the gateway verified it, with no
 /// call behind: what an SDK asks to learn which key it holds and what it may do.
-pub async fn key_self(Extension(caller): Extension<Caller>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/v1/keys/self", operation_id = "getKeySelf", tag = "auth",
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The key presenting it", body = KeySelf),
+        (status = 401, description = "No key, or a session bearer (`use_api_key`)"),
+    ))]
+pub async fn key_self(Extension(caller): Extension<Caller>) -> Result<Json<KeySelf>, ApiError> {
     match &caller.principal {
-        Some(Principal::ApiKey(key)) => {
-            let mut answer = key_json(key);
-            answer["org_id"] = json!(key.org_id);
-            Ok(Json(answer))
-        }
+        Some(Principal::ApiKey(key)) => Ok(Json(KeySelf { key: KeyIdentity::from(key), org_id: key.org_id })),
         _ => Err(ApiError::unauthorized("use_api_key", "use an API key")),
     }
 }
 
-fn key_json(key: &keyplane_common::principal::KeyPrincipal) -> Value {
-    json!({
-        "id": key.key_id,
-        "name": key.name,
-        "prefix": key.prefix,
-        "environment": key.environment,
-        "scopes": key.scopes.effective(),
-        "resource_ids": key.resource_ids,
-        "expires_at": key.expires_at,
-        "in_grace": key.grace_ends_at.is_some(),
-        "rate_limit": key.rate_limit.map(|r| json!({"requests": r.requests, "per_seconds": r.per_seconds})),
-    })
-}
-
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignupBody {
     email: String,
@@ -57,19 +91,27 @@ pub struct SignupBody {
     name: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
     email: String,
     password: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshBody {
     refresh_token: String,
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/signup", operation_id = "signup", tag = "auth",
+    request_body = SignupBody,
+    responses(
+        (status = 201, description = "The account, signed in; a verification mail is on its way", body = Session),
+        (status = 400, description = "Not an address, or a weak password"),
+        (status = 409, description = "The address has an account (`email_taken`)"),
+        (status = 429, description = "Too many sign-ins from this address"),
+    ))]
 pub async fn signup(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -79,6 +121,13 @@ pub async fn signup(
     Ok(NoStore((StatusCode::CREATED, Json(state.upstream.signup(&caller, request).await?.into()))))
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/login", operation_id = "login", tag = "auth",
+    request_body = LoginBody,
+    responses(
+        (status = 200, description = "A session", body = Session),
+        (status = 401, description = "The same answer for an unknown address and a wrong password (`invalid_credentials`)"),
+        (status = 429, description = "Too many sign-ins from this address"),
+    ))]
 pub async fn login(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -88,6 +137,12 @@ pub async fn login(
     Ok(NoStore(Json(state.upstream.login(&caller, request).await?.into())))
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/refresh", operation_id = "refreshSession", tag = "auth",
+    request_body = RefreshBody,
+    responses(
+        (status = 200, description = "A new access token and a new refresh token; the old refresh token is spent", body = Session),
+        (status = 401, description = "Unknown, expired or spent (a spent one's reuse ends the whole session)"),
+    ))]
 pub async fn refresh(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -97,23 +152,41 @@ pub async fn refresh(
     Ok(NoStore(Json(state.upstream.refresh(&caller, request).await?.into())))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyEmailBody {
     token: String,
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct VerifiedUser {
+    user: User,
+}
+
 /// `POST /api/v1/auth/verify-email`: spends the token a verification mail carried.
+#[utoipa::path(post, path = "/api/v1/auth/verify-email", operation_id = "verifyEmail", tag = "auth",
+    request_body = VerifyEmailBody,
+    responses(
+        (status = 200, description = "The address is verified", body = VerifiedUser),
+        (status = 400, description = "Unknown, spent or expired token"),
+    ))]
 pub async fn verify_email(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<VerifyEmailBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<VerifiedUser>, ApiError> {
     let user = state.upstream.verify_email(&caller, VerifyEmailRequest { token: body.token }).await?;
-    Ok(Json(json!({ "user": User::from(user) })))
+    Ok(Json(VerifiedUser { user: User::from(user) }))
 }
 
 /// `POST /api/v1/auth/verify-email/resend`: another verification mail for the caller.
+#[utoipa::path(post, path = "/api/v1/auth/verify-email/resend", operation_id = "resendVerificationEmail", tag = "auth",
+    security(("session" = [])),
+    responses(
+        (status = 202, description = "Another verification mail is on its way"),
+        (status = 401, description = "No session"),
+        (status = 409, description = "Already verified"),
+    ))]
 pub async fn resend_verification(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -122,6 +195,12 @@ pub async fn resend_verification(
     Ok(StatusCode::ACCEPTED)
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/logout", operation_id = "logout", tag = "auth",
+    security(("session" = [])),
+    responses(
+        (status = 204, description = "The session's tokens are refused from now on"),
+        (status = 401, description = "No session"),
+    ))]
 pub async fn logout(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -130,8 +209,42 @@ pub async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Who a session is.
+#[derive(Serialize, ToSchema)]
+pub struct SessionWhoami {
+    /// `session`.
+    principal: &'static str,
+    user: User,
+    /// Who issued the bearer: this platform, or an external OIDC issuer.
+    issuer: String,
+    /// The orgs the user belongs to (the first 100).
+    orgs: Vec<Org>,
+}
+
+/// Who an API key is.
+#[derive(Serialize, ToSchema)]
+pub struct KeyWhoami {
+    /// `api_key`.
+    principal: &'static str,
+    key: KeyIdentity,
+    org: OrgName,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum Whoami {
+    Session(SessionWhoami),
+    ApiKey(KeyWhoami),
+}
+
 /// `GET /api/v1/auth/me`: who the credential is.
-pub async fn me(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/v1/auth/me", operation_id = "whoami", tag = "auth",
+    security(("session" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Who the credential is: a session's user and orgs, or a key and its org", body = Whoami),
+        (status = 401, description = "No credential, or one that is not valid"),
+    ))]
+pub async fn me(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<Json<Whoami>, ApiError> {
     match caller.principal.clone() {
         Some(Principal::User(user)) => {
             let profile = state.upstream.get_user(&caller, GetUserRequest { id: user.user_id.to_string() }).await?;
@@ -139,27 +252,22 @@ pub async fn me(State(state): State<AppState>, Extension(caller): Extension<Call
                 .upstream
                 .list_orgs(&caller, ListOrgsRequest { page: Some(PageRequest { limit: 100, cursor: String::new() }) })
                 .await?;
-            let orgs: Vec<Org> = orgs.orgs.into_iter().map(Org::from).collect();
-            Ok(Json(json!({
-                "principal": "session",
-                "user": User::from(profile),
-                "issuer": user.issuer,
-                "orgs": orgs,
+            Ok(Json(Whoami::Session(SessionWhoami {
+                principal: "session",
+                user: User::from(profile),
+                issuer: user.issuer.clone(),
+                orgs: orgs.orgs.into_iter().map(Org::from).collect(),
             })))
         }
         Some(Principal::ApiKey(key)) => {
             let org = state.org_names.get(&state.upstream, &caller, key.org_id).await?;
-            Ok(Json(json!({
-                "principal": "api_key",
-                "key": key_json(&key),
-                "org": { "id": org.id, "name": org.name, "slug": org.slug },
-            })))
+            Ok(Json(Whoami::ApiKey(KeyWhoami { principal: "api_key", key: KeyIdentity::from(&key), org })))
         }
         _ => Err(ApiError::unauthorized("unauthenticated", "this route needs a session or an API key")),
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyBody {
     key: String,
@@ -169,7 +277,7 @@ pub struct VerifyBody {
     resource_id: Option<String>,
 }
 
-#[derive(Serialize, Default)]
+#[derive(Serialize, Default, ToSchema)]
 pub struct Verification {
     valid: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -197,6 +305,15 @@ fn refused(code: &str) -> Json<Verification> {
 /// `POST /api/v1/keys/verify`: for backends that hold a raw key. Refusals carry the code
 /// the gateway would answer with; they take the same path whether the key is unknown or
 /// revoked, so timing tells nothing either.
+#[utoipa::path(post, path = "/api/v1/keys/verify", operation_id = "verifyApiKey", tag = "auth",
+    description = "For the platform's own backends that hold a raw key. `valid: false` carries the code \
+        the gateway would answer with (`invalid_api_key`, `key_revoked`, `key_expired`, \
+        `insufficient_scope`, `resource_not_allowed`); unknown and revoked keys are told apart only by code.",
+    request_body = VerifyBody,
+    responses(
+        (status = 200, description = "The verdict", body = Verification),
+        (status = 429, description = "Too many verifications from this address"),
+    ))]
 pub async fn verify(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

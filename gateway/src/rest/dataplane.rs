@@ -128,3 +128,74 @@ mod tests {
         assert_eq!(code(access(&pinned, &route, &Method::POST, None)).as_deref(), Some("resource_not_allowed"));
     }
 }
+
+/// The data plane as shipped: the families backend behind the default route table. These
+/// describe what [`forward`] carries there; an operator's own routes add their own.
+#[allow(dead_code)] // read by the OpenAPI derive, never called
+pub mod described {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Serialize};
+    use utoipa::ToSchema;
+
+    /// A family of the sample backend, visible only to keys of its org and environment.
+    #[derive(Serialize, ToSchema)]
+    pub struct Family {
+        id: String,
+        name: String,
+        /// `test` or `live`: the environment of the key that made it.
+        environment: String,
+        created_at: DateTime<Utc>,
+    }
+
+    #[derive(Deserialize, ToSchema)]
+    pub struct NewFamily {
+        name: String,
+    }
+
+    #[utoipa::path(
+        get,
+        path = "/api/v1/developer/families",
+        operation_id = "listFamilies",
+        tag = "data-plane",
+        params(super::super::PageQuery),
+        security(("api_key" = ["read:families"])),
+        responses(
+            (status = 200, description = "The org's families in the key's environment (a pinned key: its pins); the next page in a `Link` header", body = Vec<Family>),
+            (status = 401, description = "No key, or a session bearer (`use_api_key`)"),
+            (status = 403, description = "The key lacks `read:families`"),
+        )
+    )]
+    pub fn list_families() {}
+
+    #[utoipa::path(
+        post,
+        path = "/api/v1/developer/families",
+        operation_id = "createFamily",
+        tag = "data-plane",
+        request_body = NewFamily,
+        security(("api_key" = ["write:families"])),
+        responses(
+            (status = 201, description = "The family", body = Family),
+            (status = 400, description = "Not JSON, or no name"),
+            (status = 401, description = "No key"),
+            (status = 403, description = "The key lacks `write:families`, or is pinned"),
+        )
+    )]
+    pub fn create_family() {}
+
+    #[utoipa::path(
+        get,
+        path = "/api/v1/developer/families/{id}",
+        operation_id = "getFamily",
+        tag = "data-plane",
+        params(("id" = String, Path, description = "The family's id")),
+        security(("api_key" = ["read:families"])),
+        responses(
+            (status = 200, description = "The family", body = Family),
+            (status = 401, description = "No key"),
+            (status = 403, description = "The key lacks `read:families`, or is pinned elsewhere (`resource_not_allowed`)"),
+            (status = 404, description = "No such family in the key's org and environment"),
+        )
+    )]
+    pub fn get_family() {}
+}

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use keyplane_common::{authz::Role, credential::Environment, time};
 use keyplane_proto::{identity::v1 as identity, keys::v1 as keys, orgs::v1 as orgs};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 pub fn at(t: Option<&prost_types::Timestamp>) -> Option<DateTime<Utc>> {
     t.and_then(time::from_proto)
@@ -14,7 +15,7 @@ fn environment(value: i32) -> Option<&'static str> {
 }
 
 /// A list page: `{data, next_cursor}`, `next_cursor` null on the last page.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Paged<T> {
     pub data: Vec<T>,
     pub next_cursor: Option<String>,
@@ -26,7 +27,7 @@ impl<T> Paged<T> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct User {
     pub id: String,
     pub email: String,
@@ -47,7 +48,7 @@ impl From<identity::User> for User {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Session {
     pub user: Option<User>,
     pub access_token: String,
@@ -68,7 +69,7 @@ impl From<identity::SessionTokens> for Session {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Org {
     pub id: String,
     pub name: String,
@@ -93,7 +94,7 @@ impl From<orgs::Org> for Org {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Member {
     pub user_id: String,
     pub email: String,
@@ -118,7 +119,7 @@ impl From<orgs::Member> for Member {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Invitation {
     pub id: String,
     pub org_id: String,
@@ -149,14 +150,14 @@ impl From<orgs::Invitation> for Invitation {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Party {
     #[serde(rename = "type")]
     pub kind: String,
     pub id: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct AuditEvent {
     pub id: String,
     pub at: Option<DateTime<Utc>>,
@@ -165,6 +166,8 @@ pub struct AuditEvent {
     pub target: Party,
     pub ip: String,
     pub user_agent: String,
+    /// What the action concerned, by action (a key's name and scopes, a role, …).
+    #[schema(value_type = Object)]
     pub metadata: serde_json::Value,
 }
 
@@ -185,7 +188,8 @@ impl From<orgs::AuditEvent> for AuditEvent {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = DeveloperApiKey)]
 pub struct ApiKey {
     pub id: String,
     pub name: String,
@@ -206,7 +210,7 @@ pub struct ApiKey {
 }
 
 /// `{requests, per_seconds}`: at most that many requests per window.
-#[derive(Serialize, Deserialize, Clone, Copy)]
+#[derive(Serialize, Deserialize, Clone, Copy, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rate {
     pub requests: u32,
@@ -245,7 +249,8 @@ impl From<keys::ApiKey> for ApiKey {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = DeveloperApiKeyWithSecret)]
 pub struct CreatedKey {
     #[serde(flatten)]
     pub key: ApiKey,
@@ -260,7 +265,7 @@ impl From<keys::KeyWithSecret> for CreatedKey {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct McpToken {
     pub id: String,
     pub name: String,
@@ -289,7 +294,7 @@ impl From<keys::McpToken> for McpToken {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct CreatedMcpToken {
     #[serde(flatten)]
     pub token: McpToken,

@@ -13,6 +13,7 @@ use keyplane_proto::orgs::v1::{
     RevokeInvitationRequest,
 };
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::{
     PageQuery,
@@ -25,7 +26,7 @@ use crate::{
     state::AppState,
 };
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InvitationBody {
     email: String,
@@ -43,6 +44,17 @@ async fn invite(
 }
 
 /// `POST …/members`: nobody joins without accepting, so adding a member invites it (202).
+#[utoipa::path(post, path = "/api/v1/developers/orgs/{org_id}/members", operation_id = "inviteOrgMember", tag = "orgs",
+    params(("org_id" = String, Path, description = "The org's id")),
+    request_body = InvitationBody,
+    security(("session" = []), ("api_key" = ["write:orgs"])),
+    responses(
+        (status = 202, description = "An invitation: nobody joins an org without accepting", body = Invitation),
+        (status = 400, description = "A bad address or role"),
+        (status = 401, description = "No credential"),
+        (status = 403, description = "Not an admin (an owner, to invite an owner)"),
+        (status = 404, description = "Not an org of the caller's"),
+    ))]
 pub async fn invite_member(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -52,6 +64,17 @@ pub async fn invite_member(
     Ok((StatusCode::ACCEPTED, Json(invite(&state, &caller, org_id, body).await?)))
 }
 
+#[utoipa::path(post, path = "/api/v1/developers/orgs/{org_id}/invitations", operation_id = "createInvitation", tag = "invitations",
+    params(("org_id" = String, Path, description = "The org's id")),
+    request_body = InvitationBody,
+    security(("session" = []), ("api_key" = ["write:orgs"])),
+    responses(
+        (status = 201, description = "The invitation, pending for 7 days; the mailer tells the address", body = Invitation),
+        (status = 400, description = "A bad address or role"),
+        (status = 401, description = "No credential"),
+        (status = 403, description = "Not an admin (an owner, to invite an owner)"),
+        (status = 404, description = "Not an org of the caller's"),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -61,6 +84,15 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(invite(&state, &caller, org_id, body).await?)))
 }
 
+#[utoipa::path(get, path = "/api/v1/developers/orgs/{org_id}/invitations", operation_id = "listInvitations", tag = "invitations",
+    params(("org_id" = String, Path, description = "The org's id"), super::PageQuery),
+    security(("session" = []), ("api_key" = ["write:orgs"])),
+    responses(
+        (status = 200, description = "Every invitation of the org, in every status", body = Paged<Invitation>),
+        (status = 401, description = "No credential"),
+        (status = 403, description = "Not an admin"),
+        (status = 404, description = "Not an org of the caller's"),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -74,6 +106,16 @@ pub async fn list(
     Ok(Json(Paged::new(listed.invitations.into_iter().map(Invitation::from).collect(), listed.page)))
 }
 
+#[utoipa::path(delete, path = "/api/v1/developers/orgs/{org_id}/invitations/{id}", operation_id = "revokeInvitation", tag = "invitations",
+    params(("org_id" = String, Path, description = "The org's id"), ("id" = String, Path, description = "The invitation's id")),
+    security(("session" = []), ("api_key" = ["write:orgs"])),
+    responses(
+        (status = 200, description = "The invitation, revoked", body = Invitation),
+        (status = 401, description = "No credential"),
+        (status = 403, description = "Not an admin"),
+        (status = 404, description = "Not an invitation of an org of the caller's"),
+        (status = 409, description = "No longer pending"),
+    ))]
 pub async fn revoke(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -84,6 +126,13 @@ pub async fn revoke(
 }
 
 /// `GET /api/v1/invitations`: the caller's pending invitations, to its verified address.
+#[utoipa::path(get, path = "/api/v1/invitations", operation_id = "listMyInvitations", tag = "invitations",
+    params(super::PageQuery),
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "The caller's pending invitations, to its verified address", body = Paged<Invitation>),
+        (status = 401, description = "No session"),
+    ))]
 pub async fn mine(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -94,6 +143,16 @@ pub async fn mine(
     Ok(Json(Paged::new(listed.invitations.into_iter().map(Invitation::from).collect(), listed.page)))
 }
 
+#[utoipa::path(post, path = "/api/v1/invitations/{id}/accept", operation_id = "acceptInvitation", tag = "invitations",
+    params(("id" = String, Path, description = "The invitation's id")),
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "The membership", body = Member),
+        (status = 401, description = "No session"),
+        (status = 403, description = "The address is not verified (`email_unverified`)"),
+        (status = 404, description = "Not an invitation to the caller's address"),
+        (status = 409, description = "No longer pending"),
+    ))]
 pub async fn accept(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -103,6 +162,16 @@ pub async fn accept(
     Ok(Json(state.upstream.accept_invitation(&caller, request).await?.into()))
 }
 
+#[utoipa::path(post, path = "/api/v1/invitations/{id}/decline", operation_id = "declineInvitation", tag = "invitations",
+    params(("id" = String, Path, description = "The invitation's id")),
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "The invitation, declined", body = Invitation),
+        (status = 401, description = "No session"),
+        (status = 403, description = "The address is not verified (`email_unverified`)"),
+        (status = 404, description = "Not an invitation to the caller's address"),
+        (status = 409, description = "No longer pending"),
+    ))]
 pub async fn decline(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

@@ -17,6 +17,7 @@ use keyplane_proto::{
     types::v1::Environment as PbEnvironment,
 };
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::{
     NoStore, PageQuery,
@@ -29,6 +30,15 @@ use crate::{
 };
 
 /// The seed's plain-array list: the next page goes in a `Link` header.
+#[utoipa::path(get, path = "/api/v1/developers/orgs/{org_id}/keys", operation_id = "listApiKeys", tag = "keys",
+    params(("org_id" = String, Path, description = "The org's id"), super::PageQuery),
+    security(("session" = []), ("api_key" = ["read:keys"])),
+    responses(
+        (status = 200, description = "The org's keys, never a secret or hash; the next page in a `Link` header", body = Vec<ApiKey>),
+        (status = 401, description = "No credential"),
+        (status = 403, description = "A key without `read:keys`"),
+        (status = 404, description = "Not an org of the caller's"),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -54,7 +64,7 @@ pub async fn list(
     Ok(response)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyBody {
     name: String,
@@ -67,6 +77,17 @@ pub struct CreateKeyBody {
     rate_limit: Option<Rate>,
 }
 
+#[utoipa::path(post, path = "/api/v1/developers/orgs/{org_id}/keys", operation_id = "createApiKey", tag = "keys",
+    params(("org_id" = String, Path, description = "The org's id")),
+    request_body = CreateKeyBody,
+    security(("session" = []), ("api_key" = ["write:keys"])),
+    responses(
+        (status = 201, description = "The key, with its secret in `key`: shown this once", body = CreatedKey),
+        (status = 400, description = "A bad name, environment, scope (the valid ones are named), expiry or rate"),
+        (status = 401, description = "No credential"),
+        (status = 403, description = "Not an admin, or a key granting a scope it lacks"),
+        (status = 404, description = "Not an org of the caller's"),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -86,6 +107,14 @@ pub async fn create(
     Ok(NoStore((StatusCode::CREATED, Json(state.upstream.create_key(&caller, request).await?.into()))))
 }
 
+#[utoipa::path(get, path = "/api/v1/developers/orgs/{org_id}/keys/{key_id}", operation_id = "getApiKey", tag = "keys",
+    params(("org_id" = String, Path, description = "The org's id"), ("key_id" = String, Path, description = "The key's id")),
+    security(("session" = []), ("api_key" = ["read:keys"])),
+    responses(
+        (status = 200, description = "The key", body = ApiKey),
+        (status = 401, description = "No credential"),
+        (status = 404, description = "Not a key of an org of the caller's"),
+    ))]
 pub async fn get(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -96,12 +125,13 @@ pub async fn get(
 
 /// `PATCH …/keys/{keyId}`: `{name?, rate_limit?}`; `rate_limit: null` goes back to the
 /// default.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateKeyBody {
     name: Option<String>,
     /// Absent: unchanged; null: the default; a rate: that rate.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Rate>)]
     rate_limit: Option<Option<Rate>>,
 }
 
@@ -110,6 +140,17 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Rate>
     Option::<Rate>::deserialize(d).map(Some)
 }
 
+#[utoipa::path(patch, path = "/api/v1/developers/orgs/{org_id}/keys/{key_id}", operation_id = "updateApiKey", tag = "keys",
+    params(("org_id" = String, Path, description = "The org's id"), ("key_id" = String, Path, description = "The key's id")),
+    request_body = UpdateKeyBody,
+    security(("session" = []), ("api_key" = ["write:keys"])),
+    responses(
+        (status = 200, description = "The key, renamed or with its new limit", body = ApiKey),
+        (status = 400, description = "A bad name or rate"),
+        (status = 401, description = "No credential"),
+        (status = 403, description = "Not an admin"),
+        (status = 404, description = "Not a key of an org of the caller's"),
+    ))]
 pub async fn update(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -126,6 +167,15 @@ pub async fn update(
     Ok(Json(state.upstream.update_key(&caller, request).await?.into()))
 }
 
+#[utoipa::path(delete, path = "/api/v1/developers/orgs/{org_id}/keys/{key_id}", operation_id = "revokeApiKey", tag = "keys",
+    params(("org_id" = String, Path, description = "The org's id"), ("key_id" = String, Path, description = "The key's id")),
+    security(("session" = []), ("api_key" = ["write:keys"])),
+    responses(
+        (status = 200, description = "The key, revoked now: every replica refuses it within a second", body = ApiKey),
+        (status = 401, description = "No credential"),
+        (status = 403, description = "Not an admin"),
+        (status = 404, description = "Not a key of an org of the caller's"),
+    ))]
 pub async fn revoke(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -134,12 +184,24 @@ pub async fn revoke(
     Ok(Json(state.upstream.revoke_key(&caller, RevokeKeyRequest { org_id, key_id }).await?.into()))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegenerateBody {
     grace_period_seconds: Option<i64>,
 }
 
+#[utoipa::path(post, path = "/api/v1/developers/orgs/{org_id}/keys/{key_id}/regenerate", operation_id = "regenerateApiKey", tag = "keys",
+    params(("org_id" = String, Path, description = "The org's id"), ("key_id" = String, Path, description = "The key's id")),
+    request_body(content = Option<RegenerateBody>, description = "Optional: `grace_period_seconds`, 0 to 604800 (default 86400)"),
+    security(("session" = []), ("api_key" = ["write:keys"])),
+    responses(
+        (status = 200, description = "The same key with a new secret in `key`, shown this once; the old secret works through the grace period, each use audited", body = CreatedKey),
+        (status = 400, description = "A grace period out of range"),
+        (status = 401, description = "No credential"),
+        (status = 403, description = "Not an admin"),
+        (status = 404, description = "Not a key of an org of the caller's"),
+        (status = 409, description = "The key is revoked"),
+    ))]
 pub async fn regenerate(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -150,6 +212,13 @@ pub async fn regenerate(
     Ok(NoStore(Json(state.upstream.regenerate_key(&caller, request).await?.into())))
 }
 
+#[utoipa::path(get, path = "/api/v1/mcp-tokens", operation_id = "listMcpTokens", tag = "mcp",
+    params(super::PageQuery),
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "The caller's MCP tokens, never `plain`", body = Paged<McpToken>),
+        (status = 401, description = "No session"),
+    ))]
 pub async fn list_mcp_tokens(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -159,7 +228,7 @@ pub async fn list_mcp_tokens(
     Ok(Json(Paged::new(listed.tokens.into_iter().map(McpToken::from).collect(), listed.page)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateMcpTokenBody {
     name: String,
@@ -168,6 +237,16 @@ pub struct CreateMcpTokenBody {
     expires_at: Option<DateTime<Utc>>,
 }
 
+#[utoipa::path(post, path = "/api/v1/mcp-tokens", operation_id = "createMcpToken", tag = "mcp",
+    request_body = CreateMcpTokenBody,
+    security(("session" = [])),
+    responses(
+        (status = 201, description = "The token, with its secret in `plain`: shown this once", body = CreatedMcpToken),
+        (status = 400, description = "A bad name, scope or expiry"),
+        (status = 401, description = "No session"),
+        (status = 403, description = "Scopes beyond the caller's role"),
+        (status = 404, description = "Not an org of the caller's"),
+    ))]
 pub async fn create_mcp_token(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -182,6 +261,14 @@ pub async fn create_mcp_token(
     Ok(NoStore((StatusCode::CREATED, Json(state.upstream.create_mcp_token(&caller, request).await?.into()))))
 }
 
+#[utoipa::path(delete, path = "/api/v1/mcp-tokens/{id}", operation_id = "revokeMcpToken", tag = "mcp",
+    params(("id" = String, Path, description = "The token's id")),
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "The token, revoked now", body = McpToken),
+        (status = 401, description = "No session"),
+        (status = 404, description = "Not the caller's token, nor one of an org it administers"),
+    ))]
 pub async fn revoke_mcp_token(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

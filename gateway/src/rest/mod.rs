@@ -6,6 +6,7 @@ pub mod dataplane;
 pub mod dto;
 pub mod invitations;
 pub mod keys;
+pub mod openapi;
 pub mod orgs;
 pub mod platform;
 pub mod secret_scanning;
@@ -16,19 +17,25 @@ use axum::{
     http::{HeaderValue, header},
     middleware::from_fn_with_state,
     response::{IntoResponse, Response},
-    routing::{any, delete, get, post},
+    routing::{any, get},
 };
 use keyplane_common::error::FieldViolation;
 use keyplane_proto::types::v1::PageRequest;
 use serde::Deserialize;
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{auth as guard, error::ApiError, state::AppState, throttle};
 
 /// `limit` and `cursor` of a list.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// 1 to 100; 50 when omitted.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
+    /// The previous page's `next_cursor`.
     pub cursor: Option<String>,
 }
 
@@ -54,80 +61,75 @@ impl<T: IntoResponse> IntoResponse for NoStore<T> {
 }
 
 pub fn router(state: &AppState) -> Router<AppState> {
-    let mut public = Router::new()
-        .route("/health", get(platform::health))
-        .route("/ready", get(platform::ready))
-        .route("/.well-known/jwks.json", get(platform::jwks));
+    let mut public = OpenApiRouter::with_openapi(openapi::Document::openapi())
+        .routes(routes!(platform::health))
+        .routes(routes!(platform::ready))
+        .routes(routes!(platform::jwks));
     // Metrics are the operator's: on the public port only in `keyplane up`, which has no
     // metrics port (a deployment scrapes KEYPLANE_METRICS_LISTEN, behind its network policy).
     if state.public_metrics {
-        public = public.route("/metrics", get(platform::metrics));
+        public = public.routes(routes!(platform::metrics));
     }
     if state.dev_mailbox {
-        public = public.route("/dev/mailbox", get(platform::dev_mailbox));
+        public = public.routes(routes!(platform::dev_mailbox));
     }
 
     // Anyone may call these: each source address has a budget.
-    let sign_in = Router::new()
-        .route("/api/v1/auth/signup", post(auth::signup))
-        .route("/api/v1/auth/login", post(auth::login))
-        .route("/api/v1/auth/refresh", post(auth::refresh))
-        .route("/api/v1/auth/verify-email", post(auth::verify_email))
+    let sign_in = OpenApiRouter::new()
+        .routes(routes!(auth::signup))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::verify_email))
         .route_layer(from_fn_with_state(state.clone(), throttle::sign_in));
     // Checked by signature (or for anyone): each source address has a budget.
-    let verify = Router::new()
-        .route("/api/v1/keys/verify", post(auth::verify))
-        .route("/api/v1/advisors/delivery-keys", get(advisors::delivery_keys))
-        .route("/api/v1/advisors/{id}/payload-keys", get(advisors::keys))
-        .route("/api/v1/advisors/{id}/consultations/{consultation_id}/response", post(advisors::respond))
+    let verify = OpenApiRouter::new()
+        .routes(routes!(auth::verify))
+        .routes(routes!(advisors::delivery_keys))
+        .routes(routes!(advisors::keys))
+        .routes(routes!(advisors::respond))
         .route_layer(from_fn_with_state(state.clone(), throttle::verify));
     // GitHub's signature is the credential; each source address has a budget.
-    let secret_scanning = Router::new()
-        .route("/api/v1/secret-scanning/github", post(secret_scanning::github))
+    let secret_scanning = OpenApiRouter::new()
+        .routes(routes!(secret_scanning::github))
         .route_layer(from_fn_with_state(state.clone(), throttle::secret_scanning));
-    let session = Router::new()
-        .route("/api/ensure-dev-org", post(orgs::ensure_dev_org))
-        .route("/api/v1/auth/logout", post(auth::logout))
-        .route("/api/v1/auth/verify-email/resend", post(auth::resend_verification))
-        .route("/api/v1/invitations", get(invitations::mine))
-        .route("/api/v1/invitations/{id}/accept", post(invitations::accept))
-        .route("/api/v1/invitations/{id}/decline", post(invitations::decline))
-        .route("/api/v1/mcp-tokens", get(keys::list_mcp_tokens).post(keys::create_mcp_token))
-        .route("/api/v1/mcp-tokens/{id}", delete(keys::revoke_mcp_token))
-        .route("/api/v1/advisors", get(advisors::list))
-        .route("/api/v1/advisors/register", post(advisors::register))
-        .route("/api/v1/advisors/consult", post(advisors::consult))
-        .route("/api/v1/advisors/consultations/{id}", get(advisors::consultation))
-        .route("/api/v1/advisors/{id}/payload-key", post(advisors::declare_key))
-        .route("/api/v1/advisors/{id}/payload-keys/{key_id}", delete(advisors::retire_key))
+    let session = OpenApiRouter::new()
+        .routes(routes!(orgs::ensure_dev_org))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::resend_verification))
+        .routes(routes!(invitations::mine))
+        .routes(routes!(invitations::accept))
+        .routes(routes!(invitations::decline))
+        .routes(routes!(keys::list_mcp_tokens, keys::create_mcp_token))
+        .routes(routes!(keys::revoke_mcp_token))
+        .routes(routes!(advisors::list))
+        .routes(routes!(advisors::register))
+        .routes(routes!(advisors::consult))
+        .routes(routes!(advisors::consultation))
+        .routes(routes!(advisors::declare_key))
+        .routes(routes!(advisors::retire_key))
         .route_layer(from_fn_with_state(state.clone(), guard::session));
 
-    let identify = Router::new()
-        .route("/api/v1/auth/me", get(auth::me))
-        .route_layer(from_fn_with_state(state.clone(), guard::identify));
+    let identify =
+        OpenApiRouter::new().routes(routes!(auth::me)).route_layer(from_fn_with_state(state.clone(), guard::identify));
 
-    let management = Router::new()
-        .route("/api/v1/developers/orgs", get(orgs::list).post(orgs::create))
-        .route("/api/v1/developers/orgs/{org_id}", get(orgs::get).put(orgs::update).delete(orgs::delete))
-        .route("/api/v1/developers/orgs/{org_id}/members", get(orgs::members).post(invitations::invite_member))
-        .route(
-            "/api/v1/developers/orgs/{org_id}/members/{user_id}",
-            axum::routing::put(orgs::update_member_role).delete(orgs::remove_member),
-        )
-        .route("/api/v1/developers/orgs/{org_id}/invitations", get(invitations::list).post(invitations::create))
-        .route("/api/v1/developers/orgs/{org_id}/invitations/{id}", delete(invitations::revoke))
-        .route("/api/v1/developers/orgs/{org_id}/audit-log", get(orgs::audit_log))
-        .route("/api/v1/developers/orgs/{org_id}/usage", get(usage::get))
-        .route("/api/v1/developers/orgs/{org_id}/keys", get(keys::list).post(keys::create))
-        .route(
-            "/api/v1/developers/orgs/{org_id}/keys/{key_id}",
-            get(keys::get).patch(keys::update).delete(keys::revoke),
-        )
-        .route("/api/v1/developers/orgs/{org_id}/keys/{key_id}/regenerate", post(keys::regenerate))
+    let management = OpenApiRouter::new()
+        .routes(routes!(orgs::list, orgs::create))
+        .routes(routes!(orgs::get, orgs::update, orgs::delete))
+        .routes(routes!(orgs::members, invitations::invite_member))
+        .routes(routes!(orgs::update_member_role, orgs::remove_member))
+        .routes(routes!(invitations::list, invitations::create))
+        .routes(routes!(invitations::revoke))
+        .routes(routes!(orgs::audit_log))
+        .routes(routes!(usage::get))
+        .routes(routes!(keys::list, keys::create))
+        .routes(routes!(keys::get, keys::update, keys::revoke))
+        .routes(routes!(keys::regenerate))
         .route_layer(from_fn_with_state(state.clone(), guard::management));
 
-    let data_plane = Router::new()
-        .route("/api/v1/keys/self", get(auth::key_self))
+    // The data plane's routes come from the route table; the document describes the
+    // shipped families backend's (see `dataplane`).
+    let data_plane = OpenApiRouter::new()
+        .routes(routes!(auth::key_self))
         .route("/api/v1/developer/{*path}", any(dataplane::forward))
         .route_layer(from_fn_with_state(state.clone(), guard::key));
 
@@ -140,7 +142,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/api/v1/ocss/census/{*path}", any(not_found))
         .route_layer(from_fn_with_state(state.clone(), guard::signature));
 
-    public
+    let (documented, document) = public
         .merge(sign_in)
         .merge(verify)
         .merge(secret_scanning)
@@ -148,6 +150,13 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(identify)
         .merge(management)
         .merge(data_plane)
+        .split_for_parts();
+    let published = openapi::Published::new(document);
+    let serve_document = get(move || std::future::ready(published.clone()));
+
+    documented
+        .route("/openapi.json", serve_document.clone())
+        .route("/api/v1/openapi.json", serve_document)
         .merge(mcp)
         .merge(census)
         .merge(crate::console::router())

@@ -15,6 +15,7 @@ use keyplane_proto::{
     },
 };
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::{
     NoStore, PageQuery,
@@ -26,7 +27,7 @@ use crate::{
     state::AppState,
 };
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnsureDevOrgBody {
     #[serde(default)]
@@ -35,7 +36,8 @@ pub struct EnsureDevOrgBody {
     bootstrap_key: bool,
 }
 
-#[derive(Serialize)]
+/// The bootstrap key: its secret, shown this once.
+#[derive(Serialize, ToSchema)]
 pub struct FirstKey {
     id: String,
     name: String,
@@ -43,7 +45,7 @@ pub struct FirstKey {
     key: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct DevOrg {
     #[serde(flatten)]
     org: Org,
@@ -53,6 +55,13 @@ pub struct DevOrg {
 
 /// `POST /api/ensure-dev-org`: the caller's developer org, and with `bootstrap_key` its
 /// first key when it has none.
+#[utoipa::path(post, path = "/api/ensure-dev-org", operation_id = "ensureDevOrg", tag = "orgs",
+    request_body(content = Option<EnsureDevOrgBody>, description = "Optional"),
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "The caller's developer org, created on first call; with `bootstrap_key` and no active key, its first key", body = DevOrg),
+        (status = 401, description = "No session (`session_required` for a key)"),
+    ))]
 pub async fn ensure_dev_org(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -72,6 +81,13 @@ pub async fn ensure_dev_org(
     Ok(NoStore(Json(DevOrg { org: org.into(), first_key })))
 }
 
+#[utoipa::path(get, path = "/api/v1/developers/orgs", operation_id = "listOrgs", tag = "orgs",
+    params(super::PageQuery),
+    security(("session" = []), ("api_key" = ["read:orgs"])),
+    responses(
+        (status = 200, description = "The orgs the caller belongs to (a key: its own org)", body = Paged<Org>),
+        (status = 401, description = "No credential"),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -81,7 +97,7 @@ pub async fn list(
     Ok(Json(Paged::new(listed.orgs.into_iter().map(Org::from).collect(), listed.page)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrgBody {
     name: String,
@@ -91,6 +107,15 @@ pub struct CreateOrgBody {
     website_url: String,
 }
 
+#[utoipa::path(post, path = "/api/v1/developers/orgs", operation_id = "createOrg", tag = "orgs",
+    request_body = CreateOrgBody,
+    security(("session" = []), ("api_key" = ["write:orgs"])),
+    responses(
+        (status = 201, description = "The org; its slug derived from the name, unique", body = Org),
+        (status = 400, description = "No name, or a bad website URL"),
+        (status = 401, description = "No credential"),
+        (status = 403, description = "A key without `write:orgs`"),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -100,6 +125,14 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(state.upstream.create_org(&caller, request).await?.into())))
 }
 
+#[utoipa::path(get, path = "/api/v1/developers/orgs/{org_id}", operation_id = "getOrg", tag = "orgs",
+    params(("org_id" = String, Path, description = "The org's id")),
+    security(("session" = []), ("api_key" = ["read:orgs"])),
+    responses(
+        (status = 200, description = "The org", body = Org),
+        (status = 401, description = "No credential"),
+        (status = 404, description = "Not an org of the caller's"),
+    ))]
 pub async fn get(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -108,7 +141,7 @@ pub async fn get(
     Ok(Json(state.upstream.get_org(&caller, GetOrgRequest { org_id }).await?.into()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateOrgBody {
     name: Option<String>,
@@ -116,6 +149,16 @@ pub struct UpdateOrgBody {
     website_url: Option<String>,
 }
 
+#[utoipa::path(put, path = "/api/v1/developers/orgs/{org_id}", operation_id = "updateOrg", tag = "orgs",
+    params(("org_id" = String, Path, description = "The org's id")),
+    request_body = UpdateOrgBody,
+    security(("session" = []), ("api_key" = ["write:orgs"])),
+    responses(
+        (status = 200, description = "The org, changed (admins)", body = Org),
+        (status = 401, description = "No credential"),
+        (status = 403, description = "Not an admin, or a key without `write:orgs`"),
+        (status = 404, description = "Not an org of the caller's"),
+    ))]
 pub async fn update(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -127,6 +170,15 @@ pub async fn update(
     Ok(Json(state.upstream.update_org(&caller, request).await?.into()))
 }
 
+#[utoipa::path(delete, path = "/api/v1/developers/orgs/{org_id}", operation_id = "deleteOrg", tag = "orgs",
+    params(("org_id" = String, Path, description = "The org's id")),
+    security(("session" = []), ("api_key" = ["write:orgs"])),
+    responses(
+        (status = 204, description = "Deleted (owners); every key and MCP token of the org revoked at once"),
+        (status = 401, description = "No credential"),
+        (status = 403, description = "Not an owner"),
+        (status = 404, description = "Not an org of the caller's"),
+    ))]
 pub async fn delete(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -136,6 +188,14 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(get, path = "/api/v1/developers/orgs/{org_id}/members", operation_id = "listOrgMembers", tag = "orgs",
+    params(("org_id" = String, Path, description = "The org's id"), super::PageQuery),
+    security(("session" = []), ("api_key" = ["read:orgs"])),
+    responses(
+        (status = 200, description = "The org's members", body = Paged<Member>),
+        (status = 401, description = "No credential"),
+        (status = 404, description = "Not an org of the caller's"),
+    ))]
 pub async fn members(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -147,12 +207,23 @@ pub async fn members(
     Ok(Json(Paged::new(listed.members.into_iter().map(Member::from).collect(), listed.page)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoleBody {
     role: String,
 }
 
+#[utoipa::path(put, path = "/api/v1/developers/orgs/{org_id}/members/{user_id}", operation_id = "updateOrgMemberRole", tag = "orgs",
+    params(("org_id" = String, Path, description = "The org's id"), ("user_id" = String, Path, description = "The member's user id")),
+    request_body = RoleBody,
+    security(("session" = []), ("api_key" = ["write:orgs"])),
+    responses(
+        (status = 200, description = "The member with its new role", body = Member),
+        (status = 401, description = "No credential"),
+        (status = 403, description = "Not an admin; making or unmaking an owner takes an owner's session"),
+        (status = 404, description = "Not an org of the caller's, or not a member"),
+        (status = 409, description = "The last owner cannot be demoted (`last_owner`)"),
+    ))]
 pub async fn update_member_role(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -168,6 +239,16 @@ pub fn role_of(name: &str) -> Role {
     keyplane_common::authz::Role::to_proto(keyplane_common::authz::Role::parse(name))
 }
 
+#[utoipa::path(delete, path = "/api/v1/developers/orgs/{org_id}/members/{user_id}", operation_id = "removeOrgMember", tag = "orgs",
+    params(("org_id" = String, Path, description = "The org's id"), ("user_id" = String, Path, description = "The member's user id")),
+    security(("session" = []), ("api_key" = ["write:orgs"])),
+    responses(
+        (status = 204, description = "Removed (admins; a member may remove itself)"),
+        (status = 401, description = "No credential"),
+        (status = 403, description = "Not an admin; removing an owner takes an owner's session"),
+        (status = 404, description = "Not an org of the caller's, or not a member"),
+        (status = 409, description = "The last owner cannot be removed (`last_owner`)"),
+    ))]
 pub async fn remove_member(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -177,8 +258,9 @@ pub async fn remove_member(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
@@ -188,6 +270,16 @@ pub struct AuditQuery {
     cursor: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/developers/orgs/{org_id}/audit-log", operation_id = "listAuditEvents", tag = "orgs",
+    params(("org_id" = String, Path, description = "The org's id"), AuditQuery),
+    security(("session" = []), ("api_key" = ["write:orgs"])),
+    responses(
+        (status = 200, description = "The org's audit events, newest first", body = Paged<AuditEvent>),
+        (status = 400, description = "A bad time or limit"),
+        (status = 401, description = "No credential"),
+        (status = 403, description = "Not an admin"),
+        (status = 404, description = "Not an org of the caller's"),
+    ))]
 pub async fn audit_log(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

@@ -11,6 +11,7 @@ use axum::{
 use keyplane_common::{credential::SecretHash, internal_auth::Caller};
 use keyplane_proto::keys::v1::{LeakedSecret, RevokeLeakedRequest};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::{error::ApiError, github_keys::Refusal, state::AppState};
 
@@ -21,8 +22,8 @@ const MAX_URL: usize = 2048;
 const MAX_FIELD: usize = 128;
 
 /// One match in GitHub's alert.
-#[derive(Deserialize)]
-struct Match {
+#[derive(Deserialize, ToSchema)]
+pub struct Match {
     token: String,
     #[serde(rename = "type")]
     token_type: String,
@@ -33,7 +34,7 @@ struct Match {
 }
 
 /// GitHub's feedback format: the match by the SHA-256 of its token (never the token).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Feedback {
     token_hash: String,
     token_type: String,
@@ -48,6 +49,16 @@ fn bounded(text: &str, max: usize) -> String {
     text.chars().filter(|c| !c.is_control()).take(max).collect()
 }
 
+#[utoipa::path(post, path = "/api/v1/secret-scanning/github", operation_id = "reportLeakedSecrets", tag = "secret-scanning",
+    description = "GitHub's secret-scanning partner alert. Each real, active key or MCP token found is revoked at once, audited (`api_key.leaked_revoked`) and its org's owners mailed.",
+    request_body = Vec<Match>,
+    security(("github_signature" = [])),
+    responses(
+        (status = 200, description = "Which matches were ours", body = Vec<Feedback>),
+        (status = 400, description = "Not an alert, or too many matches"),
+        (status = 401, description = "A bad signature"),
+        (status = 429, description = "Too many alerts from this address"),
+    ))]
 pub async fn github(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

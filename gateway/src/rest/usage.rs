@@ -10,18 +10,25 @@ use chrono::{DateTime, Utc};
 use keyplane_common::{internal_auth::Caller, time};
 use keyplane_proto::usage::v1::{QueryRequest, QueryResponse};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::{error::ApiError, extract::ApiQuery, state::AppState};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct UsageQuery {
+    /// The window's start (RFC 3339).
+    #[param(required = true)]
     from: Option<DateTime<Utc>>,
+    /// The window's end, after `from`, at most 93 days on.
+    #[param(required = true)]
     to: Option<DateTime<Utc>>,
+    /// Only this key's (or MCP token's) requests.
     key_id: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Usage {
     org_id: String,
     from: Option<DateTime<Utc>>,
@@ -30,7 +37,7 @@ pub struct Usage {
     data: Vec<Hour>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Hour {
     hour: Option<DateTime<Utc>>,
     requests: u64,
@@ -40,6 +47,16 @@ pub struct Hour {
 }
 
 /// `GET /api/v1/developers/orgs/{orgId}/usage?from&to&key_id`.
+#[utoipa::path(get, path = "/api/v1/developers/orgs/{org_id}/usage", operation_id = "getOrgUsage", tag = "usage",
+    params(("org_id" = String, Path, description = "The org's id"), UsageQuery),
+    security(("session" = []), ("api_key" = ["read:usage"])),
+    responses(
+        (status = 200, description = "One row per hour that had requests", body = Usage),
+        (status = 400, description = "`from` and `to` missing, out of order, or more than 93 days apart"),
+        (status = 401, description = "No credential"),
+        (status = 403, description = "A key without `read:usage`"),
+        (status = 404, description = "Not an org of the caller's"),
+    ))]
 pub async fn get(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

@@ -93,6 +93,7 @@ impl Kind {
 
 /// A problem with one field of a request.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldViolation {
     pub field: String,
     pub problem: String,

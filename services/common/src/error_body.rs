@@ -6,6 +6,7 @@ use http::StatusCode;
 use crate::error::FieldViolation;
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Error))]
 pub struct ErrorBody {
     /// The HTTP status text.
     pub error: String,
