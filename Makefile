@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help run test lint fmt bench bench-smoke deploy-check
+.PHONY: help run test lint fmt bench bench-smoke deploy-check sdk
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
@@ -32,6 +32,10 @@ bench-smoke: ## The bench harness for a second a row, on the debug build
 deploy-check: ## Render every Kubernetes overlay, validate it offline, check each process's settings
 	$(CARGO) build --bin keyplane
 	deploy/check.sh target/debug/keyplane
+
+sdk: ## Regenerate the TypeScript SDK (sdk/typescript) from the gateway's OpenAPI document
+	tests/tools.sh
+	KEYPLANE_UPDATE_SDK=1 tests/with-services.sh $(CARGO) test -p keyplane-e2e --test e2e sdk::
 
 lint: ## Formatting, clippy, and the shape of the services
 	$(CARGO) fmt --all --check

@@ -18,6 +18,7 @@ mod orgs;
 mod resilience;
 mod revocation;
 mod rotation;
+mod sdk;
 mod secret_scanning;
 mod security;
 mod smoke;
