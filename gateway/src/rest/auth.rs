@@ -31,7 +31,7 @@ pub struct KeyIdentity {
     id: Uuid,
     name: String,
     prefix: String,
-    /// `test` or `live`.
+    #[schema(value_type = super::dto::names::Environment)]
     environment: &'static str,
     /// What the key may do (a full-permission key: every scope).
     scopes: Vec<String>,
@@ -287,6 +287,7 @@ pub struct Verification {
     #[serde(skip_serializing_if = "Option::is_none")]
     org_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<super::dto::names::Environment>)]
     environment: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     scopes: Option<Vec<String>>,

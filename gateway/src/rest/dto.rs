@@ -6,6 +6,47 @@ use keyplane_proto::{identity::v1 as identity, keys::v1 as keys, orgs::v1 as org
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// The words the contract spells some fields with, for the document: each field keeps the
+/// services' own value, and the e2e suite checks every answer against these.
+#[allow(dead_code)] // described, never built
+pub mod names {
+    use serde::Serialize;
+    use utoipa::ToSchema;
+
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum Role {
+        Owner,
+        Admin,
+        Member,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum Environment {
+        Test,
+        Live,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum KeyStatus {
+        Active,
+        Revoked,
+        Expired,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum InvitationStatus {
+        Pending,
+        Accepted,
+        Declined,
+        Revoked,
+        Expired,
+    }
+}
+
 pub fn at(t: Option<&prost_types::Timestamp>) -> Option<DateTime<Utc>> {
     t.and_then(time::from_proto)
 }
@@ -99,6 +140,7 @@ pub struct Member {
     pub user_id: String,
     pub email: String,
     pub name: String,
+    #[schema(value_type = names::Role)]
     pub role: &'static str,
     pub joined_at: Option<DateTime<Utc>>,
 }
@@ -125,7 +167,9 @@ pub struct Invitation {
     pub org_id: String,
     pub org_name: String,
     pub email: String,
+    #[schema(value_type = names::Role)]
     pub role: &'static str,
+    #[schema(value_type = names::InvitationStatus)]
     pub status: String,
     pub invited_by: String,
     pub created_at: Option<DateTime<Utc>>,
@@ -193,10 +237,12 @@ impl From<orgs::AuditEvent> for AuditEvent {
 pub struct ApiKey {
     pub id: String,
     pub name: String,
+    #[schema(value_type = names::Environment)]
     pub environment: Option<&'static str>,
     pub prefix: String,
     pub scopes: Vec<String>,
     pub resource_ids: Vec<String>,
+    #[schema(value_type = names::KeyStatus)]
     pub status: &'static str,
     pub created_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,

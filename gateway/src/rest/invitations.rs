@@ -30,6 +30,7 @@ use crate::{
 #[serde(deny_unknown_fields)]
 pub struct InvitationBody {
     email: String,
+    #[schema(value_type = super::dto::names::Role)]
     role: String,
 }
 

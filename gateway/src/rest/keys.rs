@@ -69,6 +69,7 @@ pub async fn list(
 pub struct CreateKeyBody {
     name: String,
     #[serde(default)]
+    #[schema(value_type = super::dto::names::Environment)]
     environment: String,
     scopes: Option<Vec<String>>,
     #[serde(default)]

@@ -41,6 +41,7 @@ pub struct EnsureDevOrgBody {
 pub struct FirstKey {
     id: String,
     name: String,
+    #[schema(value_type = super::dto::names::Environment)]
     environment: &'static str,
     key: String,
 }
@@ -210,6 +211,7 @@ pub async fn members(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoleBody {
+    #[schema(value_type = super::dto::names::Role)]
     role: String,
 }
 

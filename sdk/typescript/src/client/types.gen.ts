@@ -63,7 +63,7 @@ export type Consultation = {
 };
 
 export type CreateKeyBody = {
-    environment?: string;
+    environment?: Environment;
     expires_at?: string | null;
     name: string;
     rate_limit?: Rate | null;
@@ -104,7 +104,7 @@ export type DevOrg = Org & {
 
 export type DeveloperApiKey = {
     created_at?: string | null;
-    environment?: string | null;
+    environment: Environment;
     expires_at?: string | null;
     /**
      * While a regenerated key's previous secret still works.
@@ -118,7 +118,7 @@ export type DeveloperApiKey = {
     resource_ids: Array<string>;
     revoked_at?: string | null;
     scopes: Array<string>;
-    status: string;
+    status: KeyStatus;
 };
 
 export type DeveloperApiKeyWithSecret = DeveloperApiKey & {
@@ -132,6 +132,8 @@ export type EnsureDevOrgBody = {
     bootstrap_key?: boolean;
     name?: string;
 };
+
+export type Environment = 'test' | 'live';
 
 export type Error = {
     code: string;
@@ -183,7 +185,7 @@ export type FieldViolation = {
  * The bootstrap key: its secret, shown this once.
  */
 export type FirstKey = {
-    environment: string;
+    environment: Environment;
     id: string;
     key: string;
     name: string;
@@ -217,14 +219,16 @@ export type Invitation = {
     org_id: string;
     org_name: string;
     responded_at?: string | null;
-    role: string;
-    status: string;
+    role: Role;
+    status: InvitationStatus;
 };
 
 export type InvitationBody = {
     email: string;
-    role: string;
+    role: Role;
 };
+
+export type InvitationStatus = 'pending' | 'accepted' | 'declined' | 'revoked' | 'expired';
 
 /**
  * A JWK of an Ed25519 public key, with when it was declared and whether it still counts.
@@ -246,10 +250,7 @@ export type Jwks = {
  * An API key as the gateway verified it: what it is and what it may do.
  */
 export type KeyIdentity = {
-    /**
-     * `test` or `live`.
-     */
-    environment: string;
+    environment: Environment;
     expires_at?: string | null;
     id: string;
     /**
@@ -272,6 +273,8 @@ export type KeyIdentity = {
 export type KeySelf = KeyIdentity & {
     org_id: string;
 };
+
+export type KeyStatus = 'active' | 'revoked' | 'expired';
 
 /**
  * Who an API key is.
@@ -338,7 +341,7 @@ export type Member = {
     email: string;
     joined_at?: string | null;
     name: string;
-    role: string;
+    role: Role;
     user_id: string;
 };
 
@@ -416,8 +419,8 @@ export type PagedInvitation = {
         org_id: string;
         org_name: string;
         responded_at?: string | null;
-        role: string;
-        status: string;
+        role: Role;
+        status: InvitationStatus;
     }>;
     next_cursor?: string | null;
 };
@@ -448,7 +451,7 @@ export type PagedMember = {
         email: string;
         joined_at?: string | null;
         name: string;
-        role: string;
+        role: Role;
         user_id: string;
     }>;
     next_cursor?: string | null;
@@ -534,8 +537,10 @@ export type RegisterBody = {
     org_id: string;
 };
 
+export type Role = 'owner' | 'admin' | 'member';
+
 export type RoleBody = {
-    role: string;
+    role: Role;
 };
 
 export type Session = {
@@ -649,7 +654,7 @@ export type User = {
 
 export type Verification = {
     code?: string | null;
-    environment?: string | null;
+    environment?: Environment | null;
     expires_at?: string | null;
     in_grace?: boolean | null;
     key_id?: string | null;
