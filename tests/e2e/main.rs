@@ -3,6 +3,7 @@
 mod advisors;
 mod audit;
 mod conformance;
+mod console;
 mod dataplane;
 mod grpc;
 mod idempotency;

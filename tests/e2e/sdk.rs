@@ -17,13 +17,12 @@ use serde_json::{Value, json};
 const SEED_BASE_URL: &str = "https://prodapi.phosra.com/api/v1";
 
 fn run(dir: &Path, program: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    let output = Command::new(program)
+    Command::new(program)
         .args(args)
         .current_dir(dir)
         .envs(env.iter().copied())
         .output()
-        .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
-    output
+        .unwrap_or_else(|e| panic!("{}: {e}", program.display()))
 }
 
 fn succeed(dir: &Path, program: &Path, args: &[&str], env: &[(&str, &str)]) -> String {

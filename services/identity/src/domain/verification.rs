@@ -12,8 +12,14 @@ pub const VERIFICATION_TTL: chrono::Duration = chrono::Duration::hours(24);
 /// The token stands on a line of its own (short lines keep the mail 7-bit, so it reads
 /// the same in any client and can be copied as it is).
 pub fn mail(email: &str, token: &OpaqueToken, public_url: Option<&str>) -> OutgoingMail {
-    let how = match public_url {
-        Some(base) => format!("Open {}/console/verify and enter it there.", base.trim_end_matches('/')),
+    // The link carries the token in its fragment, which browsers never send to a server;
+    // the console takes it from there and clears it from the address bar.
+    let how = match public_url.map(|base| base.trim_end_matches('/')) {
+        Some(base) => format!(
+            "Open this link to verify it:\n\n    {base}/console/verify#verify={token}\n\n\
+             or enter the token at {base}/console/verify.",
+            token = token.expose(),
+        ),
         None => "Send it as {\"token\": \"...\"} to POST /api/v1/auth/verify-email.".to_owned(),
     };
     OutgoingMail {
@@ -28,5 +34,23 @@ pub fn mail(email: &str, token: &OpaqueToken, public_url: Option<&str>) -> Outgo
         kind: MailKind::VerifyEmail,
         token: Some(token.expose().to_owned()),
         invitation_id: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::opaque_token::TokenKind;
+
+    #[test]
+    fn the_mail_links_to_the_console_with_the_token_in_the_fragment() {
+        let token = OpaqueToken::generate(TokenKind::EmailVerification);
+        let mail = mail("a@example.com", &token, Some("https://keys.example.com/"));
+        let link = format!("https://keys.example.com/console/verify#verify={}", token.expose());
+        assert!(mail.body.contains(&format!("\n    {link}\n")), "{}", mail.body);
+        assert!(mail.body.contains(&format!("\n    {}\n", token.expose())), "the token on a line of its own");
+
+        let without = super::mail("a@example.com", &token, None);
+        assert!(without.body.contains("POST /api/v1/auth/verify-email") && !without.body.contains("/console"));
     }
 }
