@@ -2,7 +2,7 @@
 # Installs, once, what the SDK, console and Python gRPC tests run with, under
 # ${XDG_CACHE_HOME:-~/.cache}/keyplane/tools (the e2e tests find them there, or at $KEYPLANE_TOOLS):
 #   node/      npm packages pinned in tests/tools/package.json (hey-api, TypeScript, playwright-core)
-#   venv/      Python packages pinned in tests/tools/requirements.txt (grpcio, grpcio-tools)
+#   venv/      Python packages pinned in tests/tools/requirements.txt (grpcio, grpcio-tools, …)
 #   chromium   Debian's package (apt-get), if it is not installed
 # A changed pin reinstalls; otherwise this takes a moment.
 set -euo pipefail

@@ -1,9 +1,10 @@
-//! `keyplane`: run the platform, one of its services, or its migrations.
+//! `keyplane`: run the platform, one of its services, or its migrations; or, as a
+//! developer, sign in to a gateway and manage orgs and keys.
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use keyplane_cli::{migrate, platform, single};
+use clap::{CommandFactory, Parser, Subcommand};
+use keyplane_cli::{client, migrate, platform, single};
 use keyplane_common::config::{CommonConfig, Env, Mode, Target};
 
 #[derive(Parser)]
@@ -15,6 +16,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    #[command(flatten)]
+    Platform(PlatformCommand),
+    #[command(flatten)]
+    Client(client::Command),
+    /// Print a shell completion script: `source <(keyplane completions bash)`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand)]
+enum PlatformCommand {
     /// Every service and the gateway in one process (SQLite and an in-process cache by default).
     Up,
     /// One service of a deployment.
@@ -48,9 +62,19 @@ fn parse_target(s: &str) -> Result<Target, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let service = match &cli.command {
-        Command::Serve { target, .. } => format!("keyplane-{target}"),
+    match Cli::parse().command {
+        Command::Platform(command) => run_platform(command).await,
+        Command::Client(command) => client::run(command).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "keyplane", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+async fn run_platform(command: PlatformCommand) -> ExitCode {
+    let service = match &command {
+        PlatformCommand::Serve { target, .. } => format!("keyplane-{target}"),
         _ => "keyplane".to_owned(),
     };
     let _telemetry = match keyplane_common::telemetry::init(&service) {
@@ -60,10 +84,10 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = match cli.command {
-        Command::Up => up().await,
-        Command::Serve { target, check } => serve(target, check).await,
-        Command::Migrate { target, wait, timeout } => {
+    let result = match command {
+        PlatformCommand::Up => up().await,
+        PlatformCommand::Serve { target, check } => serve(target, check).await,
+        PlatformCommand::Migrate { target, wait, timeout } => {
             migrate_databases(target, wait.then(|| std::time::Duration::from_secs(timeout))).await
         }
     };

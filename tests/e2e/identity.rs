@@ -5,7 +5,6 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use keyplane_common::config::Target;
 use keyplane_e2e::Platform;
 use keyplane_proto::identity::v1::{RotateSigningKeyRequest, identity_service_client::IdentityServiceClient};
-use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,24 +93,6 @@ fn b64(value: &Value) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap())
 }
 
-/// The identity service's current signing key, read behind its back to forge tokens that
-/// differ from real ones in exactly one way.
-async fn signing_key(p: &Platform) -> (String, EncodingKey) {
-    let db = p.database("identity").await;
-    let row = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT kid, private_pkcs8 FROM signing_keys WHERE retired_at IS NULL".to_owned(),
-        ))
-        .await
-        .unwrap()
-        .expect("a signing key");
-    let kid: String = row.try_get("", "kid").unwrap();
-    let sealed: Vec<u8> = row.try_get("", "private_pkcs8").unwrap();
-    let der = p.sealer().open(&sealed, &format!("signing_key:{kid}")).expect("sealed with the operator key");
-    (kid, EncodingKey::from_ed_der(&der))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_bearers_are_checked_strictly() {
     let p = Platform::start().await;
@@ -128,7 +109,7 @@ async fn session_bearers_are_checked_strictly() {
         let part = user.token.split('.').nth(1).unwrap();
         serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
     };
-    let (kid, key) = signing_key(&p).await;
+    let (kid, key) = p.session_signing_key().await;
     let sign = |mut header: Header, claims: &Value| {
         header.kid.get_or_insert(kid.clone());
         jsonwebtoken::encode(&header, claims, &key).unwrap()

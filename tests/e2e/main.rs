@@ -2,6 +2,7 @@
 
 mod advisors;
 mod audit;
+mod cli;
 mod conformance;
 mod console;
 mod dataplane;
@@ -16,6 +17,7 @@ mod observability;
 mod oidc;
 mod openapi;
 mod orgs;
+mod python_grpc;
 mod resilience;
 mod revocation;
 mod rotation;

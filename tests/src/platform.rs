@@ -138,6 +138,25 @@ impl Platform {
         Shared::new(common).expect("cache")
     }
 
+    /// The identity service's current session signing key (its `kid` and the key), read
+    /// behind its back to forge bearers that differ from real ones in exactly one way.
+    pub async fn session_signing_key(&self) -> (String, jsonwebtoken::EncodingKey) {
+        use sea_orm::{ConnectionTrait, Statement};
+        let db = self.database("identity").await;
+        let row = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT kid, private_pkcs8 FROM signing_keys WHERE retired_at IS NULL".to_owned(),
+            ))
+            .await
+            .unwrap()
+            .expect("a signing key");
+        let kid: String = row.try_get("", "kid").unwrap();
+        let sealed: Vec<u8> = row.try_get("", "private_pkcs8").unwrap();
+        let der = self.sealer().open(&sealed, &format!("signing_key:{kid}")).expect("sealed with the operator key");
+        (kid, jsonwebtoken::EncodingKey::from_ed_der(&der))
+    }
+
     /// Another gateway replica with its own Redis connections, as in a deployment.
     pub async fn gateway_replica(&self) -> (Api, CancellationToken) {
         self.gateway_replica_with(|_| {}).await
