@@ -130,12 +130,17 @@ async fn not_found() -> ApiError {
 
 /// The headers of every console response, errors included.
 async fn secure(mut response: Response) -> Response {
-    let headers = response.headers_mut();
+    secure_headers(response.headers_mut());
+    response
+}
+
+/// The console's headers. Also set by the outermost middleware on every answer under
+/// `/console`, since a malformed path (400) or a wrong method (405) never reaches this router.
+pub fn secure_headers(headers: &mut HeaderMap) {
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
-    response
 }
 
 #[cfg(test)]

@@ -130,6 +130,7 @@ pub async fn context(State(state): State<AppState>, mut request: Request, next: 
         request_id: request_id.clone(),
     };
     request.extensions_mut().insert(caller);
+    let console = request.uri().path().starts_with("/console");
     let response = if is_canonical_path(request.uri().path()) {
         next.run(request).await
     } else {
@@ -140,6 +141,9 @@ pub async fn context(State(state): State<AppState>, mut request: Request, next: 
         .into_response()
     };
     let mut response = render_error(response, &request_id);
+    if console {
+        crate::console::secure_headers(response.headers_mut());
+    }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }

@@ -72,6 +72,16 @@ async fn the_console_drives_the_whole_funnel_in_a_browser() {
     assert_eq!(missing.status(), 404);
     assert_eq!(missing.headers()["content-security-policy"], CSP);
     assert!(missing.headers().get("set-cookie").is_none());
+    // Refused before any console route runs (a malformed path, a wrong method): the same.
+    for (method, path) in
+        [("GET", "/console/"), ("GET", "/console//keys"), ("POST", "/console"), ("DELETE", "/console/js/app.js")]
+    {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let refused = http.request(method.clone(), p.api.url(path)).send().await.unwrap();
+        assert!(refused.status().is_client_error(), "{method} {path}: {}", refused.status());
+        assert_eq!(refused.headers()["content-security-policy"], CSP, "{method} {path}");
+        assert_eq!(refused.headers()["x-content-type-options"], "nosniff", "{method} {path}");
+    }
     // A file already held is not sent again.
     let script = http.get(p.api.url("/console/js/app.js")).send().await.unwrap();
     let etag = script.headers()["etag"].clone();

@@ -156,3 +156,66 @@ fn the_answer_check_refuses_undocumented_routes_statuses_and_fields() {
     assert!(contract.check("GET", "/api/v1/other", 200, json, "{}").is_err());
     assert!(contract.check("GET", "/api/v1/other", 404, json, r#"{"code":"not_found"}"#).is_ok());
 }
+
+/// The document's `security` is true about keys: an owner's full-permission key is never
+/// refused for being a key where the document says a key may call, and never let in where
+/// the document names only a session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_credentials_are_the_ones_each_route_takes() {
+    let p = Platform::start().await;
+    let owner = p.api.verified_signup().await;
+    let (org, key) = p.api.dev_org(&owner, true).await;
+    let key = key.expect("a full-permission bootstrap key");
+    let (doc, _) = document(&p, "/api/v1/openapi.json").await;
+    let http = reqwest::Client::new();
+    let mut checked = 0;
+    for served in contract::operations(&doc) {
+        let security = doc["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter_map(|item| item.get(served.method.to_ascii_lowercase()))
+            .find(|op| op["operationId"] == served.id.as_str())
+            .map(|op| op["security"].to_string())
+            .unwrap_or_default();
+        let takes_key = security.contains("api_key");
+        let session_only = security.contains("session") && !takes_key;
+        if !takes_key && !session_only {
+            continue;
+        }
+        let path = served
+            .path
+            .replace("{org_id}", &org)
+            .split('/')
+            .map(|s| if s.starts_with('{') { "0190b7c4-6f7b-7a3c-9d1e-2f3a4b5c6d7e" } else { s })
+            .collect::<Vec<_>>()
+            .join("/");
+        let method = Method::from_bytes(served.method.as_bytes()).unwrap();
+        // DELETE of the org itself would end the test's org: its key path is the same as GET's.
+        if served.id == "deleteOrg" {
+            continue;
+        }
+        let mut request = http.request(method.clone(), format!("{}{path}", p.api.base)).bearer_auth(&key);
+        if method == Method::POST || method == Method::PUT || method == Method::PATCH {
+            let body = if served.id == "updateOrgMemberRole" {
+                r#"{"role":"member"}"#
+            } else {
+                r#"{"email":"x@example.com","role":"member"}"#
+            };
+            request = request.header("content-type", "application/json").body(body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap();
+        let refused_as_key = body.contains("session_required") || body.contains("signed-in user");
+        if takes_key {
+            assert!(!refused_as_key, "{} is documented to take a key but refuses one: {status} {body}", served.id);
+        } else {
+            assert!(!(200..300).contains(&status), "{} is documented session-only but a key got {status}", served.id);
+            assert!(refused_as_key || status == 401 || status == 403, "{}: {status} {body}", served.id);
+        }
+        checked += 1;
+    }
+    assert!(checked >= 30, "{checked} operations checked");
+    p.stop().await.unwrap();
+}

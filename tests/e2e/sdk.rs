@@ -77,8 +77,16 @@ async fn the_typescript_sdk_is_generated_from_the_served_document_builds_and_run
     let sdk = repo_root().join("sdk/typescript");
     let bin = tools_dir().join("node/node_modules/.bin");
 
-    // The committed document is the one the gateway serves.
-    let served: Value = p.api.get("/api/v1/openapi.json", None).await.body;
+    // The committed document is the one a deployed gateway serves: no development mailbox,
+    // no metrics on the public port (`keyplane up` adds both).
+    let (deployed, _stop) = p
+        .gateway_replica_with(|c| {
+            c.dev_mailbox = false;
+            c.public_metrics = false;
+        })
+        .await;
+    let served: Value = deployed.get("/api/v1/openapi.json", None).await.body;
+    assert!(served["paths"].get("/dev/mailbox").is_none() && served["paths"].get("/metrics").is_none());
     let served = serde_json::to_string_pretty(&served).unwrap() + "\n";
     if update {
         std::fs::write(sdk.join("openapi.json"), &served).unwrap();
@@ -138,10 +146,26 @@ async fn the_typescript_sdk_is_generated_from_the_served_document_builds_and_run
     assert_eq!(made.body["website_url"], "https://acme.example.com");
     assert_ne!(id, org, "a new org, not the developer's own");
 
+    // The quickstart: a session, the dev org through the seed's ensure-dev-org (under the
+    // client's one base URL), a scoped key, the list.
+    let printed = succeed(
+        &app,
+        node,
+        &["dist/quickstart.js"],
+        &[("KEYPLANE_BASE_URL", &base), ("KEYPLANE_EMAIL", &user.email), ("KEYPLANE_PASSWORD", &user.password)],
+    );
+    let quick: Value = serde_json::from_str(printed.trim()).unwrap();
+    assert_eq!(quick["org_id"], org.as_str(), "the same dev org: {quick}");
+    assert!(quick["listed"].as_array().unwrap().contains(&quick["key_id"]), "{quick}");
+    assert_eq!(quick["secret_starts_with"], "phosra_test_", "{quick}");
+
     // A refusal reads as the seed says: error.message, error.code, error.error.
     let revoked = p
         .api
-        .delete(&format!("/api/v1/developers/orgs/{org}/keys/{}", key_id(&p, &user, &org).await), Some(&user.token))
+        .delete(
+            &format!("/api/v1/developers/orgs/{org}/keys/{}", key_id(&p, &user, &org, &key).await),
+            Some(&user.token),
+        )
         .await;
     assert_eq!(revoked.status, 200, "{}", revoked.text);
     let printed = succeed(&app, node, &["dist/errors.js"], &[("PHOSRA_API_KEY", &key), ("KEYPLANE_BASE_URL", &base)]);
@@ -160,8 +184,9 @@ async fn the_typescript_sdk_is_generated_from_the_served_document_builds_and_run
     p.stop().await.unwrap();
 }
 
-/// The id of the org's only key.
-async fn key_id(p: &Platform, user: &keyplane_e2e::User, org: &str) -> String {
+/// The id of the org's key whose secret is `secret` (its prefix is the first 16 characters).
+async fn key_id(p: &Platform, user: &keyplane_e2e::User, org: &str, secret: &str) -> String {
     let keys = p.api.get(&format!("/api/v1/developers/orgs/{org}/keys"), Some(&user.token)).await;
-    keys.body[0]["id"].as_str().expect("a key").to_owned()
+    let key = keys.body.as_array().unwrap().iter().find(|k| k["prefix"] == secret[..16]).expect("the key");
+    key["id"].as_str().unwrap().to_owned()
 }

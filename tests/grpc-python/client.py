@@ -10,8 +10,10 @@ the platform's internal secret. This example:
      a raw credential itself);
   3. lists the keys of that key's org with keys.ListKeys, acting *for that key*: the
      principal Authenticate answered travels in the token's `prn`, so the key's own scopes
-     and its holder's current role decide, never more (a key without `read:keys` is
-     refused: PERMISSION_DENIED, reason `insufficient_scope`);
+     and its holder's current role decide (a key without `read:keys` is refused:
+     PERMISSION_DENIED, reason `insufficient_scope`). The services believe the `prn` of any
+     token signed with the secret: whoever holds it is trusted to pass on what
+     Authenticate answered, unchanged;
   4. shows that a call without a token, or with one signed by another secret, is refused
      (UNAUTHENTICATED, reason `internal_auth_required`);
   5. lists the services through server reflection (v1alpha, what grpcio-reflection speaks).

@@ -48,7 +48,7 @@ async fn invite(
 #[utoipa::path(post, path = "/api/v1/developers/orgs/{org_id}/members", operation_id = "inviteOrgMember", tag = "orgs",
     params(("org_id" = String, Path, description = "The org's id")),
     request_body = InvitationBody,
-    security(("session" = []), ("api_key" = ["write:orgs"])),
+    security(("session" = [])),
     responses(
         (status = 202, description = "An invitation: nobody joins an org without accepting", body = Invitation),
         (status = 400, description = "A bad address or role"),
@@ -68,7 +68,7 @@ pub async fn invite_member(
 #[utoipa::path(post, path = "/api/v1/developers/orgs/{org_id}/invitations", operation_id = "createInvitation", tag = "invitations",
     params(("org_id" = String, Path, description = "The org's id")),
     request_body = InvitationBody,
-    security(("session" = []), ("api_key" = ["write:orgs"])),
+    security(("session" = [])),
     responses(
         (status = 201, description = "The invitation, pending for 7 days; the mailer tells the address", body = Invitation),
         (status = 400, description = "A bad address or role"),

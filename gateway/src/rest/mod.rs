@@ -17,7 +17,7 @@ use axum::{
     http::{HeaderValue, header},
     middleware::from_fn_with_state,
     response::{IntoResponse, Response},
-    routing::{any, get},
+    routing::{any, get, post},
 };
 use keyplane_common::error::FieldViolation;
 use keyplane_proto::types::v1::PageRequest;
@@ -94,6 +94,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route_layer(from_fn_with_state(state.clone(), throttle::secret_scanning));
     let session = OpenApiRouter::new()
         .routes(routes!(orgs::ensure_dev_org))
+        // The seed's address for it; the document lists both under one path.
+        .route("/api/ensure-dev-org", post(orgs::ensure_dev_org))
         .routes(routes!(auth::logout))
         .routes(routes!(auth::resend_verification))
         .routes(routes!(invitations::mine))

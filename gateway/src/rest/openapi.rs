@@ -18,8 +18,9 @@ use utoipa::{
 /// `https://host/api/v1` and its paths read like the seed's (`/developers/orgs`).
 pub const BASE: &str = "/api/v1";
 
-/// Operations served outside [`BASE`] as well (or only): their paths keep the root server.
-const ALSO_AT_ROOT: &[&str] = &["/openapi.json"];
+/// Operations served under [`BASE`] and at one more prefix: the document lists the path
+/// once, with both servers (`/api/ensure-dev-org` is the seed's address for it).
+const ALSO_AT: &[(&str, &str)] = &[("/openapi.json", "/"), ("/ensure-dev-org", "/api")];
 
 #[derive(OpenApi)]
 #[openapi(
@@ -115,8 +116,8 @@ pub fn publish(document: utoipa::openapi::OpenApi) -> Value {
         }
         let key = match path.strip_prefix(BASE) {
             Some(rest) => {
-                if ALSO_AT_ROOT.contains(&rest) {
-                    item["servers"] = json!([{ "url": BASE }, { "url": "/" }]);
+                if let Some((_, also)) = ALSO_AT.iter().find(|(path, _)| *path == rest) {
+                    item["servers"] = json!([{ "url": BASE }, { "url": also }]);
                 }
                 rest.to_owned()
             }

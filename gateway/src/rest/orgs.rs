@@ -56,7 +56,7 @@ pub struct DevOrg {
 
 /// `POST /api/ensure-dev-org`: the caller's developer org, and with `bootstrap_key` its
 /// first key when it has none.
-#[utoipa::path(post, path = "/api/ensure-dev-org", operation_id = "ensureDevOrg", tag = "orgs",
+#[utoipa::path(post, path = "/api/v1/ensure-dev-org", operation_id = "ensureDevOrg", tag = "orgs",
     request_body(content = Option<EnsureDevOrgBody>, description = "Optional"),
     security(("session" = [])),
     responses(
@@ -218,7 +218,7 @@ pub struct RoleBody {
 #[utoipa::path(put, path = "/api/v1/developers/orgs/{org_id}/members/{user_id}", operation_id = "updateOrgMemberRole", tag = "orgs",
     params(("org_id" = String, Path, description = "The org's id"), ("user_id" = String, Path, description = "The member's user id")),
     request_body = RoleBody,
-    security(("session" = []), ("api_key" = ["write:orgs"])),
+    security(("session" = [])),
     responses(
         (status = 200, description = "The member with its new role", body = Member),
         (status = 401, description = "No credential"),

@@ -104,6 +104,9 @@ impl InternalAuth {
     pub fn verify(&self, token: &str) -> Result<Caller, Status> {
         for key in &self.verifying {
             if let Ok(data) = jsonwebtoken::decode::<Claims>(token, key, &self.validation) {
+                if !short_lived(&data.claims, self.validation.leeway) {
+                    break;
+                }
                 return Ok(Caller { service: data.claims.iss, principal: data.claims.prn, ..Caller::default() });
             }
         }
@@ -129,6 +132,14 @@ impl InternalAuth {
         caller.request_id = text(REQUEST_ID_KEY);
         Ok(caller)
     }
+}
+
+/// Whether a token lives no longer than ours do and was not issued in the future: a holder
+/// of the secret who mints a token for years (or copies one into a script) gets no more
+/// than a minute out of it, as the services' own tokens do.
+fn short_lived(claims: &Claims, leeway: u64) -> bool {
+    let now = jsonwebtoken::get_current_timestamp();
+    claims.iat <= now + leeway && claims.exp.saturating_sub(claims.iat) <= LIFETIME_SECS
 }
 
 fn not_inside() -> Status {
@@ -175,6 +186,20 @@ mod tests {
         let theirs = InternalAuth::new("keys", &[secret(2)]);
         assert!(ours.verify(&theirs.sign(None)).is_err());
         assert!(ours.verify("eyJhbGciOiJub25lIn0.eyJpc3MiOiJ4In0.").is_err());
+    }
+
+    #[test]
+    fn a_token_living_longer_than_a_minute_or_issued_later_is_refused() {
+        let auth = InternalAuth::new("usage", &[secret(1)]);
+        let now = jsonwebtoken::get_current_timestamp();
+        let token = |iat: u64, exp: u64| {
+            let claims = Claims { iss: "usage".into(), aud: AUDIENCE.into(), iat, exp, prn: None };
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(&secret(1)))
+                .unwrap()
+        };
+        assert!(auth.verify(&token(now, now + LIFETIME_SECS)).is_ok());
+        assert!(auth.verify(&token(now, now + 10 * 365 * 86_400)).is_err(), "ten years");
+        assert!(auth.verify(&token(now + 3_600, now + 3_600 + 30)).is_err(), "issued an hour from now");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 import { client } from './client.gen.js';
 import type { Client, ClientMeta, Options as Options2, RequestResult, TDataShape } from './client/index.js';
-import type { AcceptInvitationData, AcceptInvitationErrors, AcceptInvitationResponses, CensusVerbData, CensusVerbErrors, CensusVerbResponses, ConsultAdvisorData, ConsultAdvisorErrors, ConsultAdvisorResponses, CreateApiKeyData, CreateApiKeyErrors, CreateApiKeyResponses, CreateFamilyData, CreateFamilyErrors, CreateFamilyResponses, CreateInvitationData, CreateInvitationErrors, CreateInvitationResponses, CreateMcpTokenData, CreateMcpTokenErrors, CreateMcpTokenResponses, CreateOrgData, CreateOrgErrors, CreateOrgResponses, DeclareAdvisorPayloadKeyData, DeclareAdvisorPayloadKeyErrors, DeclareAdvisorPayloadKeyResponses, DeclineInvitationData, DeclineInvitationErrors, DeclineInvitationResponses, DeleteOrgData, DeleteOrgErrors, DeleteOrgResponses, EnsureDevOrgData, EnsureDevOrgErrors, EnsureDevOrgResponses, GetApiKeyData, GetApiKeyErrors, GetApiKeyResponses, GetConsultationData, GetConsultationErrors, GetConsultationResponses, GetFamilyData, GetFamilyErrors, GetFamilyResponses, GetHealthData, GetHealthErrors, GetHealthResponses, GetJwksData, GetJwksErrors, GetJwksResponses, GetKeySelfData, GetKeySelfErrors, GetKeySelfResponses, GetMetricsData, GetMetricsErrors, GetMetricsResponses, GetOpenApiData, GetOpenApiErrors, GetOpenApiResponses, GetOrgData, GetOrgErrors, GetOrgResponses, GetOrgUsageData, GetOrgUsageErrors, GetOrgUsageResponses, GetReadyData, GetReadyErrors, GetReadyResponses, InviteOrgMemberData, InviteOrgMemberErrors, InviteOrgMemberResponses, ListAdvisorDeliveryKeysData, ListAdvisorDeliveryKeysErrors, ListAdvisorDeliveryKeysResponses, ListAdvisorPayloadKeysData, ListAdvisorPayloadKeysErrors, ListAdvisorPayloadKeysResponses, ListAdvisorsData, ListAdvisorsErrors, ListAdvisorsResponses, ListApiKeysData, ListApiKeysErrors, ListApiKeysResponses, ListAuditEventsData, ListAuditEventsErrors, ListAuditEventsResponses, ListDevMailboxData, ListDevMailboxErrors, ListDevMailboxResponses, ListFamiliesData, ListFamiliesErrors, ListFamiliesResponses, ListInvitationsData, ListInvitationsErrors, ListInvitationsResponses, ListMcpTokensData, ListMcpTokensErrors, ListMcpTokensResponses, ListMyInvitationsData, ListMyInvitationsErrors, ListMyInvitationsResponses, ListOrgMembersData, ListOrgMembersErrors, ListOrgMembersResponses, ListOrgsData, ListOrgsErrors, ListOrgsResponses, LoginData, LoginErrors, LoginResponses, LogoutData, LogoutErrors, LogoutResponses, McpData, McpErrors, McpResponses, RefreshSessionData, RefreshSessionErrors, RefreshSessionResponses, RegenerateApiKeyData, RegenerateApiKeyErrors, RegenerateApiKeyResponses, RegisterAdvisorData, RegisterAdvisorErrors, RegisterAdvisorResponses, RemoveOrgMemberData, RemoveOrgMemberErrors, RemoveOrgMemberResponses, ReportLeakedSecretsData, ReportLeakedSecretsErrors, ReportLeakedSecretsResponses, ResendVerificationEmailData, ResendVerificationEmailErrors, ResendVerificationEmailResponses, RespondToConsultationData, RespondToConsultationErrors, RespondToConsultationResponses, RetireAdvisorPayloadKeyData, RetireAdvisorPayloadKeyErrors, RetireAdvisorPayloadKeyResponses, RevokeApiKeyData, RevokeApiKeyErrors, RevokeApiKeyResponses, RevokeInvitationData, RevokeInvitationErrors, RevokeInvitationResponses, RevokeMcpTokenData, RevokeMcpTokenErrors, RevokeMcpTokenResponses, SignupData, SignupErrors, SignupResponses, UpdateApiKeyData, UpdateApiKeyErrors, UpdateApiKeyResponses, UpdateOrgData, UpdateOrgErrors, UpdateOrgMemberRoleData, UpdateOrgMemberRoleErrors, UpdateOrgMemberRoleResponses, UpdateOrgResponses, VerifyApiKeyData, VerifyApiKeyErrors, VerifyApiKeyResponses, VerifyEmailData, VerifyEmailErrors, VerifyEmailResponses, WhoamiData, WhoamiErrors, WhoamiResponses } from './types.gen.js';
+import type { AcceptInvitationData, AcceptInvitationErrors, AcceptInvitationResponses, CensusVerbData, CensusVerbErrors, CensusVerbResponses, ConsultAdvisorData, ConsultAdvisorErrors, ConsultAdvisorResponses, CreateApiKeyData, CreateApiKeyErrors, CreateApiKeyResponses, CreateFamilyData, CreateFamilyErrors, CreateFamilyResponses, CreateInvitationData, CreateInvitationErrors, CreateInvitationResponses, CreateMcpTokenData, CreateMcpTokenErrors, CreateMcpTokenResponses, CreateOrgData, CreateOrgErrors, CreateOrgResponses, DeclareAdvisorPayloadKeyData, DeclareAdvisorPayloadKeyErrors, DeclareAdvisorPayloadKeyResponses, DeclineInvitationData, DeclineInvitationErrors, DeclineInvitationResponses, DeleteOrgData, DeleteOrgErrors, DeleteOrgResponses, EnsureDevOrgData, EnsureDevOrgErrors, EnsureDevOrgResponses, GetApiKeyData, GetApiKeyErrors, GetApiKeyResponses, GetConsultationData, GetConsultationErrors, GetConsultationResponses, GetFamilyData, GetFamilyErrors, GetFamilyResponses, GetKeySelfData, GetKeySelfErrors, GetKeySelfResponses, GetOpenApiData, GetOpenApiErrors, GetOpenApiResponses, GetOrgData, GetOrgErrors, GetOrgResponses, GetOrgUsageData, GetOrgUsageErrors, GetOrgUsageResponses, InviteOrgMemberData, InviteOrgMemberErrors, InviteOrgMemberResponses, ListAdvisorDeliveryKeysData, ListAdvisorDeliveryKeysErrors, ListAdvisorDeliveryKeysResponses, ListAdvisorPayloadKeysData, ListAdvisorPayloadKeysErrors, ListAdvisorPayloadKeysResponses, ListAdvisorsData, ListAdvisorsErrors, ListAdvisorsResponses, ListApiKeysData, ListApiKeysErrors, ListApiKeysResponses, ListAuditEventsData, ListAuditEventsErrors, ListAuditEventsResponses, ListFamiliesData, ListFamiliesErrors, ListFamiliesResponses, ListInvitationsData, ListInvitationsErrors, ListInvitationsResponses, ListMcpTokensData, ListMcpTokensErrors, ListMcpTokensResponses, ListMyInvitationsData, ListMyInvitationsErrors, ListMyInvitationsResponses, ListOrgMembersData, ListOrgMembersErrors, ListOrgMembersResponses, ListOrgsData, ListOrgsErrors, ListOrgsResponses, LoginData, LoginErrors, LoginResponses, LogoutData, LogoutErrors, LogoutResponses, RefreshSessionData, RefreshSessionErrors, RefreshSessionResponses, RegenerateApiKeyData, RegenerateApiKeyErrors, RegenerateApiKeyResponses, RegisterAdvisorData, RegisterAdvisorErrors, RegisterAdvisorResponses, RemoveOrgMemberData, RemoveOrgMemberErrors, RemoveOrgMemberResponses, ReportLeakedSecretsData, ReportLeakedSecretsErrors, ReportLeakedSecretsResponses, ResendVerificationEmailData, ResendVerificationEmailErrors, ResendVerificationEmailResponses, RespondToConsultationData, RespondToConsultationErrors, RespondToConsultationResponses, RetireAdvisorPayloadKeyData, RetireAdvisorPayloadKeyErrors, RetireAdvisorPayloadKeyResponses, RevokeApiKeyData, RevokeApiKeyErrors, RevokeApiKeyResponses, RevokeInvitationData, RevokeInvitationErrors, RevokeInvitationResponses, RevokeMcpTokenData, RevokeMcpTokenErrors, RevokeMcpTokenResponses, SignupData, SignupErrors, SignupResponses, UpdateApiKeyData, UpdateApiKeyErrors, UpdateApiKeyResponses, UpdateOrgData, UpdateOrgErrors, UpdateOrgMemberRoleData, UpdateOrgMemberRoleErrors, UpdateOrgMemberRoleResponses, UpdateOrgResponses, VerifyApiKeyData, VerifyApiKeyErrors, VerifyApiKeyResponses, VerifyEmailData, VerifyEmailErrors, VerifyEmailResponses, WhoamiData, WhoamiErrors, WhoamiResponses } from './types.gen.js';
 
 export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends boolean = boolean, TResponse = unknown> = Options2<TData, ThrowOnError, TResponse> & {
     /**
@@ -17,11 +17,6 @@ export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends 
      */
     meta?: keyof ClientMeta extends never ? Record<string, unknown> : ClientMeta;
 };
-
-/**
- * `GET /.well-known/jwks.json`: the keys that verify self-issued session bearers.
- */
-export const getJwks = <ThrowOnError extends boolean = false>(options?: Options<GetJwksData, ThrowOnError>): RequestResult<GetJwksResponses, GetJwksErrors, ThrowOnError> => (options?.client ?? client).get<GetJwksResponses, GetJwksErrors, ThrowOnError>({ url: '/.well-known/jwks.json', ...options });
 
 /**
  * `GET /api/v1/advisors?org_id`.
@@ -141,24 +136,6 @@ export const retireAdvisorPayloadKey = <ThrowOnError extends boolean = false>(op
     ...options
 });
 
-/**
- * `POST /api/ensure-dev-org`: the caller's developer org, and with `bootstrap_key` its
- * first key when it has none.
- */
-export const ensureDevOrg = <ThrowOnError extends boolean = false>(options?: Options<EnsureDevOrgData, ThrowOnError>): RequestResult<EnsureDevOrgResponses, EnsureDevOrgErrors, ThrowOnError> => (options?.client ?? client).post<EnsureDevOrgResponses, EnsureDevOrgErrors, ThrowOnError>({
-    security: [{
-            key: 'session',
-            scheme: 'bearer',
-            type: 'http'
-        }],
-    url: '/api/ensure-dev-org',
-    ...options,
-    headers: {
-        'Content-Type': 'application/json',
-        ...options?.headers
-    }
-});
-
 export const login = <ThrowOnError extends boolean = false>(options: Options<LoginData, ThrowOnError>): RequestResult<LoginResponses, LoginErrors, ThrowOnError> => (options.client ?? client).post<LoginResponses, LoginErrors, ThrowOnError>({
     url: '/auth/login',
     ...options,
@@ -237,13 +214,6 @@ export const resendVerificationEmail = <ThrowOnError extends boolean = false>(op
     url: '/auth/verify-email/resend',
     ...options
 });
-
-/**
- * `GET /dev/mailbox?to=`: what the development mailer "sent" to an address, newest first.
- *
- * Served only when `KEYPLANE_DEV_MAILBOX` is on (the default in `keyplane up`, never in `serve`).
- */
-export const listDevMailbox = <ThrowOnError extends boolean = false>(options: Options<ListDevMailboxData, ThrowOnError>): RequestResult<ListDevMailboxResponses, ListDevMailboxErrors, ThrowOnError> => (options.client ?? client).get<ListDevMailboxResponses, ListDevMailboxErrors, ThrowOnError>({ url: '/dev/mailbox', ...options });
 
 export const listFamilies = <ThrowOnError extends boolean = false>(options?: Options<ListFamiliesData, ThrowOnError>): RequestResult<ListFamiliesResponses, ListFamiliesErrors, ThrowOnError> => (options?.client ?? client).get<ListFamiliesResponses, ListFamiliesErrors, ThrowOnError>({
     security: [{
@@ -390,10 +360,6 @@ export const createInvitation = <ThrowOnError extends boolean = false>(options: 
             key: 'session',
             scheme: 'bearer',
             type: 'http'
-        }, {
-            key: 'api_key',
-            scheme: 'bearer',
-            type: 'http'
         }],
     url: '/developers/orgs/{org_id}/invitations',
     ...options,
@@ -538,10 +504,6 @@ export const inviteOrgMember = <ThrowOnError extends boolean = false>(options: O
             key: 'session',
             scheme: 'bearer',
             type: 'http'
-        }, {
-            key: 'api_key',
-            scheme: 'bearer',
-            type: 'http'
         }],
     url: '/developers/orgs/{org_id}/members',
     ...options,
@@ -568,10 +530,6 @@ export const removeOrgMember = <ThrowOnError extends boolean = false>(options: O
 export const updateOrgMemberRole = <ThrowOnError extends boolean = false>(options: Options<UpdateOrgMemberRoleData, ThrowOnError>): RequestResult<UpdateOrgMemberRoleResponses, UpdateOrgMemberRoleErrors, ThrowOnError> => (options.client ?? client).put<UpdateOrgMemberRoleResponses, UpdateOrgMemberRoleErrors, ThrowOnError>({
     security: [{
             key: 'session',
-            scheme: 'bearer',
-            type: 'http'
-        }, {
-            key: 'api_key',
             scheme: 'bearer',
             type: 'http'
         }],
@@ -601,9 +559,22 @@ export const getOrgUsage = <ThrowOnError extends boolean = false>(options: Optio
 });
 
 /**
- * `GET /health`: the gateway serves.
+ * `POST /api/ensure-dev-org`: the caller's developer org, and with `bootstrap_key` its
+ * first key when it has none.
  */
-export const getHealth = <ThrowOnError extends boolean = false>(options?: Options<GetHealthData, ThrowOnError>): RequestResult<GetHealthResponses, GetHealthErrors, ThrowOnError> => (options?.client ?? client).get<GetHealthResponses, GetHealthErrors, ThrowOnError>({ url: '/health', ...options });
+export const ensureDevOrg = <ThrowOnError extends boolean = false>(options?: Options<EnsureDevOrgData, ThrowOnError>): RequestResult<EnsureDevOrgResponses, EnsureDevOrgErrors, ThrowOnError> => (options?.client ?? client).post<EnsureDevOrgResponses, EnsureDevOrgErrors, ThrowOnError>({
+    security: [{
+            key: 'session',
+            scheme: 'bearer',
+            type: 'http'
+        }],
+    url: '/ensure-dev-org',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options?.headers
+    }
+});
 
 /**
  * `GET /api/v1/invitations`: the caller's pending invitations, to its verified address.
@@ -668,25 +639,6 @@ export const verifyApiKey = <ThrowOnError extends boolean = false>(options: Opti
     }
 });
 
-/**
- * `POST /mcp`: the Model Context Protocol server.
- *
- * A Model Context Protocol server (streamable HTTP, JSON-RPC 2.0; `GET` opens the event stream and `DELETE` ends the session, as the protocol says). Its tools act on the token's org within the token's scopes.
- */
-export const mcp = <ThrowOnError extends boolean = false>(options: Options<McpData, ThrowOnError>): RequestResult<McpResponses, McpErrors, ThrowOnError> => (options.client ?? client).post<McpResponses, McpErrors, ThrowOnError>({
-    security: [{
-            key: 'mcp_token',
-            scheme: 'bearer',
-            type: 'http'
-        }],
-    url: '/mcp',
-    ...options,
-    headers: {
-        'Content-Type': 'application/json',
-        ...options.headers
-    }
-});
-
 export const listMcpTokens = <ThrowOnError extends boolean = false>(options?: Options<ListMcpTokensData, ThrowOnError>): RequestResult<ListMcpTokensResponses, ListMcpTokensErrors, ThrowOnError> => (options?.client ?? client).get<ListMcpTokensResponses, ListMcpTokensErrors, ThrowOnError>({
     security: [{
             key: 'session',
@@ -722,13 +674,6 @@ export const revokeMcpToken = <ThrowOnError extends boolean = false>(options: Op
 });
 
 /**
- * `GET /metrics`: Prometheus text.
- *
- * Served on the public port only by `keyplane up`; a deployment scrapes each process's metrics port.
- */
-export const getMetrics = <ThrowOnError extends boolean = false>(options?: Options<GetMetricsData, ThrowOnError>): RequestResult<GetMetricsResponses, GetMetricsErrors, ThrowOnError> => (options?.client ?? client).get<GetMetricsResponses, GetMetricsErrors, ThrowOnError>({ url: '/metrics', ...options });
-
-/**
  * `/api/v1/ocss/census/{verb}`: census verbs take a signature, never a key or session.
  *
  * Reserved for OCSS census verbs, authenticated by RFC 9421 Ed25519 signatures alone: any method, and a key or a session is refused (`signature_required`). No verb is served yet, so a signed call is 404.
@@ -743,15 +688,6 @@ export const censusVerb = <ThrowOnError extends boolean = false>(options: Option
  * `GET /api/v1/openapi.json` (and `/openapi.json`): this document.
  */
 export const getOpenApi = <ThrowOnError extends boolean = false>(options?: Options<GetOpenApiData, ThrowOnError>): RequestResult<GetOpenApiResponses, GetOpenApiErrors, ThrowOnError> => (options?.client ?? client).get<GetOpenApiResponses, GetOpenApiErrors, ThrowOnError>({ url: '/openapi.json', ...options });
-
-/**
- * `GET /ready`: whether *this* gateway can take traffic. It can whenever it runs and is
- * not draining: with a service down, cached keys still verify (and what needs that
- * service answers 503 by itself), so one service's outage must not pull every gateway out
- * of its load balancer. The services' and the cache's health is reported, not enforced:
- * `status` is `degraded` while any is down.
- */
-export const getReady = <ThrowOnError extends boolean = false>(options?: Options<GetReadyData, ThrowOnError>): RequestResult<GetReadyResponses, GetReadyErrors, ThrowOnError> => (options?.client ?? client).get<GetReadyResponses, GetReadyErrors, ThrowOnError>({ url: '/ready', ...options });
 
 /**
  * GitHub's secret-scanning partner alert. Each real, active key or MCP token found is revoked at once, audited (`api_key.leaked_revoked`) and its org's owners mailed.
