@@ -1,9 +1,10 @@
 // Drives the Keyplane console in headless Chromium through the whole funnel, as a user
 // would: sign up, verify the address, sign in, a key created, copied, used, seen in the
 // usage chart and revoked; then members, my invitations, MCP tokens, advisors and the
-// audit log, and the verification link of a mail. A screenshot of each page goes to
-// $KEYPLANE_SCREENSHOTS. Exits non-zero, saying which step failed and why, on any failure
-// and on any Content-Security-Policy violation or script error in the page.
+// audit log, and the verification link of a mail (which verifies nothing until clicked).
+// A screenshot of each page goes to $KEYPLANE_SCREENSHOTS. Exits non-zero, saying which
+// step failed and why, on any failure and on any Content-Security-Policy violation or
+// script error in the page.
 //
 // Run by tests/e2e/console.rs with:
 //   KEYPLANE_GATEWAY_URL   the gateway, e.g. http://127.0.0.1:4000
@@ -431,27 +432,83 @@ try {
     await shot(page, '13-audit-log.png');
   });
 
-  await step("a mail's verification link verifies in a fresh tab, then asks to sign in", async () => {
-    const other = `linked-${unique}@example.com`;
+  // The verification link of a mail, for an account signed up outside the browser.
+  const other = `linked-${unique}@example.com`;
+  let link = null;
+  let otherBearer = null;
+
+  /** Whether `other`'s address is verified, as the API says to its own session. */
+  async function otherVerified() {
+    const me = await api('GET', '/api/v1/auth/me', { bearer: otherBearer });
+    check(me.status === 200, `GET /api/v1/auth/me answered ${me.status}: ${me.text}`);
+    return me.json.user.email_verified;
+  }
+
+  /** The POSTs to verify-email a page makes, in an array that grows as it makes them. */
+  function verifyRequests(tab) {
+    const seen = [];
+    tab.on('request', (request) => {
+      if (request.method() === 'POST' && new URL(request.url()).pathname === '/api/v1/auth/verify-email') seen.push(request);
+    });
+    return seen;
+  }
+
+  await step("opening a mail's verification link alone verifies nothing (a mail scanner's visit)", async () => {
     const signup = await api('POST', '/api/v1/auth/signup', { body: { email: other, password } });
     check(signup.status === 201, `signup answered ${signup.status}: ${signup.text}`);
+    otherBearer = signup.json.access_token;
     // The platform runs with KEYPLANE_PUBLIC_URL, so the mail links to the console there;
     // the same path and fragment are opened on this gateway.
     const { body, token } = await verificationMail(other);
-    const link = body.split('\n').map((line) => line.trim()).find((line) => line.startsWith(`${publicUrl}/console/verify#`));
-    check(link, `the mail has no link to the console:\n${body}`);
-    const path = link.slice(publicUrl.length);
-    check(path === `/console/verify#verify=${token}`, `the link is not the console's with the token: ${link}`);
+    const linked = body.split('\n').map((line) => line.trim()).find((line) => line.startsWith(`${publicUrl}/console/verify#`));
+    check(linked, `the mail has no link to the console:\n${body}`);
+    link = { path: linked.slice(publicUrl.length), token };
+    check(link.path === `/console/verify#verify=${token}`, `the link is not the console's with the token: ${linked}`);
+    // A browser of its own, sharing nothing with the user's: what a scanner runs.
+    const scanner = await browser.newContext({ baseURL: gateway });
+    try {
+      const tab = await scanner.newPage();
+      tab.setDefaultTimeout(ACTION_MS);
+      watch(tab);
+      currentPage = tab;
+      const sent = verifyRequests(tab);
+      await tab.goto(link.path);
+      // Whatever the page would send by itself, it has sent by now.
+      await tab.waitForTimeout(1_200);
+      check(sent.length === 0, `loading the page sent ${sent.length} verify-email request(s)`);
+      check((await otherVerified()) === false, 'the address was verified by opening the link');
+      await onPage(tab, 'Verify your email address');
+    } finally {
+      currentPage = page;
+      await scanner.close();
+    }
+  });
+
+  await step('the link in a fresh tab offers the token, verifies it on a click only, then asks to sign in', async () => {
     const tab = await context.newPage();
     tab.setDefaultTimeout(ACTION_MS);
     watch(tab);
     currentPage = tab;
-    await tab.goto(path);
+    const sent = verifyRequests(tab);
+    await tab.goto(link.path);
+    await onPage(tab, 'Verify your email address');
+    check((await tab.getByLabel('Verification token').inputValue()) === link.token, 'the token from the link is not in the field');
+    check(new URL(tab.url()).hash === '', `the token stays in the address bar: ${tab.url()}`);
+    await tab.getByText('If you did not sign up for Keyplane, ignore this and close the page.').waitFor();
+    // Signed out in this tab (the session lives in another page's memory): no address to name.
+    const button = tab.getByRole('button', { name: 'Verify this address', exact: true });
+    await button.waitFor();
+    await tab.waitForTimeout(300);
+    check(sent.length === 0, `the page sent ${sent.length} verify-email request(s) before the click`);
+    check((await otherVerified()) === false, 'the address is verified before the click');
+    await shot(tab, '14-verify-link.png');
+    await button.click();
     await onPage(tab, 'Sign in');
     await said(tab, `Your address ${other} is verified`);
+    check(sent.length === 1, `the click sent ${sent.length} verify-email requests, not one`);
+    check(JSON.parse(sent[0].postData()).token === link.token, 'the click sent another token');
     check((await tab.getByLabel('Email').inputValue()) === other, 'the email is not filled in');
-    check(new URL(tab.url()).hash === '', `the token stays in the address bar: ${tab.url()}`);
-    await shot(tab, '14-verify-link.png');
+    check((await otherVerified()) === true, 'the address is not verified after the click');
     await tab.close();
     currentPage = page;
   });

@@ -221,7 +221,10 @@ document.addEventListener('click', (event) => {
 
 window.addEventListener('popstate', () => render({ focus: true }));
 
-/** A verification link (`#verify=<token>`): the token is taken, then cleared from the URL. */
+/**
+ * A verification link (`#verify=<token>`): the token is taken, then cleared from the URL.
+ * The verify page only offers it for confirmation; opening the link sends nothing.
+ */
 function takeVerificationLink() {
   const match = /^#verify=([A-Za-z0-9_-]{1,200})$/.exec(location.hash);
   if (!match) return false;

@@ -94,6 +94,21 @@ export function renderSignUp(view, ctx) {
 /**
  * The token from the mail, pasted here or carried by the mail's link
  * (`/console/verify#verify=<token>`, which the app hands over as `ctx.params.token`).
+ *
+ * A token from the link is put in the field and never sent by itself: opening the link
+ * is not consent. Mail scanners run a link's JavaScript, and whoever holds the mailbox
+ * may open a link meant to verify an impostor's signup with their address (an impostor
+ * verified that way could accept invitations sent to it). Only a click on the button,
+ * or Enter in the form, verifies.
+ *
+ * Verifying does not require being signed in, as the API does not (`POST
+ * /api/v1/auth/verify-email` takes the token alone: it proves the mailbox, not the
+ * session). The link is often opened on another device than the one signed up on, a
+ * phone's mail app say, and the console keeps its session in memory only, so every
+ * opened link starts signed out: a sign-in first would ask the real user for a password
+ * the API does not need. Binding the token to a signed-in account would be the API's to
+ * enforce; what the console adds is the deliberate click, under a warning for whoever
+ * did not sign up.
  */
 export function renderVerify(view, ctx) {
   const user = ctx.user;
@@ -103,6 +118,7 @@ export function renderVerify(view, ctx) {
     );
     return;
   }
+  const fromLink = Boolean(ctx.params.token);
   const token = h('input', {
     type: 'text',
     name: 'token',
@@ -113,14 +129,20 @@ export function renderVerify(view, ctx) {
     value: ctx.params.token ?? '',
   });
   const error = formError();
+  // From the link, the button names what it does: the address, when the console knows
+  // it (signed in), or else just "this address" (the token does not say whose it is
+  // until it is spent).
+  let label = 'Verify address';
+  if (fromLink) label = user ? `Verify ${user.email}` : 'Verify this address';
   const form = h(
     'form',
     {},
     field('Verification token', token, 'The token from the mail we sent you, starting with kpev_.'),
-    h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Verify address')),
+    h('div', { class: 'actions' }, h('button', { type: 'submit' }, label)),
     error,
   );
-  const verify = () =>
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
     submitting(form, error, async () => {
       const answer = await anonymous('POST', '/api/v1/auth/verify-email', { body: { token: token.value.trim() } });
       const email = answer.user.email;
@@ -131,9 +153,6 @@ export function renderVerify(view, ctx) {
         ctx.navigate('signin', { message: `Your address ${email} is verified. Sign in to continue.`, email });
       }
     });
-  form.addEventListener('submit', (event) => {
-    event.preventDefault();
-    verify();
   });
 
   const more = [];
@@ -158,13 +177,22 @@ export function renderVerify(view, ctx) {
     more.push(h('div', { class: 'links' }, h('a', { href: '/console/signin' }, 'Sign in'), h('a', { href: '/console/signup' }, 'Create an account')));
   }
 
+  if (fromLink) {
+    const whose = user ? user.email : 'the address the mail was sent to';
+    view.append(
+      authCard(
+        'Verify your email address',
+        `You opened the link in our verification mail. Nothing is verified until you press the button: it confirms that you signed up for Keyplane with ${whose}.`,
+        h('p', { class: 'banner' }, 'If you did not sign up for Keyplane, ignore this and close the page.'),
+        form,
+        more,
+      ),
+    );
+    return;
+  }
   const intro = user
     ? `We sent a token to ${user.email}. Paste it here, or open the link in the mail.`
     : 'Paste the token from the verification mail, or open the link in the mail.';
   view.append(authCard('Verify your address', intro, form, more));
-  if (ctx.params.token) {
-    verify();
-  } else if (ctx.navigated) {
-    token.focus();
-  }
+  if (ctx.navigated) token.focus();
 }
