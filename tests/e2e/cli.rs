@@ -6,9 +6,20 @@ use std::{
     os::unix::fs::PermissionsExt,
     path::PathBuf,
     process::{Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
+use axum::{
+    Json, Router,
+    body::Body,
+    http::{HeaderValue, StatusCode, header},
+    response::IntoResponse,
+    routing::{get, post},
+};
 use keyplane_e2e::{Platform, eventually};
 use serde_json::{Value, json};
 
@@ -345,4 +356,294 @@ async fn completions_are_printed_for_each_shell() {
     }
     let unknown = dev.run(&["completions", "cmd.exe"]).await;
     assert!(!unknown.success && unknown.stderr.contains("possible values"), "{}", unknown.stderr);
+}
+
+// A gateway that is not one: the CLI is pointed at a small server answering what an
+// attack needs, and a trap stands in for the attacker's host.
+
+/// The org the hostile gateway's session defaults to.
+const ORG: &str = "0190f0e0-0000-7000-8000-000000000001";
+
+/// Serves `router` on a free loopback port; answers its URL as a session keeps it.
+async fn serve(router: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    url
+}
+
+/// A host the session's secrets must never reach: it records whatever arrives, and
+/// answers like a gateway would, so that a CLI that went there carries on as if fine.
+struct Trap {
+    url: String,
+    caught: Arc<Mutex<Vec<String>>>,
+}
+
+impl Trap {
+    async fn start() -> Self {
+        let caught = Arc::new(Mutex::new(Vec::new()));
+        let log = caught.clone();
+        let router = Router::new().fallback(move |request: axum::extract::Request| async move {
+            let (parts, body) = request.into_parts();
+            let body = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+            let bearer = parts.headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or_default().to_owned());
+            log.lock().unwrap().push(format!(
+                "{} {} {bearer:?} {}",
+                parts.method,
+                parts.uri,
+                String::from_utf8_lossy(&body)
+            ));
+            if parts.uri.path().ends_with("/keys") || parts.uri.path() == "/steal" {
+                Json(json!([]))
+            } else {
+                Json(json!({"access_token": "stolen", "refresh_token": "stolen", "user": {}}))
+            }
+        });
+        Self { url: serve(router).await, caught }
+    }
+
+    fn caught(&self) -> Vec<String> {
+        self.caught.lock().unwrap().clone()
+    }
+}
+
+impl Machine {
+    /// A session with the gateway at `url`, as if logged in there.
+    fn signed_in_to(&self, url: &str) {
+        std::fs::create_dir_all(self.session_path().parent().unwrap()).unwrap();
+        self.write_session(&json!({
+            "url": url,
+            "email": "dev@example.com",
+            "access_token": "the-session-bearer",
+            "refresh_token": "the-refresh-token",
+            "dev_org_id": ORG,
+        }));
+    }
+}
+
+/// The characters a terminal acts on rather than shows (line breaks aside).
+fn terminal_controls(text: &str) -> Vec<char> {
+    let bidi = |c: char| matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    text.chars().filter(|&c| c != '\n' && (c.is_control() || bidi(c))).collect()
+}
+
+fn keys_page(link: Option<String>) -> axum::response::Response {
+    let mut response = Json(json!([])).into_response();
+    if let Some(link) = link {
+        response.headers_mut().insert(header::LINK, HeaderValue::from_str(&link).unwrap());
+    }
+    response
+}
+
+#[tokio::test]
+async fn the_next_page_is_only_ever_fetched_from_the_gateway() {
+    let trap = Trap::start().await;
+    let host = trap.url.trim_start_matches("http://").to_owned();
+    let elsewhere = [
+        format!("//{host}/steal"),
+        format!("{}/steal", trap.url),
+        format!("/\\{host}/steal"),
+        // URL parsers drop tabs: this is `//host/steal` once joined.
+        format!("/\t/{host}/steal"),
+    ];
+    for target in elsewhere {
+        let link = format!("<{target}>; rel=\"next\"");
+        let gateway = serve(Router::new().route(
+            "/api/v1/developers/orgs/{org}/keys",
+            get(move || {
+                let link = link.clone();
+                async move { keys_page(Some(link)) }
+            }),
+        ))
+        .await;
+        let dev = Machine::new();
+        dev.signed_in_to(&gateway);
+        let run = dev.run(&["keys", "list"]).await;
+        assert!(!run.success, "{target:?} was followed: {}", run.stdout);
+        assert!(run.stderr.contains("is not a path on the gateway"), "{target:?}: {}", run.stderr);
+        assert_eq!(trap.caught(), Vec::<String>::new(), "{target:?} reached another host");
+    }
+}
+
+#[tokio::test]
+async fn a_page_that_comes_back_twice_stops_the_listing() {
+    // Each list names the same next page for ever; without a guard the CLI would loop, so
+    // the 50th page ends it and the test fails rather than hangs.
+    let keys = Arc::new(AtomicUsize::new(0));
+    let orgs = Arc::new(AtomicUsize::new(0));
+    let audit = Arc::new(AtomicUsize::new(0));
+    let again = |pages: &Arc<AtomicUsize>| pages.fetch_add(1, Ordering::SeqCst) < 50;
+    let (k, o, a) = (keys.clone(), orgs.clone(), audit.clone());
+    let gateway = serve(
+        Router::new()
+            .route(
+                "/api/v1/developers/orgs/{org}/keys",
+                get(move || async move {
+                    let next = format!("</api/v1/developers/orgs/{ORG}/keys?limit=100&cursor=again>; rel=\"next\"");
+                    keys_page(again(&k).then_some(next))
+                }),
+            )
+            .route(
+                "/api/v1/developers/orgs",
+                get(move || async move { Json(json!({"data": [], "next_cursor": again(&o).then_some("again")})) }),
+            )
+            .route(
+                "/api/v1/developers/orgs/{org}/audit-log",
+                get(move || async move {
+                    Json(json!({"data": [{"action": "x"}], "next_cursor": again(&a).then_some("again")}))
+                }),
+            ),
+    )
+    .await;
+    let dev = Machine::new();
+    dev.signed_in_to(&gateway);
+    for (args, pages) in
+        [(&["keys", "list"][..], &keys), (&["orgs", "list"], &orgs), (&["audit", "--limit", "100"], &audit)]
+    {
+        let run = dev.run(args).await;
+        assert!(!run.success, "{args:?}: {}", run.stdout);
+        assert!(run.stderr.contains("twice"), "{args:?}: {}", run.stderr);
+        assert_eq!(pages.load(Ordering::SeqCst), 2, "{args:?}: the first page, then the next one once");
+    }
+}
+
+#[tokio::test]
+async fn a_redirect_is_an_error_and_no_secret_follows_it() {
+    let trap = Trap::start().await;
+    let redirect = |status: StatusCode, to: String| move || async move { (status, [(header::LOCATION, to)]) };
+    let gateway = serve(
+        Router::new()
+            .route(
+                "/api/v1/auth/login",
+                post(redirect(StatusCode::TEMPORARY_REDIRECT, format!("{}/api/v1/auth/login", trap.url))),
+            )
+            .route(
+                "/api/v1/auth/refresh",
+                post(redirect(StatusCode::PERMANENT_REDIRECT, format!("{}/api/v1/auth/refresh", trap.url))),
+            )
+            .route(
+                "/api/v1/developers/orgs/{org}/keys",
+                get(|| async { (StatusCode::UNAUTHORIZED, Json(json!({"code": "invalid_token", "message": "no"}))) }),
+            ),
+    )
+    .await;
+
+    // The password is not re-sent elsewhere.
+    let dev = Machine::new();
+    let login =
+        dev.run_with_input(&["login", "--url", &gateway, "--email", "a@b.co", "--password-stdin"], PASSWORD).await;
+    assert!(!login.success, "{}", login.stdout);
+    assert!(
+        login.stderr.contains("307 Temporary Redirect")
+            && login.stderr.contains(&format!("{}/api/v1/auth/login", trap.url)),
+        "{}",
+        login.stderr
+    );
+    assert!(!dev.session_path().exists());
+
+    // Nor is the refresh token.
+    dev.signed_in_to(&gateway);
+    let refresh = dev.run(&["keys", "list"]).await;
+    assert!(!refresh.success, "{}", refresh.stdout);
+    assert!(
+        refresh.stderr.contains("308 Permanent Redirect")
+            && refresh.stderr.contains(&format!("{}/api/v1/auth/refresh", trap.url)),
+        "{}",
+        refresh.stderr
+    );
+    assert_eq!(trap.caught(), Vec::<String>::new());
+    assert_eq!(dev.session()["refresh_token"], "the-refresh-token");
+}
+
+#[tokio::test]
+async fn an_answer_over_8_mib_is_refused() {
+    // Streamed with no length: valid JSON, read whole it would be listed.
+    let streamed = || async {
+        let item = format!("\"{}\",", "x".repeat(1 << 16));
+        let chunks = std::iter::once("[".to_owned())
+            .chain(std::iter::repeat_n(item, 9 * 16))
+            .chain(std::iter::once("\"x\"]".to_owned()));
+        Body::from_stream(futures_util::stream::iter(chunks.map(Ok::<_, std::convert::Infallible>)))
+    };
+    // Announced as 1 GiB and then never sent: only the length says it is too large.
+    let announced = || async {
+        let first = futures_util::stream::iter([Ok::<_, std::convert::Infallible>("[")]);
+        let body = Body::from_stream(futures_util::StreamExt::chain(first, futures_util::stream::pending()));
+        ([(header::CONTENT_LENGTH, (1u64 << 30).to_string())], body)
+    };
+    for (route, answer) in [("streamed", get(streamed)), ("announced", get(announced))] {
+        let gateway = serve(Router::new().route("/api/v1/developers/orgs/{org}/keys", answer)).await;
+        let dev = Machine::new();
+        dev.signed_in_to(&gateway);
+        let started = std::time::Instant::now();
+        let run = dev.run(&["keys", "list", "--json"]).await;
+        assert!(!run.success, "{route}: {} bytes listed", run.stdout.len());
+        assert!(run.stderr.contains("more than 8 MiB"), "{route}: {}", run.stderr);
+        assert!(started.elapsed() < Duration::from_secs(30), "{route}: refused only after {:?}", started.elapsed());
+    }
+}
+
+#[tokio::test]
+async fn the_gateways_text_cannot_drive_the_terminal() {
+    let hostile = "a\u{1b}]0;owned\u{7}b\u{1b}[2J\u{9b}31m\u{7f}\r\u{202e}exe.txt\u{2066}";
+    let key = json!({
+        "id": "0190f0e0-0000-7000-8000-0000000000aa",
+        "name": hostile,
+        "environment": "test",
+        "prefix": hostile,
+        "status": "active",
+        "created_at": hostile,
+        "scopes": [hostile, "read:keys"],
+    });
+    let listed = key.clone();
+    let org = json!({"id": ORG, "name": hostile, "slug": hostile, "first_key": {"id": hostile, "key": hostile}});
+    let gateway =
+        serve(
+            Router::new()
+                .route("/api/v1/developers/orgs/{org}/keys", get(move || async move { Json(json!([listed])) }))
+                .route("/api/ensure-dev-org", post(move || async move { Json(org) }))
+                .route(
+                    "/api/v1/developers/orgs/{org}",
+                    get(move || async move {
+                        (StatusCode::BAD_REQUEST, Json(json!({"code": hostile, "message": hostile})))
+                    }),
+                ),
+        )
+        .await;
+    let dev = Machine::new();
+    dev.signed_in_to(&gateway);
+
+    let table = dev.run(&["keys", "list"]).await.ok();
+    assert_eq!(terminal_controls(&table.stdout), Vec::<char>::new(), "{:?}", table.stdout);
+    assert!(table.stdout.contains("a\u{fffd}]0;owned\u{fffd}b"), "{:?}", table.stdout);
+
+    // The API's JSON, value for value; the characters a terminal would act on escaped.
+    let json = dev.run(&["keys", "list", "--json"]).await.ok();
+    assert_eq!(json.json(), json!([key]));
+    assert_eq!(terminal_controls(&json.stdout), Vec::<char>::new(), "{:?}", json.stdout);
+
+    let ensured = dev.run(&["orgs", "ensure", "--bootstrap-key"]).await.ok();
+    for output in [&ensured.stdout, &ensured.stderr] {
+        assert_eq!(terminal_controls(output), Vec::<char>::new(), "{output:?}");
+    }
+
+    let error = dev.run(&["orgs", "get", "--org", ORG]).await;
+    assert!(!error.success && error.stderr.contains("HTTP 400"), "{:?}", error.stderr);
+    assert_eq!(terminal_controls(&error.stderr), Vec::<char>::new(), "{:?}", error.stderr);
+}
+
+#[tokio::test]
+async fn plain_http_to_another_machine_is_warned_of() {
+    let dev = Machine::new();
+    dev.signed_in_to("http://127.0.0.1:9");
+    // Refused before anything is sent (the session is another gateway's): no network needed.
+    let remote = dev.run(&["orgs", "list", "--url", "http://gateway.example:8080"]).await;
+    assert!(!remote.success);
+    let warning = "keyplane: warning: http://gateway.example:8080 is plain http:// to another machine";
+    assert!(remote.stderr.starts_with(warning) && remote.stderr.contains("in clear"), "{}", remote.stderr);
+    assert_eq!(remote.stderr.matches("warning").count(), 1, "once: {}", remote.stderr);
+    for here in ["http://localhost:9", "http://[::1]:9", "https://gateway.example"] {
+        let run = dev.run(&["orgs", "list", "--url", here]).await;
+        assert!(!run.stderr.contains("warning"), "{here}: {}", run.stderr);
+    }
 }

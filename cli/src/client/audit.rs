@@ -8,6 +8,7 @@ use super::{
     Connection,
     http::Request,
     orgs::OrgChoice,
+    pages::Seen,
     print_json,
     table::{Table, cell, time_cell},
     time::{parse_time, query},
@@ -42,6 +43,7 @@ pub async fn run(args: Args) -> Result<()> {
     let wanted = args.limit as usize;
     let mut events: Vec<Value> = Vec::new();
     let mut cursor: Option<String> = None;
+    let mut seen = Seen::default();
     // Pages of at most 100 until `limit` events or the last page.
     loop {
         let page_size = (wanted - events.len()).min(PAGE);
@@ -61,8 +63,9 @@ pub async fn run(args: Args) -> Result<()> {
         let page = client.send(request).await?.body;
         events.extend(page["data"].as_array().cloned().unwrap_or_default());
         cursor = page["next_cursor"].as_str().map(str::to_owned);
-        if cursor.is_none() || events.len() >= wanted {
-            break;
+        match &cursor {
+            Some(next) if events.len() < wanted => seen.first_time(next)?,
+            _ => break,
         }
     }
     if args.connection.json {

@@ -8,6 +8,7 @@ use super::{
     http::{Request, is_unauthorized},
     print_json, prompt,
     session::{Session, SessionFile},
+    terminal::say,
 };
 
 #[derive(clap::Args)]
@@ -59,7 +60,7 @@ pub async fn login(args: LoginArgs) -> Result<()> {
     if args.connection.json {
         print_json(&reply.body["user"]);
     } else {
-        println!("Logged in to {} as {}.", session.url, session.email);
+        say(&format!("Logged in to {} as {}.", session.url, session.email));
     }
     Ok(())
 }
@@ -88,8 +89,8 @@ pub async fn signup(args: SignupArgs) -> Result<()> {
     if args.connection.json {
         print_json(&json!({"user": signed_up.body["user"], "org": org.body}));
     } else {
-        println!("Signed up to {} as {}; a mail to verify the address is on its way.", session.url, session.email);
-        println!("Your developer org: {} ({}, {}).", org.str("name")?, org.str("slug")?, org.str("id")?);
+        say(&format!("Signed up to {} as {}; a mail to verify the address is on its way.", session.url, session.email));
+        say(&format!("Your developer org: {} ({}, {}).", org.str("name")?, org.str("slug")?, org.str("id")?));
     }
     Ok(())
 }
@@ -105,7 +106,7 @@ pub async fn logout(connection: &Connection) -> Result<()> {
     }
     SessionFile::locate()?.delete()?;
     if !connection.json {
-        println!("Logged out of {}.", client.session.url);
+        say(&format!("Logged out of {}.", client.session.url));
     }
     Ok(())
 }

@@ -1,13 +1,22 @@
 //! The gateway's REST API as the CLI calls it: the session's bearer on every call, one
-//! refresh when the gateway refuses it, and the API's error body as the error.
+//! refresh when the gateway refuses it, and the API's error body as the error. Nothing
+//! is sent anywhere but the gateway: no redirect is followed, no path leaves its origin.
 
-use std::{fmt, time::Duration};
+use std::{fmt, net::IpAddr, sync::Once, time::Duration};
 
-use anyhow::{Context, Result, anyhow};
-use reqwest::{Method, StatusCode, Url, header::HeaderMap};
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use reqwest::{
+    Method, StatusCode, Url,
+    header::{HeaderMap, LOCATION},
+    redirect,
+};
 use serde_json::{Value, json};
 
-use super::session::{Session, SessionFile};
+use super::{
+    body, pages,
+    session::{Session, SessionFile},
+    terminal,
+};
 
 /// A non-2xx answer, as the contract's error body says it.
 #[derive(Debug)]
@@ -72,13 +81,8 @@ impl Reply {
     }
 
     /// The next page of a plain-array list, from its `Link: <…>; rel="next"` header.
-    pub fn next_page(&self) -> Option<String> {
-        let link = self.headers.get(reqwest::header::LINK)?.to_str().ok()?;
-        link.split(',').find(|part| part.contains("rel=\"next\"")).and_then(|part| {
-            let start = part.find('<')? + 1;
-            let end = part.find('>')?;
-            Some(part[start..end].to_owned())
-        })
+    pub fn next_page(&self) -> Result<Option<String>> {
+        pages::next_link(&self.headers)
     }
 }
 
@@ -92,9 +96,15 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(url: &str) -> Result<Self> {
         let base = Url::parse(url).with_context(|| format!("{url:?} is not a URL"))?;
-        anyhow::ensure!(matches!(base.scheme(), "http" | "https"), "{url:?} is not an http:// or https:// URL");
+        ensure!(matches!(base.scheme(), "http" | "https"), "{url:?} is not an http:// or https:// URL");
+        if in_clear_off_this_machine(&base) {
+            warn_in_clear(&base);
+        }
         let http = reqwest::Client::builder()
             .user_agent(concat!("keyplane-cli/", env!("CARGO_PKG_VERSION")))
+            // A redirect would carry the password or the refresh token in its body (307,
+            // 308) to wherever the gateway says: a 3xx is an error instead.
+            .redirect(redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(60))
             .build()
@@ -108,9 +118,7 @@ impl Gateway {
     }
 
     pub async fn send(&self, request: &Request, bearer: Option<&str>) -> Result<Reply> {
-        // `path` is absolute and may carry a query (a `Link` header's); the base's own
-        // path, if any, is where the API lives.
-        let mut url = self.base.join(&format!("{}{}", self.base.path().trim_end_matches('/'), request.path))?;
+        let mut url = self.endpoint(&request.path)?;
         if !request.query.is_empty() {
             url.query_pairs_mut().extend_pairs(&request.query);
         }
@@ -124,7 +132,22 @@ impl Gateway {
         let response = builder.send().await.map_err(|e| self.unreachable(&e))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let text = response.text().await.map_err(|e| self.unreachable(&e))?;
+        if status.is_redirection() {
+            let to = headers.get(LOCATION).map_or("nowhere".into(), |to| String::from_utf8_lossy(to.as_bytes()));
+            bail!(
+                "the gateway at {} answered {status} to {to}: redirects are not followed, so that no password \
+                 or token goes elsewhere (is the URL the gateway's own?)",
+                self.url()
+            );
+        }
+        let bytes = match body::read(response, body::LIMIT).await {
+            Ok(bytes) => bytes,
+            Err(body::Error::Transport(e)) => return Err(self.unreachable(&e)),
+            Err(body::Error::TooLarge) => {
+                bail!("the gateway at {} answered more than {} MiB: not read", self.url(), body::LIMIT >> 20)
+            }
+        };
+        let text = String::from_utf8_lossy(&bytes);
         let body =
             if text.trim().is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::Null) };
         if !status.is_success() {
@@ -136,6 +159,19 @@ impl Gateway {
         Ok(Reply { body, headers })
     }
 
+    /// Where `path` is on the gateway. `path` is absolute and may carry a query (a `Link`
+    /// header's); the base's own path, if any, is where the API lives. Whatever `path`
+    /// says, the URL stays on the gateway's origin, as the bearer goes with it.
+    fn endpoint(&self, path: &str) -> Result<Url> {
+        let url = self.base.join(&format!("{}{}", self.base.path().trim_end_matches('/'), path))?;
+        ensure!(
+            url.origin() == self.base.origin(),
+            "{path:?} is not a path on the gateway at {}: not sent there",
+            self.url()
+        );
+        Ok(url)
+    }
+
     /// The root cause alone: "connection refused" says more than reqwest's layers above it.
     fn unreachable(&self, error: &reqwest::Error) -> anyhow::Error {
         let mut cause: &dyn std::error::Error = error;
@@ -145,6 +181,30 @@ impl Gateway {
         let what = if error.is_timeout() { "timed out".to_owned() } else { cause.to_string() };
         anyhow!("cannot reach the gateway at {}: {what}", self.url())
     }
+}
+
+/// Whether what is sent to `url` crosses a network unencrypted: plain http:// to any
+/// host but this machine's loopback.
+fn in_clear_off_this_machine(url: &Url) -> bool {
+    // The URL parser has written IP addresses out canonically (127.1 is 127.0.0.1).
+    let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+    url.scheme() == "http"
+        && match host.parse::<IpAddr>() {
+            Ok(ip) => !ip.to_canonical().is_loopback(),
+            Err(_) => host != "localhost",
+        }
+}
+
+/// Said once per run, however many times the gateway is set up.
+fn warn_in_clear(url: &Url) {
+    static WARNED: Once = Once::new();
+    WARNED.call_once(|| {
+        terminal::warn(&format!(
+            "keyplane: warning: {} is plain http:// to another machine: the password and session tokens \
+             cross the network in clear; use https://",
+            url.as_str().trim_end_matches('/')
+        ));
+    });
 }
 
 fn error_of(status: StatusCode, body: &Value) -> ApiError {
@@ -179,10 +239,23 @@ impl Client {
         }
     }
 
-    /// Remembers the user's developer org, the default `--org` from now on.
+    /// Remembers the user's developer org, the default `--org` from now on. Another
+    /// `keyplane` may have refreshed the tokens since this one read them, and only the
+    /// newest refresh token is still good: under the refresh's lock, the org goes into the
+    /// file as it is now, never over it with this run's older tokens.
     pub fn remember_dev_org(&mut self, org_id: &str) -> Result<()> {
+        let _lock = self.file.lock()?;
         self.session.dev_org_id = Some(org_id.to_owned());
-        self.file.save(&self.session)
+        match self.file.load()? {
+            Some(mut latest) if latest.url == self.session.url && latest.email == self.session.email => {
+                latest.dev_org_id = Some(org_id.to_owned());
+                self.file.save(&latest)?;
+                self.session = latest;
+                Ok(())
+            }
+            // Logged out, or in as someone else, meanwhile: not this session's file to change.
+            _ => Ok(()),
+        }
     }
 
     /// Trades the refresh token for a new pair, saved at once: the old refresh token is
@@ -212,13 +285,68 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_next_page_comes_from_the_link_header() {
-        let mut headers = HeaderMap::new();
-        let link = "</api/v1/developers/orgs/o/keys?limit=100&cursor=abc>; rel=\"next\"";
-        headers.insert(reqwest::header::LINK, link.parse().unwrap());
-        let reply = Reply { body: Value::Null, headers };
-        assert_eq!(reply.next_page().as_deref(), Some("/api/v1/developers/orgs/o/keys?limit=100&cursor=abc"));
-        assert_eq!(Reply { body: Value::Null, headers: HeaderMap::new() }.next_page(), None);
+    fn no_path_leaves_the_gateway() {
+        let gateway = Gateway::new("https://gw.example:8443/keyplane/").unwrap();
+        let url = gateway.endpoint("/api/v1/x?cursor=a%2Fb").unwrap();
+        assert_eq!(url.as_str(), "https://gw.example:8443/keyplane/api/v1/x?cursor=a%2Fb");
+        let root = Gateway::new("http://127.0.0.1:8080").unwrap();
+        assert_eq!(root.endpoint("/a/../b").unwrap().as_str(), "http://127.0.0.1:8080/b");
+        for elsewhere in ["//evil:1/steal", "https://evil/x", "/\\evil/x", "/\t/evil/x", "\\\\evil/x"] {
+            let error = root.endpoint(elsewhere).unwrap_err();
+            assert!(error.to_string().contains("is not a path on the gateway"), "{elsewhere:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn plain_http_is_in_clear_unless_on_loopback() {
+        let in_clear = |url: &str| in_clear_off_this_machine(&Url::parse(url).unwrap());
+        for url in ["http://gw.example", "http://10.0.0.2:8080", "http://[2001:db8::1]/", "http://localhost.evil.com"] {
+            assert!(in_clear(url), "{url}");
+        }
+        for url in [
+            "https://gw.example",
+            "http://localhost:8080",
+            "http://127.0.0.1:8080",
+            "http://127.1/",
+            "http://[::1]:8080",
+            "http://[::ffff:127.0.0.1]/",
+        ] {
+            assert!(!in_clear(url), "{url}");
+        }
+    }
+
+    #[test]
+    fn the_dev_org_is_saved_into_the_newest_session_under_the_lock() {
+        let dir = std::env::temp_dir().join(format!("keyplane-session-{}", uuid::Uuid::new_v4().simple()));
+        let file = SessionFile::in_dir(dir.clone());
+        let session = |access: &str, refresh: &str| Session {
+            url: "http://127.0.0.1:9".into(),
+            email: "dev@example.com".into(),
+            access_token: access.into(),
+            refresh_token: refresh.into(),
+            dev_org_id: None,
+        };
+        file.save(&session("a1", "r1")).unwrap();
+        let gateway = Gateway::new("http://127.0.0.1:9").unwrap();
+        let mut client = Client::new(gateway, file.load().unwrap().unwrap(), file.clone());
+
+        // Another `keyplane` refreshing: it holds the lock, then saves a new pair.
+        let lock = file.lock().unwrap();
+        let remembering = std::thread::spawn(move || {
+            client.remember_dev_org("org-1").unwrap();
+            client
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!remembering.is_finished(), "the dev org waits for the refresh's lock");
+        file.save(&session("a2", "r2")).unwrap();
+        drop(lock);
+
+        let client = remembering.join().unwrap();
+        let saved = file.load().unwrap().unwrap();
+        assert_eq!((saved.access_token.as_str(), saved.refresh_token.as_str()), ("a2", "r2"), "{saved:?}");
+        assert_eq!(saved.dev_org_id.as_deref(), Some("org-1"));
+        assert_eq!(client.session.refresh_token, "r2", "this run goes on with the newest tokens");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

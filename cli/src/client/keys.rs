@@ -10,8 +10,10 @@ use super::{
     Connection,
     http::{Client, Request},
     orgs::OrgChoice,
+    pages::Seen,
     print_json,
     table::{Table, cell, time_cell},
+    terminal::say,
     time::{parse_duration, parse_time},
     warn_shown_once,
 };
@@ -116,7 +118,7 @@ pub async fn run(connection: &Connection, verb: Verb) -> Result<()> {
             if connection.json {
                 print_json(&key);
             } else {
-                println!("Revoked key {:?} ({key_id}).", cell(&key["name"]));
+                say(&format!("Revoked key {:?} ({key_id}).", cell(&key["name"])));
             }
         }
         Verb::Rotate { org, key_id, grace_period } => {
@@ -138,12 +140,16 @@ pub async fn run(connection: &Connection, verb: Verb) -> Result<()> {
 /// Every key of the org: the plain-array list, its pages linked by `Link` headers.
 async fn all(client: &mut Client, org: &str) -> Result<Vec<Value>> {
     let mut keys = Vec::new();
+    let mut seen = Seen::default();
     let mut request = Request::get(format!("/api/v1/developers/orgs/{org}/keys")).query("limit", "100");
     loop {
         let page = client.send(request).await?;
         keys.extend(page.body.as_array().cloned().unwrap_or_default());
-        match page.next_page() {
-            Some(next) => request = Request::get(next),
+        match page.next_page()? {
+            Some(next) => {
+                seen.first_time(&next)?;
+                request = Request::get(next);
+            }
             None => return Ok(keys),
         }
     }
@@ -173,6 +179,6 @@ fn secret(key: &Value, json: bool) {
     if json {
         print_json(key);
     } else {
-        println!("{}", cell(&key["key"]));
+        say(&cell(&key["key"]));
     }
 }

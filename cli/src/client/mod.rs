@@ -3,12 +3,15 @@
 
 mod audit;
 mod auth;
+mod body;
 mod http;
 mod keys;
 mod orgs;
+mod pages;
 mod prompt;
 mod session;
 mod table;
+mod terminal;
 mod time;
 mod usage;
 
@@ -106,19 +109,19 @@ pub async fn run(command: Command) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // The causes on one line, never a backtrace.
-            eprintln!("keyplane: {e:#}");
+            // The causes on one line, never a backtrace; the API's words in it made safe.
+            terminal::warn(&format!("keyplane: {e:#}"));
             ExitCode::FAILURE
         }
     }
 }
 
 fn print_json(value: &Value) {
-    println!("{}", serde_json::to_string_pretty(value).expect("JSON values serialize"));
+    println!("{}", terminal::json(value));
 }
 
 /// What is printed once and never again goes with this on standard error, so that
 /// `KEY=$(keyplane keys create …)` captures the secret alone.
 fn warn_shown_once(what: &str) {
-    eprintln!("keyplane: {what}. Copy the secret now: it is shown this once and cannot be shown again.");
+    terminal::warn(&format!("keyplane: {what}. Copy the secret now: it is shown this once and cannot be shown again."));
 }

@@ -7,8 +7,10 @@ use serde_json::{Value, json};
 use super::{
     Connection,
     http::{Client, Request},
+    pages::Seen,
     print_json,
     table::{Table, cell, time_cell},
+    terminal::say,
     warn_shown_once,
 };
 
@@ -80,6 +82,7 @@ impl OrgChoice {
 async fn all(client: &mut Client) -> Result<Vec<Value>> {
     let mut orgs = Vec::new();
     let mut cursor = None;
+    let mut seen = Seen::default();
     loop {
         let mut request = Request::get("/api/v1/developers/orgs").query("limit", "100");
         if let Some(cursor) = cursor {
@@ -88,7 +91,10 @@ async fn all(client: &mut Client) -> Result<Vec<Value>> {
         let page = client.send(request).await?.body;
         orgs.extend(page["data"].as_array().cloned().unwrap_or_default());
         match page["next_cursor"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
+            Some(next) => {
+                seen.first_time(next)?;
+                cursor = Some(next.to_owned());
+            }
             None => return Ok(orgs),
         }
     }
@@ -134,7 +140,7 @@ pub async fn run(connection: &Connection, verb: Verb) -> Result<()> {
             if let Some(key) = org["first_key"]["key"].as_str() {
                 warn_shown_once(&format!("Minted the org's first key ({})", cell(&org["first_key"]["id"])));
                 if !connection.json {
-                    println!("{key}");
+                    say(key);
                 }
             }
         }

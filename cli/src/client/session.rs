@@ -39,7 +39,11 @@ impl SessionFile {
                 None => bail!("neither XDG_CONFIG_HOME nor HOME is set: nowhere to keep the session"),
             },
         };
-        Ok(Self { dir: config.join("keyplane") })
+        Ok(Self::in_dir(config.join("keyplane")))
+    }
+
+    pub fn in_dir(dir: PathBuf) -> Self {
+        Self { dir }
     }
 
     pub fn path(&self) -> PathBuf {

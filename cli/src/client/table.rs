@@ -4,6 +4,8 @@
 
 use serde_json::Value;
 
+use super::terminal::clean;
+
 pub struct Table {
     headers: Vec<&'static str>,
     rows: Vec<Vec<String>>,
@@ -14,9 +16,10 @@ impl Table {
         Self { headers: headers.to_vec(), rows: Vec::new() }
     }
 
+    /// A row of cells, made safe for the terminal here: they hold the API's text.
     pub fn row(&mut self, cells: Vec<String>) {
         debug_assert_eq!(cells.len(), self.headers.len(), "a cell per column");
-        self.rows.push(cells);
+        self.rows.push(cells.iter().map(|cell| clean(cell).into_owned()).collect());
     }
 
     pub fn render(&self) -> String {
@@ -81,5 +84,15 @@ mod tests {
         assert_eq!(cell(&json!(["read:keys", "write:keys"])), "read:keys,write:keys");
         assert_eq!(cell(&json!(42)), "42");
         assert_eq!(time_cell(&json!("2030-01-01T10:11:12.345+02:00")), "2030-01-01 08:11");
+    }
+
+    #[test]
+    fn cells_cannot_drive_the_terminal() {
+        let mut table = Table::new(&["NAME", "SCOPES"]);
+        let hostile = json!("\u{1b}]0;owned\u{7}\u{9b}2J\u{202e}exe");
+        table.row(vec![cell(&hostile), cell(&json!([hostile, "\u{2066}x\t"]))]);
+        let shown = "\u{fffd}]0;owned\u{fffd}\u{fffd}2J\u{fffd}exe";
+        // One character for each replaced: the columns still line up.
+        assert_eq!(table.render(), format!("NAME{}  SCOPES\n{shown}  {shown},\u{fffd}x\u{fffd}\n", " ".repeat(13)));
     }
 }
