@@ -1,6 +1,9 @@
 //! Latency at a fixed rate (open loop): requests are sent on a schedule whatever the server
-//! does, and each latency runs from when the request was due, so a stall counts against
-//! every request it delayed (no coordinated omission, unlike a closed loop such as wrk).
+//! does, and a latency runs from when the request was due whenever the server's previous
+//! answer held it back, so a stall counts against every request it delayed (no coordinated
+//! omission, unlike a closed loop such as wrk). A request that waited only for its turn runs
+//! from when it left: tokio's timer wakes up to a millisecond late, and that is the load
+//! generator's lateness, not the server's.
 
 use std::time::{Duration, Instant};
 
@@ -61,7 +64,11 @@ async fn connection(
     let mut due = first;
     let end = first + duration;
     while due < end {
-        tokio::time::sleep_until(due.into()).await;
+        let ready = Instant::now();
+        if ready < due {
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let start = if ready < due { Instant::now() } else { due };
         let mut request =
             Request::builder().method(shot.method.clone()).uri(&shot.path).header("host", &shot.authority);
         for (name, value) in &shot.headers {
@@ -70,7 +77,7 @@ async fn connection(
         let response = sender.send_request(request.body(Full::new(shot.body.clone()))?).await?;
         let ok = response.status().is_success();
         response.into_body().collect().await?;
-        latencies.push(due.elapsed());
+        latencies.push(start.elapsed());
         failed += u64::from(!ok);
         due += interval;
     }
