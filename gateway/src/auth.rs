@@ -152,7 +152,8 @@ async fn authenticate(
 /// Authenticates the request for `policy` and puts the principal into its [`Caller`]
 /// (which the context middleware put there, with where the request came from).
 async fn require(state: AppState, policy: Policy, mut request: Request, next: Next) -> Response {
-    let Some(caller) = request.extensions().get::<Caller>().cloned() else {
+    // Taken, not cloned: the authenticated caller replaces it below.
+    let Some(caller) = request.extensions_mut().remove::<Caller>() else {
         return ApiError::internal().into_response();
     };
     match authenticate(&state, policy, request.headers(), &caller).await {
@@ -162,7 +163,8 @@ async fn require(state: AppState, policy: Policy, mut request: Request, next: Ne
             request.extensions_mut().insert(authenticated);
             // After authentication, before the route: the limit is the principal's.
             let decision = crate::throttle::for_principal(&state, &principal);
-            let response = crate::throttle::within(&state, decision, Some(&principal.cache_key()), request, next).await;
+            let who = crate::idempotency::Who::Principal(&principal);
+            let response = crate::throttle::within(&state, decision, Some(who), request, next).await;
             counted.answered(&response);
             response
         }

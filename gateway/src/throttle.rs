@@ -28,7 +28,7 @@ pub fn for_principal(state: &AppState, principal: &Principal) -> Option<Decision
 pub async fn within(
     state: &AppState,
     decision: Option<Decision>,
-    who: Option<&str>,
+    who: Option<crate::idempotency::Who<'_>>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -73,8 +73,8 @@ async fn per_address(
 ) -> Response {
     let ip = request.extensions().get::<Caller>().map(|c| c.client_ip.clone()).unwrap_or_default();
     let decision = state.limiter.check(&format!("{group}:{ip}"), rate);
-    let who = idempotent.then(|| format!("anonymous:{ip}"));
-    within(state, Some(decision), who.as_deref(), request, next).await
+    let who = idempotent.then_some(crate::idempotency::Who::Address(&ip));
+    within(state, Some(decision), who, request, next).await
 }
 
 /// Signup, login, refresh and verify-email: one budget per address, against guessing.

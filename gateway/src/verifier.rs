@@ -64,7 +64,9 @@ impl Verifier {
     pub async fn verify_secret(&self, secret: &Secret, origin: &Caller) -> Result<Arc<Principal>, ApiError> {
         let verdict = self
             .local
-            .get_or_fetch(secret.hash(), 0, |floor| self.fetch(secret.expose(), floor, origin))
+            // The fetch (a gRPC call) is boxed: unboxed, its state would sit in every
+            // request's future, cache hits included, each layer allocating and copying it.
+            .get_or_fetch(secret.hash(), 0, |floor| Box::pin(self.fetch(secret.expose(), floor, origin)))
             .await
             .map_err(|e| match e {
                 LookupError::Failed(error) => (*error).clone(),
@@ -93,7 +95,7 @@ impl Verifier {
 
     /// A session bearer: not cached here (identity caches session liveness).
     pub async fn verify_session(&self, token: &str, origin: &Caller) -> Result<Arc<Principal>, ApiError> {
-        self.authenticate(token, 0, origin).await.map(|(principal, _)| Arc::new(principal))
+        Box::pin(self.authenticate(token, 0, origin)).await.map(|(principal, _)| Arc::new(principal))
     }
 
     async fn authenticate(
