@@ -262,12 +262,15 @@ impl Client {
     /// spent. Under the session's lock, and only if no other `keyplane` did it meanwhile.
     async fn refresh(&mut self, refused_bearer: &str) -> Result<()> {
         let _lock = self.file.lock()?;
-        if let Some(latest) = self.file.load()?
-            && latest.url == self.session.url
-            && latest.access_token != refused_bearer
-        {
-            self.session = latest;
-            return Ok(());
+        // Another run's session for the same account on the same gateway: newer tokens, or
+        // the dev org it learnt, are kept rather than overwritten.
+        let latest = self.file.load()?.filter(|l| l.url == self.session.url && l.email == self.session.email);
+        if let Some(latest) = &latest {
+            if latest.access_token != refused_bearer {
+                self.session = latest.clone();
+                return Ok(());
+            }
+            self.session.dev_org_id = self.session.dev_org_id.take().or_else(|| latest.dev_org_id.clone());
         }
         let request = Request::post("/api/v1/auth/refresh", json!({"refresh_token": self.session.refresh_token}));
         let reply = match self.gateway.send(&request, None).await {

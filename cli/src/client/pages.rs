@@ -28,13 +28,18 @@ fn is_path(target: &str) -> bool {
     target.starts_with('/') && !target[1..].starts_with(['/', '\\']) && target.bytes().all(|b| b.is_ascii_graphic())
 }
 
+/// More pages than any org has (100 items each): a gateway naming a new page every time
+/// would otherwise be followed for ever.
+const MAX_PAGES: usize = 10_000;
+
 /// The pages asked for so far, by cursor or link.
 #[derive(Default)]
 pub struct Seen(HashSet<String>);
 
 impl Seen {
-    /// Fails if the gateway named `next` before.
+    /// Fails if the gateway named `next` before, or named too many pages.
     pub fn first_time(&mut self, next: &str) -> Result<()> {
+        ensure!(self.0.len() < MAX_PAGES, "the gateway named over {MAX_PAGES} pages: stopped");
         ensure!(
             self.0.insert(next.to_owned()),
             "the gateway named the page {next:?} twice: stopped, as its pages would never end"
@@ -51,6 +56,15 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(LINK, link.parse().unwrap());
         next_link(&headers)
+    }
+
+    #[test]
+    fn pages_without_end_are_not_followed() {
+        let mut seen = Seen::default();
+        for page in 0..MAX_PAGES {
+            seen.first_time(&format!("/p?cursor={page}")).unwrap();
+        }
+        assert!(seen.first_time("/p?cursor=new").unwrap_err().to_string().contains("pages: stopped"));
     }
 
     #[test]
