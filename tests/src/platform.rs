@@ -284,7 +284,7 @@ impl Platform {
 
     /// `keyplane serve --target <target>` as a process of its own beside this platform
     /// (its Redis and internal secret), with `extra` settings.
-    pub fn serve(&self, target: &str, extra: &[(&str, String)]) -> std::process::Child {
+    pub fn serve(&self, target: &str, extra: &[(&str, String)]) -> Process {
         let mut command = std::process::Command::new(crate::keyplane_binary());
         command
             .args(["serve", "--target", target])
@@ -298,7 +298,7 @@ impl Platform {
         for (name, value) in extra {
             command.env(name, value);
         }
-        command.spawn().unwrap_or_else(|e| panic!("start keyplane serve --target {target}: {e}"))
+        Process(command.spawn().unwrap_or_else(|e| panic!("start keyplane serve --target {target}: {e}")))
     }
 
     /// What a gateway process listening on `port` needs to join this platform.
@@ -343,5 +343,29 @@ impl Platform {
 impl Drop for Platform {
     fn drop(&mut self) {
         self.shutdown.cancel();
+    }
+}
+
+/// A `keyplane` process a test started: killed when dropped, so a failing test leaves
+/// none running.
+pub struct Process(pub std::process::Child);
+
+impl std::ops::Deref for Process {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Process {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
