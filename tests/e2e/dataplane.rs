@@ -230,3 +230,60 @@ async fn an_https_backend_is_reached_over_verified_tls() {
     assert!(answers[0].text.contains("s_server"), "the backend's own page: {}", answers[0].text);
     assert_eq!((answers[1].status, answers[1].error_code()), (502, "bad_gateway"), "an untrusted certificate");
 }
+
+/// Answers pass through whole whatever their size (a small one is read whole first, a
+/// large or unsized one streams), and one that breaks off before its declared length is a
+/// 502 in the contract's shape, never a truncated 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_arrive_whole_small_large_or_streamed_and_a_broken_one_is_502() {
+    use axum::{Router, body::Body, routing::get};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let large = "x".repeat(200 * 1024);
+    let backend = Router::new()
+        .route("/api/v1/developer/answers/small", get(|| async { "small answer" }))
+        .route("/api/v1/developer/answers/large", get(move || std::future::ready(large.clone())))
+        .route(
+            "/api/v1/developer/answers/streamed",
+            get(|| async {
+                let chunks = futures_util::stream::iter(["one ", "two ", "three"].map(Ok::<_, std::io::Error>));
+                Body::from_stream(chunks)
+            }),
+        );
+    let listener = keyplane_common::testsuite::listener().await;
+    let upstream = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, backend).await });
+    // A backend that promises 100 bytes and sends 5.
+    let broken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let broken_upstream = format!("http://{}", broken.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = broken.accept().await {
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nshort").await;
+        }
+    });
+
+    let p = Platform::start().await;
+    let route = |prefix: &str, upstream: &str| keyplane_gateway::config::DataRoute {
+        prefix: prefix.into(),
+        upstream: upstream.into(),
+        read_scope: "read:families".into(),
+        write_scope: "write:families".into(),
+    };
+    let routes =
+        vec![route("/api/v1/developer/answers", &upstream), route("/api/v1/developer/broken", &broken_upstream)];
+    let (gateway, _stop) = p.gateway_replica_with(|config| config.routes = routes).await;
+    let user = p.api.signup().await;
+    let (_, key) = p.api.dev_org(&user, true).await;
+    let key = key.unwrap();
+
+    let small = gateway.get("/api/v1/developer/answers/small", Some(&key)).await;
+    assert_eq!((small.status, small.text.as_str()), (200, "small answer"));
+    let large = gateway.get("/api/v1/developer/answers/large", Some(&key)).await;
+    assert_eq!(large.status, 200);
+    assert_eq!(large.text.len(), 200 * 1024, "the whole large answer");
+    let streamed = gateway.get("/api/v1/developer/answers/streamed", Some(&key)).await;
+    assert_eq!((streamed.status, streamed.text.as_str()), (200, "one two three"));
+    let broken = gateway.get("/api/v1/developer/broken/x", Some(&key)).await;
+    assert_eq!((broken.status, broken.error_code()), (502, "bad_gateway"), "{}", broken.text);
+}
