@@ -377,3 +377,84 @@ async fn another_advisors_key_cannot_answer_a_consultation() {
     assert_eq!(state.str("status"), "pending", "nobody answered: {}", state.text);
     assert!(state.body["response"].is_null());
 }
+
+/// Retiring an advisor's payload key takes an admin of its org: a plain member is refused
+/// (403) and the key stays listed, active, and still answers for the advisor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_member_cannot_retire_a_payload_key() {
+    let p = Platform::start().await;
+    let owner = p.api.signup().await;
+    let (org, _) = p.api.dev_org(&owner, false).await;
+    let member = p.api.verified_signup().await;
+    p.api.join(&owner.token, &org, &member, "member").await;
+    let advisor = register(&p.api, &owner, &org, "").await;
+    let key = AdvisorKey::new("acme-1");
+    assert_eq!(declare(&p.api, &owner, &advisor, &key, &Signing::default()).await.status, 201);
+    let listed = format!("/api/v1/advisors/{advisor}/payload-keys");
+    let before = p.api.get(&listed, None).await;
+
+    let retire = format!("/api/v1/advisors/{advisor}/payload-keys/acme-1");
+    let refused = p.api.delete(&retire, Some(&member.token)).await;
+    assert_eq!((refused.status, refused.error_code()), (403, "insufficient_role"), "{}", refused.text);
+
+    let after = p.api.get(&listed, None).await;
+    assert_eq!(after.status, 200, "{}", after.text);
+    assert_eq!(after.body, before.body, "a member's refused retirement changed the keys");
+    assert_eq!(
+        (after.body["keys"].as_array().unwrap().len(), &after.body["keys"][0]["kid"], &after.body["keys"][0]["status"]),
+        (1, &json!("acme-1"), &json!("active")),
+        "{}",
+        after.text
+    );
+    // The key still answers for the advisor.
+    let asked = p
+        .api
+        .post("/api/v1/advisors/consult", Some(&member.token), json!({"advisor_id": advisor, "question": "?"}))
+        .await;
+    assert_eq!(asked.status, 202, "{}", asked.text);
+    let answer = format!("/api/v1/advisors/{advisor}/consultations/{}/response", asked.str("id"));
+    let answered = signed_post(&p.api, &answer, None, &json!({"answer": "yes"}), &key, &Signing::default()).await;
+    assert_eq!(answered.status, 200, "the key no longer answers: {}", answered.text);
+}
+
+/// Another org's owner, holding a key it can sign with, can neither declare it on this
+/// org's advisor nor retire this advisor's key: the advisor does not exist for it (404),
+/// and its keys are as they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_orgs_owner_can_neither_declare_nor_retire_a_payload_key() {
+    let p = Platform::start().await;
+    let alice = p.api.verified_signup().await;
+    let (org_a, _) = p.api.dev_org(&alice, false).await;
+    let advisor = register(&p.api, &alice, &org_a, "").await;
+    let key_a = AdvisorKey::new("a-1");
+    assert_eq!(declare(&p.api, &alice, &advisor, &key_a, &Signing::default()).await.status, 201);
+    let mallory = p.api.verified_signup().await;
+    let (org_m, _) = p.api.dev_org(&mallory, false).await;
+    register(&p.api, &mallory, &org_m, "").await;
+    let listed = format!("/api/v1/advisors/{advisor}/payload-keys");
+    let before = p.api.get(&listed, None).await;
+    assert_eq!(before.status, 200, "{}", before.text);
+
+    // A declaration with a valid proof of possession, by an owner, but of another org.
+    let key_m = AdvisorKey::new("m-1");
+    let declared = declare(&p.api, &mallory, &advisor, &key_m, &Signing::default()).await;
+    assert_eq!((declared.status, declared.error_code()), (404, "advisor_not_found"), "{}", declared.text);
+    let retired = p.api.delete(&format!("{listed}/a-1"), Some(&mallory.token)).await;
+    assert_eq!((retired.status, retired.error_code()), (404, "advisor_not_found"), "{}", retired.text);
+    // The same answer as for an advisor that does not exist at all.
+    let nowhere = format!("/api/v1/advisors/{}/payload-keys/a-1", uuid::Uuid::now_v7());
+    let unknown = p.api.delete(&nowhere, Some(&mallory.token)).await;
+    assert_eq!((unknown.status, unknown.error_code()), (404, "advisor_not_found"), "{}", unknown.text);
+
+    let after = p.api.get(&listed, None).await;
+    assert_eq!(after.body, before.body, "another org's owner changed the advisor's keys");
+    assert_eq!((&after.body["keys"][0]["kid"], &after.body["keys"][0]["status"]), (&json!("a-1"), &json!("active")));
+    // Mallory's key answers nothing for the advisor.
+    let asked = p
+        .api
+        .post("/api/v1/advisors/consult", Some(&alice.token), json!({"advisor_id": advisor, "question": "?"}))
+        .await;
+    let answer = format!("/api/v1/advisors/{advisor}/consultations/{}/response", asked.str("id"));
+    let forged = signed_post(&p.api, &answer, None, &json!({"answer": "Mallory's"}), &key_m, &Signing::default()).await;
+    assert_eq!((forged.status, forged.error_code()), (401, "invalid_signature"), "{}", forged.text);
+}

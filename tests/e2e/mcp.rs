@@ -107,3 +107,84 @@ async fn an_agent_lists_and_creates_keys_through_a_real_mcp_client() {
     assert!(refused, "a revoked MCP token still called a tool");
     assert!(connect(&p.api, &token).await.is_err());
 }
+
+/// Whether `token` still acts on `org` through /mcp, as an agent would use it.
+async fn acts_on(api: &Api, token: &str, org: &str) -> bool {
+    let Ok(client) = connect(api, token).await else { return false };
+    let params = CallToolRequestParams::new("whoami");
+    let Ok(result) = client.call_tool(params).await else { return false };
+    let text = result.content.first().and_then(|c| c.as_text()).map(|t| t.text.clone()).unwrap_or_default();
+    let me: Value = serde_json::from_str(&text).unwrap_or_default();
+    result.is_error != Some(true) && me["org_id"] == org
+}
+
+/// The caller's listed token `id`, if any.
+async fn listed(api: &Api, user: &User, id: &str) -> Option<Value> {
+    let reply = api.get("/api/v1/mcp-tokens", Some(&user.token)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    reply.body["data"].as_array().unwrap().iter().find(|t| t["id"] == id).cloned()
+}
+
+/// A raw call of /mcp with `token`: what a revoked token's holder sees.
+async fn raw_mcp(api: &Api, token: &str) -> keyplane_e2e::Reply {
+    api.post("/mcp", Some(token), json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})).await
+}
+
+/// Revoking an MCP token takes its owner or an admin of its org: another plain member of
+/// the org is told the token does not exist (404) and the token keeps working; an admin
+/// revokes it, and it is refused at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_member_cannot_revoke_anothers_mcp_token_but_an_admin_can() {
+    let p = Platform::start().await;
+    let owner = p.api.signup().await;
+    let (org, _) = p.api.dev_org(&owner, false).await;
+    let (bob, carol, admin) =
+        (p.api.verified_signup().await, p.api.verified_signup().await, p.api.verified_signup().await);
+    p.api.join(&owner.token, &org, &bob, "member").await;
+    p.api.join(&owner.token, &org, &carol, "member").await;
+    p.api.join(&owner.token, &org, &admin, "admin").await;
+    let (id, token) = mcp_token(&p.api, &bob, &org, json!(["read:keys"])).await;
+    assert!(acts_on(&p.api, &token, &org).await, "the fresh token works");
+    let path = format!("/api/v1/mcp-tokens/{id}");
+
+    let refused = p.api.delete(&path, Some(&carol.token)).await;
+    assert_eq!((refused.status, refused.error_code()), (404, "mcp_token_not_found"), "{}", refused.text);
+    // Exactly what a token that does not exist answers.
+    let unknown = p.api.delete(&format!("/api/v1/mcp-tokens/{}", uuid::Uuid::now_v7()), Some(&carol.token)).await;
+    assert_eq!((unknown.status, unknown.error_code()), (404, "mcp_token_not_found"), "{}", unknown.text);
+    let kept = listed(&p.api, &bob, &id).await.expect("bob's token is still listed");
+    assert!(kept["revoked_at"].is_null(), "{kept}");
+    assert!(acts_on(&p.api, &token, &org).await, "a plain member's refused revocation stopped the token");
+
+    let revoked = p.api.delete(&path, Some(&admin.token)).await;
+    assert_eq!(revoked.status, 200, "an admin revokes a member's token: {}", revoked.text);
+    assert_eq!((revoked.str("id"), revoked.body["revoked_at"].is_string()), (id.clone(), true), "{}", revoked.text);
+    let refused_now =
+        eventually(std::time::Duration::from_secs(1), || async { raw_mcp(&p.api, &token).await.status == 401 }).await;
+    assert!(refused_now, "the revoked token still opens /mcp after a second");
+    let reply = raw_mcp(&p.api, &token).await;
+    assert_eq!((reply.status, reply.error_code()), (401, "key_revoked"), "{}", reply.text);
+    assert!(!acts_on(&p.api, &token, &org).await, "a revoked token still called a tool");
+    assert!(listed(&p.api, &bob, &id).await.expect("still listed")["revoked_at"].is_string());
+}
+
+/// A user of another org, an owner there, cannot revoke this org's MCP token: 404, as
+/// for a token that does not exist, and the token keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_orgs_user_cannot_revoke_an_mcp_token() {
+    let p = Platform::start().await;
+    let alice = p.api.signup().await;
+    let (org, _) = p.api.dev_org(&alice, false).await;
+    let (id, token) = mcp_token(&p.api, &alice, &org, json!(["read:keys"])).await;
+    let mallory = p.api.signup().await;
+    let (org_m, _) = p.api.dev_org(&mallory, false).await;
+    assert_ne!(org, org_m);
+
+    let refused = p.api.delete(&format!("/api/v1/mcp-tokens/{id}"), Some(&mallory.token)).await;
+    assert_eq!((refused.status, refused.error_code()), (404, "mcp_token_not_found"), "{}", refused.text);
+    let unknown = p.api.delete(&format!("/api/v1/mcp-tokens/{}", uuid::Uuid::now_v7()), Some(&mallory.token)).await;
+    assert_eq!((unknown.status, unknown.error_code()), (404, "mcp_token_not_found"), "{}", unknown.text);
+    assert!(listed(&p.api, &mallory, &id).await.is_none(), "another org's token is listed to Mallory");
+    assert!(listed(&p.api, &alice, &id).await.expect("alice's token is still listed")["revoked_at"].is_null());
+    assert!(acts_on(&p.api, &token, &org).await, "another org's user stopped the token");
+}
