@@ -321,8 +321,7 @@ async fn each_bad_signature_is_refused_and_says_why() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_delivery_logs_no_endpoint_token() {
     let p = Platform::start().await;
-    let owner = p.api.verified_signup().await;
-    let (org, _) = p.api.dev_org(&owner, false).await;
+    let (owner, org) = p.api.verified_owner().await;
     let secret = format!("hooktoken{}", uuid::Uuid::new_v4().simple());
     let endpoint = format!("{}/hook?token={secret}", Platform::closed_address().await);
     let advisor = register(&p.api, &owner, &org, &endpoint).await;

@@ -145,8 +145,7 @@ fn sha256_hex(token: &str) -> String {
 async fn a_signed_alert_stops_a_leaked_key_everywhere_audits_it_and_mails_the_owners() {
     let (_set, github, p) = setup(&[]).await;
     let (replica, _stop) = p.gateway_replica().await;
-    let owner = p.api.verified_signup().await;
-    let (org, _) = p.api.dev_org(&owner, false).await;
+    let (owner, org) = p.api.verified_owner().await;
     let (_, leaked) = p.api.key(&owner.token, &org, json!({"name": "ci", "environment": "live"})).await;
     let (_, kept) = p.api.key(&owner.token, &org, json!({"name": "prod", "environment": "live"})).await;
     let token = p
@@ -209,8 +208,7 @@ async fn eventually_events(api: &Api, bearer: &str, org: &str, action: &str, cou
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leaked_previous_secret_ends_its_grace_and_the_new_secret_keeps_working() {
     let (_set, github, p) = setup(&[]).await;
-    let owner = p.api.verified_signup().await;
-    let (org, _) = p.api.dev_org(&owner, false).await;
+    let (owner, org) = p.api.verified_owner().await;
     let (id, old) = p.api.key(&owner.token, &org, json!({"name": "ci", "environment": "test"})).await;
     let new = p.api.regenerate(&owner.token, &org, &id, 3600).await.str("key");
     assert_eq!(p.api.get("/api/v1/developer/families", Some(&old)).await.status, 200, "in its grace period");
@@ -323,8 +321,7 @@ async fn a_wrong_checksum_is_a_false_positive_without_a_lookup_and_no_key_set_fa
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leaked_previous_secret_is_named_by_its_own_prefix_not_the_new_ones() {
     let (_set, github, p) = setup(&[]).await;
-    let owner = p.api.verified_signup().await;
-    let (org, _) = p.api.dev_org(&owner, false).await;
+    let (owner, org) = p.api.verified_owner().await;
     let (id, old) = p.api.key(&owner.token, &org, json!({"name": "ci", "environment": "live"})).await;
     let new = p.api.regenerate(&owner.token, &org, &id, 3600).await.str("key");
 
@@ -490,8 +487,7 @@ async fn revoke_leaked_over_grpc_as_a_user_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leak_event_from_another_service_mails_no_owner() {
     let (_set, github, p) = setup(&[]).await;
-    let owner = p.api.verified_signup().await;
-    let (org, _) = p.api.dev_org(&owner, false).await;
+    let (owner, org) = p.api.verified_owner().await;
     let (id, leaked) = p.api.key(&owner.token, &org, json!({"name": "ci", "environment": "live"})).await;
     let forged = AuditRecord {
         id: uuid::Uuid::now_v7(),
@@ -524,8 +520,7 @@ async fn a_leak_event_from_another_service_mails_no_owner() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_duplicate_alerts_audit_and_mail_once() {
     let (_set, github, p) = setup(&[]).await;
-    let owner = p.api.verified_signup().await;
-    let (org, _) = p.api.dev_org(&owner, false).await;
+    let (owner, org) = p.api.verified_owner().await;
     let (_, leaked) = p.api.key(&owner.token, &org, json!({"name": "ci", "environment": "live"})).await;
     let matches = json!([found(&leaked, "phosra_live_key"), found(&leaked, "phosra_live_key")]);
     let body = serde_json::to_vec(&matches).unwrap();
@@ -549,8 +544,7 @@ async fn concurrent_duplicate_alerts_audit_and_mail_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_key_reported_causes_no_audit_or_mail() {
     let (_set, github, p) = setup(&[]).await;
-    let owner = p.api.verified_signup().await;
-    let (org, _) = p.api.dev_org(&owner, false).await;
+    let (owner, org) = p.api.verified_owner().await;
     let (id, revoked) = p.api.key(&owner.token, &org, json!({"name": "gone", "environment": "live"})).await;
     assert!(p.api.delete(&format!("/api/v1/developers/orgs/{org}/keys/{id}"), Some(&owner.token)).await.status < 300);
     let soon = (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339();

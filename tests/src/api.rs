@@ -203,6 +203,13 @@ impl Api {
         (reply.str("id"), key)
     }
 
+    /// A verified user and the developer org it owns, without a key.
+    pub async fn verified_owner(&self) -> (User, String) {
+        let owner = self.verified_signup().await;
+        let (org, _) = self.dev_org(&owner, false).await;
+        (owner, org)
+    }
+
     /// Creates a key in `org` and answers the whole reply.
     pub async fn create_key(&self, bearer: &str, org: &str, body: Value) -> Reply {
         self.post(&format!("/api/v1/developers/orgs/{org}/keys"), Some(bearer), body).await
