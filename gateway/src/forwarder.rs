@@ -86,7 +86,9 @@ impl Forwarder {
         *request.method_mut() = call.method.clone();
         *request.uri_mut() = uri;
         *request.headers_mut() = outgoing_headers(call.headers, signed, call.request_id);
-        let upstream = match tokio::time::timeout(self.timeout, self.http.request(request)).await {
+        // One deadline for the answer's start and, for a small answer, its end.
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let upstream = match tokio::time::timeout_at(deadline, self.http.request(request)).await {
             Ok(Ok(upstream)) => upstream,
             Ok(Err(e)) => {
                 // Without the URL: its query may carry what the caller meant for the backend only.
@@ -114,10 +116,23 @@ impl Forwarder {
         // answer anew.
         let length = axum::body::HttpBody::size_hint(&body).exact();
         if length.is_some_and(|length| length <= BUFFERED_ANSWER as u64) {
-            let whole = tokio::time::timeout(self.timeout, http_body_util::BodyExt::collect(body)).await;
-            let Ok(Ok(whole)) = whole else {
-                tracing::warn!(prefix = %call.route.prefix, "data-plane backend's answer broke off");
-                return Err(ApiError::new(StatusCode::BAD_GATEWAY, "bad_gateway", "the backend's answer broke off"));
+            let whole = match tokio::time::timeout_at(deadline, http_body_util::BodyExt::collect(body)).await {
+                Ok(Ok(whole)) => whole,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, prefix = %call.route.prefix, "data-plane backend's answer broke off");
+                    return Err(ApiError::new(
+                        StatusCode::BAD_GATEWAY,
+                        "bad_gateway",
+                        "the backend's answer broke off",
+                    ));
+                }
+                Err(_) => {
+                    return Err(ApiError::new(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "timeout",
+                        "the backend did not answer in time",
+                    ));
+                }
             };
             return Ok(Response::from_parts(parts, Body::from(whole.to_bytes())));
         }

@@ -420,7 +420,9 @@ impl RedisBackend {
             return Err(CacheError::Unavailable);
         }
         let Some(link) = self.link.current() else {
-            self.link.refresh();
+            // No master named yet: open the breaker (which asks the sentinels again) rather
+            // than ask on every command of every request.
+            self.trip();
             return Err(CacheError::Unavailable);
         };
         // A client span named by the OpenTelemetry database conventions, for the exporter.
