@@ -13,7 +13,6 @@ use axum::{
     Router,
     body::Body,
     http::{HeaderMap, HeaderValue, StatusCode, header},
-    middleware::map_response,
     response::{IntoResponse, Response},
     routing::{any, get},
 };
@@ -96,8 +95,9 @@ pub fn router() -> Router<AppState> {
             get(move |headers: HeaderMap| async move { serve(number, asset, &headers) }),
         );
     }
-    // Anything else under /console is a 404 that still carries the console's headers.
-    router.route("/console/{*rest}", any(not_found)).layer(map_response(secure))
+    // Anything else under /console is a 404. The console's headers go on every answer
+    // under /console from the outermost middleware (`context`), refusals before routing too.
+    router.route("/console/{*rest}", any(not_found))
 }
 
 async fn index() -> Response {
@@ -129,13 +129,8 @@ async fn not_found() -> ApiError {
 }
 
 /// The headers of every console response, errors included.
-async fn secure(mut response: Response) -> Response {
-    secure_headers(response.headers_mut());
-    response
-}
-
-/// The console's headers. Also set by the outermost middleware on every answer under
-/// `/console`, since a malformed path (400) or a wrong method (405) never reaches this router.
+/// The console's headers, set by the outermost middleware on every answer under `/console`
+/// (a malformed path's 400 and a wrong method's 405 never reach this router).
 pub fn secure_headers(headers: &mut HeaderMap) {
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));

@@ -59,9 +59,6 @@ impl Record {
     }
 }
 
-/// Runs `request` once per (principal, Idempotency-Key); `principal` names who is asking
-/// (`user:…`, `api_key:…`, `anonymous:<address>`). Requests without the header, and other
-/// methods than POST, pass straight through.
 /// Whose Idempotency-Keys a request's are: a principal's, or an anonymous caller's
 /// address's. Its record key is built only for a POST that carries one.
 #[derive(Clone, Copy)]
@@ -79,6 +76,9 @@ impl Who<'_> {
     }
 }
 
+/// Runs `request` once per (who, Idempotency-Key): `user:…`, `api_key:…` or
+/// `anonymous:<address>`. Requests without the header, and other methods than POST, pass
+/// straight through.
 pub async fn once(state: &AppState, who: Who<'_>, request: Request, next: Next) -> Response {
     if request.method() != Method::POST || !request.headers().contains_key(HEADER) {
         return next.run(request).await;
@@ -89,7 +89,7 @@ pub async fn once(state: &AppState, who: Who<'_>, request: Request, next: Next) 
     Box::pin(keyed(state, &who.key(), request, next)).await
 }
 
-/// A POST carrying an Idempotency-Key.
+/// A POST carrying an Idempotency-Key (`once` saw one).
 async fn keyed(state: &AppState, principal: &str, request: Request, next: Next) -> Response {
     let mut keys = request.headers().get_all(HEADER).iter();
     let Some(raw_key) = keys.next() else { return next.run(request).await };

@@ -6,27 +6,14 @@ use keyplane_proto::{identity::v1 as identity, keys::v1 as keys, orgs::v1 as org
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// The words the contract spells some fields with, for the document: each field keeps the
-/// services' own value, and the e2e suite checks every answer against these.
+/// The words the contract spells some fields with, for the document (roles and environments
+/// are the common crate's own enums): each field keeps the services' own value, and the e2e suite checks every answer against these.
 #[allow(dead_code)] // described, never built
 pub mod names {
     use serde::Serialize;
     use utoipa::ToSchema;
 
-    #[derive(Serialize, ToSchema)]
-    #[serde(rename_all = "snake_case")]
-    pub enum Role {
-        Owner,
-        Admin,
-        Member,
-    }
-
-    #[derive(Serialize, ToSchema)]
-    #[serde(rename_all = "snake_case")]
-    pub enum Environment {
-        Test,
-        Live,
-    }
+    pub use keyplane_common::{authz::Role, credential::Environment};
 
     #[derive(Serialize, ToSchema)]
     #[serde(rename_all = "snake_case")]

@@ -16,7 +16,7 @@ use utoipa::{
 
 /// Where the versioned routes live: the document's server, so that a client's base URL is
 /// `https://host/api/v1` and its paths read like the seed's (`/developers/orgs`).
-pub const BASE: &str = "/api/v1";
+const BASE: &str = "/api/v1";
 
 /// Operations served under [`BASE`] and at one more prefix: the document lists the path
 /// once, with both servers (`/api/ensure-dev-org` is the seed's address for it).
@@ -104,7 +104,7 @@ impl Modify for SecuritySchemes {
 
 /// The document as clients read it: paths relative to [`BASE`] (the root server kept on
 /// those outside it), and every operation's errors described by the one `Error` shape.
-pub fn publish(document: utoipa::openapi::OpenApi) -> Value {
+fn publish(document: utoipa::openapi::OpenApi) -> Value {
     let mut document = serde_json::to_value(document).expect("the document serializes");
     document["openapi"] = json!("3.1.0");
     document["servers"] = json!([{ "url": BASE, "description": "this gateway" }]);
@@ -150,7 +150,7 @@ fn describe_errors(operation: &mut Value) {
 
 /// The published document, served as it was built.
 #[derive(Clone)]
-pub struct Published(pub Bytes);
+pub struct Published(Bytes);
 
 impl Published {
     pub fn new(document: utoipa::openapi::OpenApi) -> Self {

@@ -17,6 +17,7 @@ const CRC_HEX: usize = 8;
 pub const DISPLAY_PREFIX_LEN: usize = 16;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Environment {
     Test,

@@ -471,7 +471,10 @@ export type RegisterBody = {
     org_id: string;
 };
 
-export type Role = 'owner' | 'admin' | 'member';
+/**
+ * A member's role. Ordered: each role can do everything the one before it can.
+ */
+export type Role = 'member' | 'admin' | 'owner';
 
 export type RoleBody = {
     role: Role;
