@@ -1,7 +1,7 @@
 //! `keyplane keys list|create|revoke|rotate`. A secret is printed once, alone on standard
 //! output, with the warning on standard error.
 
-use anyhow::Result;
+use anyhow::{Result, anyhow};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
@@ -110,7 +110,7 @@ pub async fn run(connection: &Connection, verb: Verb) -> Result<()> {
                 cell(&key["id"]),
                 cell(&key["environment"])
             ));
-            secret(&key, connection.json);
+            secret(&key, connection.json)?;
         }
         Verb::Revoke { org, key_id } => {
             let org = org.id(&mut client).await?;
@@ -131,7 +131,7 @@ pub async fn run(connection: &Connection, verb: Verb) -> Result<()> {
                 at => format!("the previous secret works until {} UTC", time_cell(at)),
             };
             warn_shown_once(&format!("Rotated key {:?} ({key_id}): {until}", cell(&key["name"])));
-            secret(&key, connection.json);
+            secret(&key, connection.json)?;
         }
     }
     Ok(())
@@ -175,10 +175,13 @@ fn list(keys: &[Value]) {
 }
 
 /// The new secret alone (so `$(keyplane keys create …)` is the key), or the API's JSON.
-fn secret(key: &Value, json: bool) {
+/// No secret in the answer is an error, never a placeholder a script would take for one.
+fn secret(key: &Value, json: bool) -> Result<()> {
+    let secret = key["key"].as_str().ok_or_else(|| anyhow!("the gateway's answer has no key"))?;
     if json {
         print_json(key);
     } else {
-        say(&cell(&key["key"]));
+        say(secret);
     }
+    Ok(())
 }

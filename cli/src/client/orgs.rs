@@ -1,7 +1,7 @@
 //! `keyplane orgs list|create|get|ensure`, and which org a command means when `--org` is
 //! not given.
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
 use serde_json::{Value, json};
 
 use super::{
@@ -135,13 +135,24 @@ pub async fn run(connection: &Connection, verb: Verb) -> Result<()> {
         Verb::Ensure { name, bootstrap_key } => {
             let body = json!({"name": name.unwrap_or_default(), "bootstrap_key": bootstrap_key});
             let org = client.send(Request::post("/api/ensure-dev-org", body)).await?.body;
-            client.remember_dev_org(&cell(&org["id"]))?;
-            show(&org, connection.json);
-            if let Some(key) = org["first_key"]["key"].as_str() {
-                warn_shown_once(&format!("Minted the org's first key ({})", cell(&org["first_key"]["id"])));
-                if !connection.json {
+            let id = org["id"].as_str().ok_or_else(|| anyhow!("the gateway's answer has no id"))?;
+            client.remember_dev_org(id)?;
+            match org["first_key"]["key"].as_str() {
+                // A new secret goes alone to stdout, as `keys create` prints it.
+                Some(key) if !connection.json => {
+                    let minted = format!(
+                        "Minted the first key ({}) of org {}",
+                        cell(&org["first_key"]["id"]),
+                        cell(&org["slug"])
+                    );
+                    warn_shown_once(&minted);
                     say(key);
                 }
+                Some(_) => {
+                    warn_shown_once(&format!("Minted the org's first key ({})", cell(&org["first_key"]["id"])));
+                    show(&org, true);
+                }
+                None => show(&org, connection.json),
             }
         }
     }

@@ -37,7 +37,15 @@ async fn ask(prompt: &'static str) -> Result<String> {
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let asking = tokio::task::spawn_blocking(move || ask_blocking(prompt));
     tokio::select! {
-        answer = asking => answer?,
+        answer = asking => {
+            // tokio's handler stays installed for the rest of the process: Ctrl-C must
+            // still end it (during the request that follows, say), as it would by default.
+            tokio::spawn(async move {
+                interrupt.recv().await;
+                std::process::exit(130);
+            });
+            answer?
+        }
         _ = interrupt.recv() => {
             if let Ok(tty) = terminal() {
                 let _ = stty(&tty, "echo");
