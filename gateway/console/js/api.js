@@ -91,8 +91,12 @@ async function refreshSession() {
         const { body } = await send('POST', '/api/v1/auth/refresh', { body: { refresh_token: spent } });
         keep(body);
       } catch (error) {
-        forget();
-        onSessionEnded();
+        // Only the API's refusal ends the session; a network blip keeps it (and any
+        // secret on screen) for the next try.
+        if (error instanceof ApiError && (error.status === 400 || error.status === 401)) {
+          forget();
+          onSessionEnded();
+        }
         throw error;
       } finally {
         refreshing = null;

@@ -111,9 +111,10 @@ export async function renderKeys(view, ctx) {
       const note = answer.grace_ends_at
         ? `The previous secret works until ${new Date(answer.grace_ends_at).toLocaleString()}.`
         : 'The previous secret no longer works.';
-      await load();
+      // The secret first: it exists nowhere else, and the list's reload may fail.
       showSecret(secretSlot, { what: 'API key', name: answer.name, secret: answer.key, note, onDismiss: focusList });
       announce(`Key ${key.name} regenerated. Copy the new secret now.`);
+      await load();
     });
   }
 
@@ -142,9 +143,10 @@ export async function renderKeys(view, ctx) {
     ),
     secretSlot,
     createForm(org, keysPath, async (created) => {
-      await load();
+      // The secret first: it exists nowhere else, and the list's reload may fail.
       showSecret(secretSlot, { what: 'API key', name: created.name, secret: created.key, onDismiss: focusList });
       announce(`Key ${created.name} created. Copy it now: it is shown only once.`);
+      await load();
     }),
     h('section', { class: 'card', 'aria-labelledby': listHeading.id }, listHeading, listSlot),
   );

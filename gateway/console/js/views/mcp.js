@@ -79,7 +79,7 @@ export async function renderMcpTokens(view, ctx) {
       const body = { name: name.value.trim(), org_id: org.id, scopes: scopes.read(), expires_at: expiry.read() };
       const created = await call('POST', '/api/v1/mcp-tokens', { body });
       name.value = '';
-      await load();
+      // The secret first: it exists nowhere else, and the list's reload may fail.
       showSecret(secretSlot, {
         what: 'MCP token',
         name: created.name,
@@ -88,6 +88,7 @@ export async function renderMcpTokens(view, ctx) {
         onDismiss: () => listHeading.focus(),
       });
       announce(`Token ${created.name} created. Copy it now: it is shown only once.`);
+      await load();
     });
   });
 
