@@ -73,14 +73,19 @@ async fn the_console_drives_the_whole_funnel_in_a_browser() {
     assert_eq!(missing.headers()["content-security-policy"], CSP);
     assert!(missing.headers().get("set-cookie").is_none());
     // Refused before any console route runs (a malformed path, a wrong method): the same.
-    for (method, path) in
-        [("GET", "/console/"), ("GET", "/console//keys"), ("POST", "/console"), ("DELETE", "/console/js/app.js")]
-    {
+    for (method, path, status, code) in [
+        ("GET", "/console/", 400, "invalid_path"),
+        ("GET", "/console//keys", 400, "invalid_path"),
+        ("POST", "/console", 405, "method_not_allowed"),
+        ("DELETE", "/console/js/app.js", 405, "method_not_allowed"),
+    ] {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let refused = http.request(method.clone(), p.api.url(path)).send().await.unwrap();
-        assert!(refused.status().is_client_error(), "{method} {path}: {}", refused.status());
+        assert_eq!(refused.status(), status, "{method} {path}");
         assert_eq!(refused.headers()["content-security-policy"], CSP, "{method} {path}");
         assert_eq!(refused.headers()["x-content-type-options"], "nosniff", "{method} {path}");
+        let body: serde_json::Value = refused.json().await.unwrap();
+        assert_eq!(body["code"], code, "{method} {path}");
     }
     // A file already held is not sent again.
     let script = http.get(p.api.url("/console/js/app.js")).send().await.unwrap();

@@ -180,14 +180,30 @@ async fn an_https_backend_is_reached_over_verified_tls() {
     );
     // A TLS server answering every GET with a page of its own.
     let tls_port = keyplane_e2e::free_port();
-    let mut server = Command::new("openssl")
-        .args(["s_server", "-accept", &format!("127.0.0.1:{tls_port}"), "-cert", "server.pem", "-key", "server.key"])
-        .args(["-www", "-quiet"])
-        .current_dir(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("openssl s_server");
+    let mut server = keyplane_e2e::platform::Process(
+        Command::new("openssl")
+            .args([
+                "s_server",
+                "-accept",
+                &format!("127.0.0.1:{tls_port}"),
+                "-cert",
+                "server.pem",
+                "-key",
+                "server.key",
+            ])
+            .args(["-www", "-quiet"])
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl s_server"),
+    );
+    // Listening before any gateway asks, so a refusal can only be the certificate's.
+    let listening = keyplane_e2e::eventually(std::time::Duration::from_secs(10), || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", tls_port)).await.is_ok()
+    })
+    .await;
+    assert!(listening, "openssl s_server did not start");
     let route = json!([{
         "prefix": "/api/v1/developer/secure", "upstream": format!("https://localhost:{tls_port}"),
         "read_scope": "read:families", "write_scope": "write:families"

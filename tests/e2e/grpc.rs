@@ -134,3 +134,49 @@ async fn a_forged_principal_sent_straight_to_a_service_is_refused() {
     let mut orgs = OrgsServiceClient::new(p.channel(Target::Orgs));
     assert_eq!(orgs.list_orgs(ListOrgsRequest { page: None }).await.unwrap_err().code(), Code::Unauthenticated);
 }
+
+/// Bulk revocation (an org deleted, a member gone) is the orgs service's to ask, acting as
+/// itself: another service holding the internal secret, or one claiming to be orgs, or a
+/// user, is refused, and nothing is revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_orgs_may_revoke_an_orgs_or_a_members_credentials() {
+    use keyplane_proto::keys::v1::{RevokeMemberCredentialsRequest, RevokeOrgCredentialsRequest};
+    let p = Platform::start().await;
+    let (owner, org) = p.api.verified_owner().await;
+    let (_, key) = p.api.key(&owner.token, &org, serde_json::json!({"name": "ci", "environment": "test"})).await;
+    let user = Principal::User(UserPrincipal {
+        user_id: owner.id.parse().unwrap(),
+        session_id: None,
+        email: owner.email.clone(),
+        name: String::new(),
+        issuer: "keyplane".into(),
+    });
+    let service = |name: &str| Principal::Service { name: name.into() };
+    let mut keys = KeysServiceClient::new(p.channel(Target::Keys));
+    for (signer, acting) in
+        [("gateway", service("gateway")), ("usage", service("orgs")), ("advisors", service("advisors")), ("orgs", user)]
+    {
+        let mut whole = Request::new(RevokeOrgCredentialsRequest { org_id: org.clone() });
+        p.internal_auth(signer).attach(whole.metadata_mut(), Some(&acting));
+        let refused = keys.revoke_org_credentials(whole).await.unwrap_err();
+        assert_eq!(refused.code(), Code::PermissionDenied, "org's credentials, {signer} acting as {acting:?}");
+        let mut member = Request::new(RevokeMemberCredentialsRequest {
+            org_id: org.clone(),
+            user_id: owner.id.clone(),
+            member_since: None,
+        });
+        p.internal_auth(signer).attach(member.metadata_mut(), Some(&acting));
+        let refused = keys.revoke_member_credentials(member).await.unwrap_err();
+        assert_eq!(refused.code(), Code::PermissionDenied, "member's credentials, {signer} acting as {acting:?}");
+    }
+    assert_eq!(p.api.get("/api/v1/developer/families", Some(&key)).await.status, 200, "nothing was revoked");
+    // The orgs service itself may: the key stops.
+    let mut whole = Request::new(RevokeOrgCredentialsRequest { org_id: org.clone() });
+    p.internal_auth("orgs").attach(whole.metadata_mut(), Some(&service("orgs")));
+    keys.revoke_org_credentials(whole).await.unwrap();
+    let refused = keyplane_e2e::eventually(std::time::Duration::from_secs(2), || async {
+        p.api.get("/api/v1/developer/families", Some(&key)).await.status == 401
+    })
+    .await;
+    assert!(refused, "revoked by orgs");
+}

@@ -155,6 +155,15 @@ async fn a_plain_member_cannot_revoke_anothers_mcp_token_but_an_admin_can() {
     let kept = listed(&p.api, &bob, &id).await.expect("bob's token is still listed");
     assert!(kept["revoked_at"].is_null(), "{kept}");
     assert!(acts_on(&p.api, &token, &org).await, "a plain member's refused revocation stopped the token");
+    // Nor may a key, even the owner's full-permission one, nor the token itself: MCP tokens
+    // are managed with a session.
+    let owners_key = p.api.key(&owner.token, &org, json!({"name": "full", "environment": "live"})).await.1;
+    for bearer in [owners_key.as_str(), token.as_str()] {
+        let refused = p.api.delete(&path, Some(bearer)).await;
+        assert_eq!(refused.status, 401, "{}", refused.text);
+        assert_eq!(refused.error_code(), "session_required", "{}", refused.text);
+    }
+    assert!(acts_on(&p.api, &token, &org).await, "a refused key or token stopped the token");
 
     let revoked = p.api.delete(&path, Some(&admin.token)).await;
     assert_eq!(revoked.status, 200, "an admin revokes a member's token: {}", revoked.text);

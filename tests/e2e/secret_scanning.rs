@@ -201,7 +201,9 @@ async fn a_signed_alert_stops_a_leaked_key_everywhere_audits_it_and_mails_the_ow
 /// Polls the audit log until `count` events of `action` are there (the outbox delivers).
 async fn eventually_events(api: &Api, bearer: &str, org: &str, action: &str, count: usize) -> Vec<Value> {
     let query = format!("action={action}");
-    eventually(Duration::from_secs(10), || async { api.audit_log(bearer, org, &query).await.len() >= count }).await;
+    let arrived =
+        eventually(Duration::from_secs(10), || async { api.audit_log(bearer, org, &query).await.len() >= count }).await;
+    assert!(arrived, "{count} {action} events within 10 s");
     api.audit_log(bearer, org, &query).await
 }
 
@@ -510,6 +512,14 @@ async fn a_leak_event_from_another_service_mails_no_owner() {
     // A real leak afterwards is mailed; the forged one never is.
     assert_eq!(signed_alert(&p.api, &github, &json!([found(&leaked, "phosra_live_key")])).await.status, 200);
     eventually_events(&p.api, &owner.token, &org, "api_key.leaked_revoked", 2).await;
+    // The real leak's mail, filed after the forged event, has arrived: the forged one would have by now.
+    let real = &leaked[..16];
+    let mailed = eventually(Duration::from_secs(10), || async {
+        let mails = p.api.mailbox(&owner.email, "security_notice").await;
+        mails.iter().any(|m| m["body"].as_str().is_some_and(|b| b.contains(real)))
+    })
+    .await;
+    assert!(mailed, "the real leak is mailed");
     let mails = p.api.mailbox(&owner.email, "security_notice").await;
     assert_eq!(mails.len(), 1, "only the leak the keys service decided is mailed: {mails:?}");
     assert!(!mails[0]["body"].as_str().unwrap().contains("evil.example"));

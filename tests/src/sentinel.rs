@@ -17,10 +17,6 @@ pub struct SentinelSet {
     children: Vec<Child>,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
 fn server(dir: &std::path::Path, args: &[String]) -> Child {
     Command::new("redis-server")
         .args(args)
@@ -41,7 +37,7 @@ impl SentinelSet {
     pub async fn start() -> Self {
         let dir = std::env::temp_dir().join(format!("keyplane-sentinel-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let (master, replica, sentinel) = (free_port(), free_port(), free_port());
+        let (master, replica, sentinel) = (crate::free_port(), crate::free_port(), crate::free_port());
         let node = |port: u16| -> Vec<String> {
             ["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
                 .iter()
