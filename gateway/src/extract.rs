@@ -1,13 +1,13 @@
 //! Request extractors that reject in the contract's shape: bad JSON is 400 `invalid_json`
 //! naming the line and column, a wrong field is 400 `validation_failed`, an oversized
-//! body is 413.
+//! body is 413. And the caller, moved out of the request rather than copied.
 
 use axum::{
     body::Bytes,
     extract::{FromRequest, FromRequestParts, Query, Request},
     http::{StatusCode, request::Parts},
 };
-use keyplane_common::error::FieldViolation;
+use keyplane_common::{error::FieldViolation, internal_auth::Caller};
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -21,6 +21,10 @@ pub struct OptionalJson<T>(pub T);
 /// A query string.
 pub struct ApiQuery<T>(pub T);
 
+/// Who is calling, as the middleware recorded it: taken out of the request, since an
+/// `Extension<Caller>` would copy its strings and the principal's scopes on every request.
+pub struct Calling(pub Caller);
+
 async fn body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
     Bytes::from_request(request, state).await.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -32,13 +36,17 @@ async fn body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiE
 }
 
 /// A body that is not JSON at all is `invalid_json` (naming line and column), whatever
-/// field problems it also has: the syntax is checked on its own first, since serde stops
-/// at the first problem it meets, an unknown field before a syntax error say.
+/// field problems it also has: a body that fails is checked for its syntax on its own,
+/// since serde stops at the first problem it meets, an unknown field before a syntax error say.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let e = match serde_json::from_slice(bytes) {
+        Ok(value) => return Ok(value),
+        Err(e) => e,
+    };
     if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
         return Err(ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}")));
     }
-    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+    Err(match e.classify() {
         serde_json::error::Category::Data => {
             let problem = e.to_string();
             // serde names the field in backticks: "unknown field `x`", "missing field `y`".
@@ -77,6 +85,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
         Query::<T>::try_from_uri(&parts.uri)
             .map(|Query(q)| Self(q))
             .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Calling {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        // The context middleware puts it into every request before any handler runs.
+        parts.extensions.remove::<Caller>().map(Self).ok_or_else(ApiError::internal)
     }
 }
 

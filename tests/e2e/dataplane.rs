@@ -303,3 +303,77 @@ async fn answers_arrive_whole_small_large_or_streamed_and_a_broken_one_is_502() 
     let broken = gateway.get("/api/v1/developer/broken/x", Some(&key)).await;
     assert_eq!((broken.status, broken.error_code()), (502, "bad_gateway"), "{}", broken.text);
 }
+
+/// The gateway keeps its connections to a backend and reuses them, one after another; a
+/// connection the backend closed while it sat idle is passed over, never a failed request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_connections_are_reused_and_one_closed_while_idle_fails_nothing() {
+    use std::net::SocketAddr;
+
+    use axum::{Router, extract::ConnectInfo, routing::get};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Answers with the gateway's own port: the same port means the same connection.
+    let backend = Router::new().route(
+        "/api/v1/developer/peer/{id}",
+        get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.port().to_string() }),
+    );
+    let listener = keyplane_common::testsuite::listener().await;
+    let upstream = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(
+        async move { axum::serve(listener, backend.into_make_service_with_connect_info::<SocketAddr>()).await },
+    );
+    // Answers each connection's first request as if it would keep it, and closes it a
+    // moment later: after the gateway put it back among its idle ones.
+    let closing = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let closing_upstream = format!("http://{}", closing.local_addr().unwrap());
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = closing.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            });
+        }
+    });
+
+    let p = Platform::start().await;
+    let route = |prefix: &str, upstream: &str| keyplane_gateway::config::DataRoute {
+        prefix: prefix.into(),
+        upstream: upstream.into(),
+        read_scope: "read:families".into(),
+        write_scope: "write:families".into(),
+    };
+    let routes =
+        vec![route("/api/v1/developer/peer", &upstream), route("/api/v1/developer/closing", &closing_upstream)];
+    let (gateway, _stop) = p.gateway_replica_with(|config| config.routes = routes).await;
+    let user = p.api.signup().await;
+    let (_, key) = p.api.dev_org(&user, true).await;
+    let key = key.unwrap();
+
+    let mut ports = std::collections::HashSet::new();
+    for i in 0..5 {
+        let answer = gateway.get(&format!("/api/v1/developer/peer/p{i}"), Some(&key)).await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        ports.insert(answer.text);
+    }
+    assert_eq!(ports.len(), 1, "one connection served five requests in turn: {ports:?}");
+
+    for i in 0..3 {
+        let answer = gateway.get(&format!("/api/v1/developer/closing/c{i}"), Some(&key)).await;
+        assert_eq!((answer.status, answer.text.as_str()), (200, "ok"), "request {i}");
+        // Past the backend's close: the gateway holds a connection that is gone.
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    }
+    let connections = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(connections, 3, "a new connection for each, as the backend closes each");
+}

@@ -3,14 +3,13 @@
 //! to the advisors service as they arrived, which verifies them.
 
 use axum::{
-    Extension, Json,
+    Json,
     body::Bytes,
     extract::{Path, Request, State},
     http::{StatusCode, header},
 };
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use keyplane_common::internal_auth::Caller;
 use keyplane_proto::{
     advisors::v1 as pb,
     types::v1::{HttpHeader, HttpRequest},
@@ -25,6 +24,7 @@ use super::{
 use crate::{
     MAX_BODY_BYTES,
     error::ApiError,
+    extract::Calling,
     extract::{ApiJson, ApiQuery},
     state::AppState,
 };
@@ -205,7 +205,7 @@ pub struct RegisterBody {
     ))]
 pub async fn register(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     ApiJson(body): ApiJson<RegisterBody>,
 ) -> Result<(StatusCode, Json<Advisor>), ApiError> {
     let request = pb::RegisterAdvisorRequest {
@@ -240,7 +240,7 @@ pub struct ListQuery {
     ))]
 pub async fn list(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Paged<Advisor>>, ApiError> {
     let page = PageQuery { limit: query.limit, cursor: query.cursor }.request()?;
@@ -274,7 +274,7 @@ pub struct ConsultBody {
     ))]
 pub async fn consult(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     ApiJson(body): ApiJson<ConsultBody>,
 ) -> Result<(StatusCode, Json<Consultation>), ApiError> {
     let request = pb::ConsultRequest {
@@ -296,7 +296,7 @@ pub async fn consult(
     ))]
 pub async fn consultation(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     Path(id): Path<String>,
 ) -> Result<Json<Consultation>, ApiError> {
     let found = state.upstream.get_consultation(&caller, pb::GetConsultationRequest { consultation_id: id }).await?;
@@ -320,7 +320,7 @@ pub async fn consultation(
     ))]
 pub async fn declare_key(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     Path(advisor_id): Path<String>,
     request: Request,
 ) -> Result<(StatusCode, Json<Jwk>), ApiError> {
@@ -344,7 +344,7 @@ pub async fn declare_key(
     ))]
 pub async fn retire_key(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     Path((advisor_id, key_id)): Path<(String, String)>,
 ) -> Result<Json<Jwk>, ApiError> {
     let retired =
@@ -361,7 +361,7 @@ pub async fn retire_key(
     ))]
 pub async fn keys(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     Path(advisor_id): Path<String>,
 ) -> Result<Json<Jwks>, ApiError> {
     let listed = state.upstream.list_payload_keys(&caller, pb::ListPayloadKeysRequest { advisor_id }).await?;
@@ -373,10 +373,7 @@ pub async fn keys(
     responses(
         (status = 200, description = "The keys that sign the platform's deliveries to advisors", body = Jwks),
     ))]
-pub async fn delivery_keys(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-) -> Result<Json<Jwks>, ApiError> {
+pub async fn delivery_keys(State(state): State<AppState>, Calling(caller): Calling) -> Result<Json<Jwks>, ApiError> {
     let listed = state.upstream.list_delivery_keys(&caller, pb::ListDeliveryKeysRequest {}).await?;
     Ok(Json(Jwks { keys: listed.keys.into_iter().map(Jwk::from).collect() }))
 }
@@ -395,7 +392,7 @@ pub async fn delivery_keys(
     ))]
 pub async fn respond(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     Path((advisor_id, consultation_id)): Path<(String, String)>,
     request: Request,
 ) -> Result<Json<Consultation>, ApiError> {

@@ -1,12 +1,8 @@
 //! Accounts and sessions, who-am-I, and key verification for the platform's backends.
 
-use axum::Extension;
 use axum::{Json, extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
-use keyplane_common::{
-    internal_auth::Caller,
-    principal::{KeyPrincipal, Principal},
-};
+use keyplane_common::principal::{KeyPrincipal, Principal};
 use keyplane_proto::{
     identity::v1::{
         GetUserRequest, LoginRequest, LogoutRequest, RefreshRequest, ResendVerificationRequest, SignupRequest,
@@ -23,7 +19,7 @@ use super::{
     NoStore,
     dto::{Org, Rate, Session, User},
 };
-use crate::{error::ApiError, extract::ApiJson, org_names::OrgName, state::AppState};
+use crate::{error::ApiError, extract::ApiJson, extract::Calling, org_names::OrgName, state::AppState};
 
 /// An API key as the gateway verified it: what it is and what it may do.
 #[derive(Serialize, ToSchema)]
@@ -75,7 +71,7 @@ pub struct KeySelf {
         (status = 200, description = "The key presenting it", body = KeySelf),
         (status = 401, description = "No key, or a session bearer (`use_api_key`)"),
     ))]
-pub async fn key_self(Extension(caller): Extension<Caller>) -> Result<Json<KeySelf>, ApiError> {
+pub async fn key_self(Calling(caller): Calling) -> Result<Json<KeySelf>, ApiError> {
     match &caller.principal {
         Some(Principal::ApiKey(key)) => Ok(Json(KeySelf { key: KeyIdentity::from(key), org_id: key.org_id })),
         _ => Err(ApiError::unauthorized("use_api_key", "use an API key")),
@@ -114,7 +110,7 @@ pub struct RefreshBody {
     ))]
 pub async fn signup(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     ApiJson(body): ApiJson<SignupBody>,
 ) -> Result<NoStore<(StatusCode, Json<Session>)>, ApiError> {
     let request = SignupRequest { email: body.email, password: body.password, name: body.name };
@@ -130,7 +126,7 @@ pub async fn signup(
     ))]
 pub async fn login(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<NoStore<Json<Session>>, ApiError> {
     let request = LoginRequest { email: body.email, password: body.password };
@@ -145,7 +141,7 @@ pub async fn login(
     ))]
 pub async fn refresh(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     ApiJson(body): ApiJson<RefreshBody>,
 ) -> Result<NoStore<Json<Session>>, ApiError> {
     let request = RefreshRequest { refresh_token: body.refresh_token };
@@ -172,7 +168,7 @@ pub struct VerifiedUser {
     ))]
 pub async fn verify_email(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     ApiJson(body): ApiJson<VerifyEmailBody>,
 ) -> Result<Json<VerifiedUser>, ApiError> {
     let user = state.upstream.verify_email(&caller, VerifyEmailRequest { token: body.token }).await?;
@@ -189,7 +185,7 @@ pub async fn verify_email(
     ))]
 pub async fn resend_verification(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
 ) -> Result<StatusCode, ApiError> {
     state.upstream.resend_verification(&caller, ResendVerificationRequest {}).await?;
     Ok(StatusCode::ACCEPTED)
@@ -201,10 +197,7 @@ pub async fn resend_verification(
         (status = 204, description = "The session's tokens are refused from now on"),
         (status = 401, description = "No session"),
     ))]
-pub async fn logout(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-) -> Result<StatusCode, ApiError> {
+pub async fn logout(State(state): State<AppState>, Calling(caller): Calling) -> Result<StatusCode, ApiError> {
     state.upstream.logout(&caller, LogoutRequest {}).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -244,7 +237,7 @@ pub enum Whoami {
         (status = 200, description = "Who the credential is: a session's user and orgs, or a key and its org", body = Whoami),
         (status = 401, description = "No credential, or one that is not valid"),
     ))]
-pub async fn me(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<Json<Whoami>, ApiError> {
+pub async fn me(State(state): State<AppState>, Calling(caller): Calling) -> Result<Json<Whoami>, ApiError> {
     match caller.principal.clone() {
         Some(Principal::User(user)) => {
             let profile = state.upstream.get_user(&caller, GetUserRequest { id: user.user_id.to_string() }).await?;
@@ -317,7 +310,7 @@ fn refused(code: &str) -> Json<Verification> {
     ))]
 pub async fn verify(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     ApiJson(body): ApiJson<VerifyBody>,
 ) -> Result<Json<Verification>, ApiError> {
     let Ok(parsed) = state.key_format.parse(&body.key) else { return Ok(refused("invalid_api_key")) };

@@ -2,7 +2,6 @@
 //! and its pins), then the call, through the forwarder.
 
 use axum::{
-    Extension,
     body::to_bytes,
     extract::{Request, State},
     http::{Method, StatusCode},
@@ -10,11 +9,10 @@ use axum::{
 };
 use keyplane_common::{
     dataplane::Identity,
-    internal_auth::Caller,
     principal::{KeyPrincipal, Principal},
 };
 
-use crate::{config::DataRoute, error::ApiError, forwarder::Call, state::AppState};
+use crate::{config::DataRoute, error::ApiError, extract::Calling, forwarder::Call, state::AppState};
 
 const MAX_BODY: usize = 1024 * 1024;
 
@@ -44,7 +42,7 @@ pub fn access(key: &KeyPrincipal, route: &DataRoute, method: &Method, resource: 
 
 pub async fn forward(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     request: Request,
 ) -> Result<Response, ApiError> {
     let Some(Principal::ApiKey(key)) = caller.principal.as_ref() else {
@@ -53,7 +51,7 @@ pub async fn forward(
     let (parts, body) = request.into_parts();
     let path = parts.uri.path();
     let (route, resource) = state.forwarder.route(path).ok_or_else(|| ApiError::not_found("no such route"))?;
-    access(key, route, &parts.method, resource)?;
+    access(key, &route.config, &parts.method, resource)?;
     let body = to_bytes(body, MAX_BODY).await.map_err(|_| {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is over 1 MiB")
     })?;

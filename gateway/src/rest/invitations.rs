@@ -1,7 +1,6 @@
 //! Invitations: how anybody joins an org. Admins invite an address; whoever has verified
 //! that address may accept or decline.
 
-use axum::Extension;
 use axum::{
     Json,
     extract::{Path, State},
@@ -22,6 +21,7 @@ use super::{
 };
 use crate::{
     error::ApiError,
+    extract::Calling,
     extract::{ApiJson, ApiQuery},
     state::AppState,
 };
@@ -58,7 +58,7 @@ async fn invite(
     ))]
 pub async fn invite_member(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     Path(org_id): Path<String>,
     ApiJson(body): ApiJson<InvitationBody>,
 ) -> Result<(StatusCode, Json<Invitation>), ApiError> {
@@ -78,7 +78,7 @@ pub async fn invite_member(
     ))]
 pub async fn create(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     Path(org_id): Path<String>,
     ApiJson(body): ApiJson<InvitationBody>,
 ) -> Result<(StatusCode, Json<Invitation>), ApiError> {
@@ -96,7 +96,7 @@ pub async fn create(
     ))]
 pub async fn list(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     Path(org_id): Path<String>,
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<Paged<Invitation>>, ApiError> {
@@ -119,7 +119,7 @@ pub async fn list(
     ))]
 pub async fn revoke(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     Path((org_id, invitation_id)): Path<(String, String)>,
 ) -> Result<Json<Invitation>, ApiError> {
     let request = RevokeInvitationRequest { org_id, invitation_id };
@@ -136,7 +136,7 @@ pub async fn revoke(
     ))]
 pub async fn mine(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<Paged<Invitation>>, ApiError> {
     let listed =
@@ -156,7 +156,7 @@ pub async fn mine(
     ))]
 pub async fn accept(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     Path(invitation_id): Path<String>,
 ) -> Result<Json<Member>, ApiError> {
     let request = RespondToInvitationRequest { invitation_id };
@@ -175,7 +175,7 @@ pub async fn accept(
     ))]
 pub async fn decline(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     Path(invitation_id): Path<String>,
 ) -> Result<Json<Invitation>, ApiError> {
     let request = RespondToInvitationRequest { invitation_id };

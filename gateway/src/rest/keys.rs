@@ -1,14 +1,13 @@
 //! API keys of an org, and MCP tokens of the caller.
 
 use axum::{
-    Extension, Json,
+    Json,
     extract::{Path, State},
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use chrono::{DateTime, Utc};
 use keyplane_common::credential::Environment;
-use keyplane_common::internal_auth::Caller;
 use keyplane_proto::{
     keys::v1::{
         CreateKeyRequest, CreateMcpTokenRequest, GetKeyRequest, ListKeysRequest, ListMcpTokensRequest,
@@ -25,6 +24,7 @@ use super::{
 };
 use crate::{
     error::ApiError,
+    extract::Calling,
     extract::{ApiJson, ApiQuery, OptionalJson},
     state::AppState,
 };
@@ -41,7 +41,7 @@ use crate::{
     ))]
 pub async fn list(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     Path(org_id): Path<String>,
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Response, ApiError> {
@@ -91,7 +91,7 @@ pub struct CreateKeyBody {
     ))]
 pub async fn create(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     Path(org_id): Path<String>,
     ApiJson(body): ApiJson<CreateKeyBody>,
 ) -> Result<NoStore<(StatusCode, Json<CreatedKey>)>, ApiError> {
@@ -118,7 +118,7 @@ pub async fn create(
     ))]
 pub async fn get(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     Path((org_id, key_id)): Path<(String, String)>,
 ) -> Result<Json<ApiKey>, ApiError> {
     Ok(Json(state.upstream.get_key(&caller, GetKeyRequest { org_id, key_id }).await?.into()))
@@ -154,7 +154,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Rate>
     ))]
 pub async fn update(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     Path((org_id, key_id)): Path<(String, String)>,
     ApiJson(body): ApiJson<UpdateKeyBody>,
 ) -> Result<Json<ApiKey>, ApiError> {
@@ -179,7 +179,7 @@ pub async fn update(
     ))]
 pub async fn revoke(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     Path((org_id, key_id)): Path<(String, String)>,
 ) -> Result<Json<ApiKey>, ApiError> {
     Ok(Json(state.upstream.revoke_key(&caller, RevokeKeyRequest { org_id, key_id }).await?.into()))
@@ -205,7 +205,7 @@ pub struct RegenerateBody {
     ))]
 pub async fn regenerate(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     Path((org_id, key_id)): Path<(String, String)>,
     OptionalJson(body): OptionalJson<RegenerateBody>,
 ) -> Result<NoStore<Json<CreatedKey>>, ApiError> {
@@ -222,7 +222,7 @@ pub async fn regenerate(
     ))]
 pub async fn list_mcp_tokens(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<Paged<McpToken>>, ApiError> {
     let listed = state.upstream.list_mcp_tokens(&caller, ListMcpTokensRequest { page: Some(page.request()?) }).await?;
@@ -250,7 +250,7 @@ pub struct CreateMcpTokenBody {
     ))]
 pub async fn create_mcp_token(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     ApiJson(body): ApiJson<CreateMcpTokenBody>,
 ) -> Result<NoStore<(StatusCode, Json<CreatedMcpToken>)>, ApiError> {
     let request = CreateMcpTokenRequest {
@@ -272,7 +272,7 @@ pub async fn create_mcp_token(
     ))]
 pub async fn revoke_mcp_token(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     Path(token_id): Path<String>,
 ) -> Result<Json<McpToken>, ApiError> {
     Ok(Json(state.upstream.revoke_mcp_token(&caller, RevokeMcpTokenRequest { token_id }).await?.into()))

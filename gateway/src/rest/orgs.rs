@@ -1,12 +1,11 @@
 //! Orgs, members, the audit log, and the one-call developer bootstrap.
 
 use axum::{
-    Extension, Json,
+    Json,
     extract::{Path, State},
     http::StatusCode,
 };
 use chrono::{DateTime, Utc};
-use keyplane_common::internal_auth::Caller;
 use keyplane_proto::{
     keys::v1::EnsureBootstrapKeyRequest,
     orgs::v1::{
@@ -23,6 +22,7 @@ use super::{
 };
 use crate::{
     error::ApiError,
+    extract::Calling,
     extract::{ApiJson, ApiQuery, OptionalJson},
     state::AppState,
 };
@@ -65,7 +65,7 @@ pub struct DevOrg {
     ))]
 pub async fn ensure_dev_org(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     OptionalJson(body): OptionalJson<EnsureDevOrgBody>,
 ) -> Result<NoStore<Json<DevOrg>>, ApiError> {
     let ensured = state.upstream.ensure_dev_org(&caller, EnsureDevOrgRequest { name: body.name }).await?;
@@ -91,7 +91,7 @@ pub async fn ensure_dev_org(
     ))]
 pub async fn list(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<Paged<Org>>, ApiError> {
     let listed = state.upstream.list_orgs(&caller, ListOrgsRequest { page: Some(page.request()?) }).await?;
@@ -119,7 +119,7 @@ pub struct CreateOrgBody {
     ))]
 pub async fn create(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     ApiJson(body): ApiJson<CreateOrgBody>,
 ) -> Result<(StatusCode, Json<Org>), ApiError> {
     let request = CreateOrgRequest { name: body.name, description: body.description, website_url: body.website_url };
@@ -136,7 +136,7 @@ pub async fn create(
     ))]
 pub async fn get(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     Path(org_id): Path<String>,
 ) -> Result<Json<Org>, ApiError> {
     Ok(Json(state.upstream.get_org(&caller, GetOrgRequest { org_id }).await?.into()))
@@ -162,7 +162,7 @@ pub struct UpdateOrgBody {
     ))]
 pub async fn update(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     Path(org_id): Path<String>,
     ApiJson(body): ApiJson<UpdateOrgBody>,
 ) -> Result<Json<Org>, ApiError> {
@@ -182,7 +182,7 @@ pub async fn update(
     ))]
 pub async fn delete(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     Path(org_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     state.upstream.delete_org(&caller, DeleteOrgRequest { org_id }).await?;
@@ -199,7 +199,7 @@ pub async fn delete(
     ))]
 pub async fn members(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     Path(org_id): Path<String>,
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<Paged<Member>>, ApiError> {
@@ -228,7 +228,7 @@ pub struct RoleBody {
     ))]
 pub async fn update_member_role(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     Path((org_id, user_id)): Path<(String, String)>,
     ApiJson(body): ApiJson<RoleBody>,
 ) -> Result<Json<Member>, ApiError> {
@@ -253,7 +253,7 @@ pub fn role_of(name: &str) -> Role {
     ))]
 pub async fn remove_member(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     Path((org_id, user_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     state.upstream.remove_member(&caller, RemoveMemberRequest { org_id, user_id }).await?;
@@ -284,7 +284,7 @@ pub struct AuditQuery {
     ))]
 pub async fn audit_log(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     Path(org_id): Path<String>,
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<Json<Paged<AuditEvent>>, ApiError> {

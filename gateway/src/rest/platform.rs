@@ -3,20 +3,19 @@
 use std::time::Duration;
 
 use axum::{
-    Extension, Json,
+    Json,
     extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
 };
 use chrono::{DateTime, Utc};
-use keyplane_common::internal_auth::Caller;
 use keyplane_proto::identity::v1::GetJwksRequest;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::{error::ApiError, state::AppState};
+use crate::{error::ApiError, extract::Calling, state::AppState};
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -114,7 +113,7 @@ pub struct SessionJwks {
 /// `GET /.well-known/jwks.json`: the keys that verify self-issued session bearers.
 #[utoipa::path(get, path = "/.well-known/jwks.json", operation_id = "getJwks", tag = "platform",
     responses((status = 200, description = "The keys that verify self-issued session bearers", body = SessionJwks)))]
-pub async fn jwks(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<Response, ApiError> {
+pub async fn jwks(State(state): State<AppState>, Calling(caller): Calling) -> Result<Response, ApiError> {
     let jwks = state.upstream.get_jwks(&caller, GetJwksRequest {}).await?;
     let keys = jwks
         .keys
@@ -158,7 +157,7 @@ pub struct Mail {
     responses((status = 200, description = "What the mailer sent to that address, newest first", body = Vec<Mail>)))]
 pub async fn dev_mailbox(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     crate::extract::ApiQuery(query): crate::extract::ApiQuery<MailboxQuery>,
 ) -> Result<super::NoStore<Json<Vec<Mail>>>, ApiError> {
     let listed = state

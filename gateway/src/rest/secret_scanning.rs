@@ -3,17 +3,17 @@
 //! works is stopped at once; GitHub hears which were ours.
 
 use axum::{
-    Extension, Json,
+    Json,
     body::Bytes,
     extract::State,
     http::{HeaderMap, StatusCode},
 };
-use keyplane_common::{credential::SecretHash, internal_auth::Caller};
+use keyplane_common::credential::SecretHash;
 use keyplane_proto::keys::v1::{LeakedSecret, RevokeLeakedRequest};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::{error::ApiError, github_keys::Refusal, state::AppState};
+use crate::{error::ApiError, extract::Calling, github_keys::Refusal, state::AppState};
 
 /// GitHub batches matches; far more than this in one alert is not GitHub.
 pub const MAX_MATCHES: usize = 1000;
@@ -61,7 +61,7 @@ fn bounded(text: &str, max: usize) -> String {
     ))]
 pub async fn github(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Vec<Feedback>>, ApiError> {

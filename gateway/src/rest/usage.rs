@@ -3,16 +3,16 @@
 use std::collections::BTreeMap;
 
 use axum::{
-    Extension, Json,
+    Json,
     extract::{Path, State},
 };
 use chrono::{DateTime, Utc};
-use keyplane_common::{internal_auth::Caller, time};
+use keyplane_common::time;
 use keyplane_proto::usage::v1::{QueryRequest, QueryResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::{error::ApiError, extract::ApiQuery, state::AppState};
+use crate::{error::ApiError, extract::ApiQuery, extract::Calling, state::AppState};
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -59,7 +59,7 @@ pub struct Hour {
     ))]
 pub async fn get(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Calling(caller): Calling,
     Path(org_id): Path<String>,
     ApiQuery(query): ApiQuery<UsageQuery>,
 ) -> Result<Json<Usage>, ApiError> {

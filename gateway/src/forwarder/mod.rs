@@ -3,23 +3,23 @@
 //! instead, signed (see `keyplane_common::dataplane`). Whether the key may make the call is
 //! the handler's to decide (`rest::dataplane`); this is how the call is made.
 //!
-//! The client is hyper's own pooled client, not a general-purpose one: the upstreams are a
-//! fixed table of plain HTTP/1 backends, so there is no URL parsing, redirect, decoding or
-//! body re-wrapping to pay for on every call (see `make bench`, the forward row).
+//! The client is hyper's connection-level HTTP/1.1, pooled per backend in [`backend`], not
+//! a general-purpose one: the upstreams are a fixed table of HTTP/1 backends, so there is
+//! no URL parsing, redirect, decoding or body re-wrapping to pay for on every call (see
+//! `make bench`, the forward row).
 
-use std::time::Duration;
+mod backend;
+
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     body::{Body, Bytes},
-    http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, header},
+    http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, header},
     response::Response,
 };
 use http_body_util::Full;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::TokioExecutor,
-};
+use hyper_util::client::legacy::connect::HttpConnector;
 use keyplane_common::{dataplane, error_body::REQUEST_ID_HEADER};
 use rustls_platform_verifier::BuilderVerifierExt;
 
@@ -27,17 +27,22 @@ use crate::{config::DataRoute, error::ApiError};
 
 pub struct Forwarder {
     /// Longest prefix first.
-    routes: Vec<DataRoute>,
-    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    routes: Vec<Route>,
     /// The first signs.
     secrets: Vec<Vec<u8>>,
     /// Until the backend's answer starts.
     timeout: Duration,
 }
 
+/// A route of the table, with its backend's connections.
+pub struct Route {
+    pub config: DataRoute,
+    backend: Arc<backend::Backend>,
+}
+
 /// One call to forward: where it goes, what it is, and who it is for.
 pub struct Call<'a> {
-    pub route: &'a DataRoute,
+    pub route: &'a Route,
     pub method: &'a Method,
     pub path_and_query: &'a str,
     pub headers: &'a HeaderMap,
@@ -59,15 +64,21 @@ impl Forwarder {
             .with_safe_default_protocol_versions()?
             .with_platform_verifier()?
             .with_no_client_auth();
-        let connector =
+        let connector: HttpsConnector<HttpConnector> =
             HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(connector);
-        let http = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(90)).build(connector);
-        Ok(Self { routes, http, secrets, timeout })
+        let routes = routes
+            .into_iter()
+            .map(|config| {
+                let backend = backend::Backend::new(&config.upstream, connector.clone())?;
+                Ok(Route { config, backend })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self { routes, secrets, timeout })
     }
 
     /// The route a path takes, and the resource id it names under it.
-    pub fn route<'p>(&self, path: &'p str) -> Option<(&DataRoute, Option<&'p str>)> {
-        self.routes.iter().find_map(|r| r.matches(path).map(|resource| (r, resource)))
+    pub fn route<'p>(&self, path: &'p str) -> Option<(&Route, Option<&'p str>)> {
+        self.routes.iter().find_map(|r| r.config.matches(path).map(|resource| (r, resource)))
     }
 
     pub async fn forward(&self, call: Call<'_>) -> Result<Response, ApiError> {
@@ -79,22 +90,21 @@ impl Forwarder {
             call.identity,
             &call.body,
         );
-        let uri: Uri = format!("{}{}", call.route.upstream.trim_end_matches('/'), call.path_and_query)
-            .parse()
-            .map_err(|_| ApiError::internal())?;
+        let backend = &call.route.backend;
+        let uri = backend.target(call.path_and_query).map_err(|_| ApiError::internal())?;
         let mut request = Request::new(Full::new(call.body));
         *request.method_mut() = call.method.clone();
         *request.uri_mut() = uri;
         *request.headers_mut() = outgoing_headers(call.headers, signed, call.request_id);
         // One deadline for the answer's start and, for a small answer, its end.
         let deadline = tokio::time::Instant::now() + self.timeout;
-        let upstream = match tokio::time::timeout_at(deadline, self.http.request(request)).await {
+        let upstream = match tokio::time::timeout_at(deadline, backend.send(request)).await {
             Ok(Ok(upstream)) => upstream,
             Ok(Err(e)) => {
                 // Without the URL: its query may carry what the caller meant for the backend only.
                 // The cause too (refused, TLS, DNS): hyper's own text stops at "client error".
-                let cause = std::error::Error::source(&e).map(ToString::to_string).unwrap_or_default();
-                tracing::warn!(error = %e, cause, prefix = %call.route.prefix, "data-plane backend unreachable");
+                let cause = std::error::Error::source(e.as_ref()).map(ToString::to_string).unwrap_or_default();
+                tracing::warn!(error = %e, cause, prefix = %call.route.config.prefix, "data-plane backend unreachable");
                 return Err(ApiError::new(StatusCode::BAD_GATEWAY, "bad_gateway", "the backend is unavailable"));
             }
             Err(_) => {
@@ -119,7 +129,7 @@ impl Forwarder {
             let whole = match tokio::time::timeout_at(deadline, http_body_util::BodyExt::collect(body)).await {
                 Ok(Ok(whole)) => whole,
                 Ok(Err(e)) => {
-                    tracing::warn!(error = %e, prefix = %call.route.prefix, "data-plane backend's answer broke off");
+                    tracing::warn!(error = %e, prefix = %call.route.config.prefix, "data-plane backend's answer broke off");
                     return Err(ApiError::new(
                         StatusCode::BAD_GATEWAY,
                         "bad_gateway",
@@ -227,7 +237,7 @@ mod tests {
         )
         .unwrap();
         let (taken, resource) = forwarder.route("/api/v1/developer/families/special/x").unwrap();
-        assert_eq!((taken.prefix.as_str(), resource), ("/api/v1/developer/families/special", Some("x")));
+        assert_eq!((taken.config.prefix.as_str(), resource), ("/api/v1/developer/families/special", Some("x")));
         assert!(forwarder.route("/api/v1/developer/policies").is_none());
     }
 }
