@@ -230,8 +230,19 @@ impl DataRoute {
                 self.prefix
             ));
         }
-        if !(self.upstream.starts_with("http://") || self.upstream.starts_with("https://")) {
-            return Err(format!("route upstream {:?} must be an http(s) URL", self.upstream));
+        // A base URL and nothing else: a query, a fragment or credentials in it would be
+        // dropped on the way, not sent.
+        let upstream = self.upstream.parse::<axum::http::Uri>().ok();
+        let plain = upstream.as_ref().is_some_and(|u| {
+            matches!(u.scheme_str(), Some("http" | "https"))
+                && u.authority().is_some_and(|a| !a.host().is_empty() && !a.as_str().contains('@'))
+                && u.query().is_none()
+        });
+        if !plain || self.upstream.contains('#') {
+            return Err(format!(
+                "route upstream {:?} must be an http(s) URL with a host, and no query, fragment or credentials",
+                self.upstream
+            ));
         }
         for scope in [&self.read_scope, &self.write_scope] {
             if !CATALOGUE.contains(&scope.as_str()) {
@@ -273,6 +284,12 @@ mod tests {
         assert!(bad.check().is_err());
         let bad = DataRoute { read_scope: "read:everything".into(), ..DataRoute::families("http://f".into()) };
         assert!(bad.check().is_err());
+        for good in ["https://f:8443/base/", "http://[::1]:9000"] {
+            assert!(DataRoute::families(good.into()).check().is_ok(), "{good}");
+        }
+        for bad in ["ftp://f", "http://", "http:///x", "http://u:p@f", "http://f/b?tenant=a", "http://f/b#x", "f:80"] {
+            assert!(DataRoute::families(bad.into()).check().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -66,11 +66,18 @@ pub async fn serve(
         shared.clock().clone(),
         Arc::clone(&metrics),
     ));
-    // The flushers outlive the listener: they are cancelled only after requests drained.
+    // The flushers (and the idle-connection sweep) outlive the listener: they are cancelled
+    // only after requests drained.
     let flusher_stop = CancellationToken::new();
+    let forwarder = Arc::new(forwarder::Forwarder::new(
+        config.routes.clone(),
+        config.dataplane_secrets.clone(),
+        config.request_timeout,
+    )?);
     let flushers = [
         meter.spawn_flusher(upstream.clone(), flusher_stop.clone()),
         usage.spawn_flusher(upstream.clone(), config.usage_flush_every, flusher_stop.clone()),
+        forwarder.spawn_sweeper(flusher_stop.clone()),
     ];
     let limiter =
         Arc::new(limiter::Limiter::new(shared.clock().clone(), &shared.cache, metrics.rate_limit_global.clone()));
@@ -80,11 +87,7 @@ pub async fn serve(
         upstream,
         meter,
         usage,
-        forwarder: forwarder::Forwarder::new(
-            config.routes.clone(),
-            config.dataplane_secrets.clone(),
-            config.request_timeout,
-        )?,
+        forwarder,
         cache: shared.cache.clone(),
         key_format: shared.config.key_format.clone(),
         trusted_proxies: config.trusted_proxies.clone(),

@@ -14,7 +14,7 @@ pub struct Inner {
     pub verifier: Verifier,
     pub meter: Arc<UseMeter>,
     pub usage: Arc<UsageCounter>,
-    pub forwarder: Forwarder,
+    pub forwarder: Arc<Forwarder>,
     pub cache: Cache,
     pub key_format: KeyFormat,
     pub trusted_proxies: crate::config::TrustedProxies,

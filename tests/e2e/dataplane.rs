@@ -305,9 +305,10 @@ async fn answers_arrive_whole_small_large_or_streamed_and_a_broken_one_is_502() 
 }
 
 /// The gateway keeps its connections to a backend and reuses them, one after another; a
-/// connection the backend closed while it sat idle is passed over, never a failed request.
+/// connection the backend closed while it sat idle is passed over, never a failed request,
+/// and let go even when no request comes to take it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn backend_connections_are_reused_and_one_closed_while_idle_fails_nothing() {
+async fn backend_connections_are_reused_and_those_closed_while_idle_are_passed_over_and_let_go() {
     use std::net::SocketAddr;
 
     use axum::{Router, extract::ConnectInfo, routing::get};
@@ -328,9 +329,12 @@ async fn backend_connections_are_reused_and_one_closed_while_idle_fails_nothing(
     let closing_upstream = format!("http://{}", closing.local_addr().unwrap());
     let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counted = std::sync::Arc::clone(&accepted);
+    // The twenty calls made at once below are answered together, each on a connection of its own.
+    let together = std::sync::Arc::new(tokio::sync::Barrier::new(20));
     tokio::spawn(async move {
         while let Ok((mut socket, _)) = closing.accept().await {
             counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let together = std::sync::Arc::clone(&together);
             tokio::spawn(async move {
                 let mut request = Vec::new();
                 let mut chunk = [0u8; 4096];
@@ -339,6 +343,9 @@ async fn backend_connections_are_reused_and_one_closed_while_idle_fails_nothing(
                         Ok(0) | Err(_) => return,
                         Ok(n) => request.extend_from_slice(&chunk[..n]),
                     }
+                }
+                if request.starts_with(b"GET /api/v1/developer/closing/m") {
+                    together.wait().await;
                 }
                 let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -376,4 +383,35 @@ async fn backend_connections_are_reused_and_one_closed_while_idle_fails_nothing(
     }
     let connections = accepted.load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(connections, 3, "a new connection for each, as the backend closes each");
+
+    // Twenty at once, then no more traffic: the sockets the backend closed are let go
+    // all the same (left unread, each would sit in CLOSE_WAIT holding a descriptor).
+    let calls = (0..20).map(|i| {
+        let (gateway, key) = (&gateway, &key);
+        async move { gateway.get(&format!("/api/v1/developer/closing/m{i}"), Some(key)).await }
+    });
+    for answer in futures_util::future::join_all(calls).await {
+        assert_eq!((answer.status, answer.text.as_str()), (200, "ok"));
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 23, "the twenty made connections of their own");
+    let port = closing_upstream.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+    // Past the backend's close of all twenty.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let released =
+        keyplane_e2e::eventually(std::time::Duration::from_secs(5), || async { closing_wait_to(port) == 0 }).await;
+    assert!(released, "{} connections to the backend are still in CLOSE_WAIT", closing_wait_to(port));
+}
+
+/// This process's TCP connections to `port` that the peer closed and we have not.
+fn closing_wait_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let remote = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(2).is_some_and(|r| r.ends_with(&remote)) && fields.get(3) == Some(&"08")
+        })
+        .count()
 }

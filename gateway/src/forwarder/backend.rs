@@ -21,7 +21,7 @@ use std::{
 
 use axum::{
     body::Bytes,
-    http::{HeaderValue, Request, Response, Uri, header},
+    http::{HeaderValue, Request, Response, Uri, header, uri::Scheme},
 };
 use http_body_util::Full;
 use hyper::{
@@ -74,7 +74,9 @@ impl Backend {
         let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
             anyhow::bail!("the upstream {upstream:?} has no scheme or host");
         };
-        let host = match authority.port() {
+        // The port only when it is not the scheme's own, as clients write it.
+        let default_port = if scheme == &Scheme::HTTPS { 443 } else { 80 };
+        let host = match authority.port_u16().filter(|port| *port != default_port) {
             Some(port) => format!("{}:{port}", authority.host()),
             None => authority.host().to_owned(),
         };
@@ -153,6 +155,17 @@ impl Backend {
         }
     }
 
+    /// Closes the idle connections the backend closed, or that sat idle too long: unpolled,
+    /// a closed one would hold its socket until the next request took it.
+    pub fn sweep(&self) {
+        let mut noop = Context::from_waker(Waker::noop());
+        let now = Instant::now();
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).retain_mut(|idle| {
+            now.duration_since(idle.since) < IDLE_TIMEOUT
+                && Pin::new(&mut idle.link.connection).poll(&mut noop).is_pending()
+        });
+    }
+
     fn put_back(&self, link: Link) {
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
@@ -194,12 +207,14 @@ pub struct Answer {
 }
 
 impl Answer {
-    fn give_back(&mut self, cx: &mut Context<'_>) {
-        if let Some(mut link) = self.link.take() {
-            // Polled once more, the connection finishes the answer and asks for the next request.
-            if Pin::new(&mut link.connection).poll(cx).is_pending() {
-                self.backend.put_back(link);
-            }
+    /// Polled once more, the connection finishes the answer and asks for the next request.
+    /// Without a waker: an idle connection must not keep this request's task alive, nor
+    /// wake it; the sweep and the next request that takes it poll it instead.
+    fn give_back(&mut self) {
+        if let Some(mut link) = self.link.take()
+            && Pin::new(&mut link.connection).poll(&mut Context::from_waker(Waker::noop())).is_pending()
+        {
+            self.backend.put_back(link);
         }
     }
 }
@@ -215,7 +230,7 @@ impl Body for Answer {
         }
         let frame = std::task::ready!(Pin::new(&mut this.body).poll_frame(cx));
         if frame.is_none() {
-            this.give_back(cx);
+            this.give_back();
         }
         Poll::Ready(frame)
     }
@@ -233,7 +248,39 @@ impl Drop for Answer {
     /// A reader that stopped at `is_end_stream` without asking for the end still read it all.
     fn drop(&mut self) {
         if self.link.is_some() && self.body.is_end_stream() {
-            self.give_back(&mut Context::from_waker(Waker::noop()));
+            self.give_back();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend(upstream: &str) -> Arc<Backend> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(HttpConnector::new());
+        Backend::new(upstream, connector).unwrap()
+    }
+
+    #[test]
+    fn requests_go_under_the_upstream_path_with_its_host_as_clients_write_it() {
+        let based = backend("http://backend.internal:80/base/");
+        assert_eq!(based.host, "backend.internal", "the scheme's own port is left out");
+        assert_eq!(based.target("/api/v1/developer/x?y=1").unwrap(), "/base/api/v1/developer/x?y=1");
+        assert_eq!(backend("https://backend.internal:443").host, "backend.internal");
+        let other_port = backend("https://backend.internal:8443");
+        assert_eq!(other_port.host, "backend.internal:8443");
+        assert_eq!(other_port.target("/api/v1/developer/x").unwrap(), "/api/v1/developer/x");
+        assert_eq!(backend("http://[::1]:9000").host, "[::1]:9000");
     }
 }

@@ -22,6 +22,7 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use keyplane_common::{dataplane, error_body::REQUEST_ID_HEADER};
 use rustls_platform_verifier::BuilderVerifierExt;
+use tokio_util::sync::CancellationToken;
 
 use crate::{config::DataRoute, error::ApiError};
 
@@ -74,6 +75,20 @@ impl Forwarder {
             })
             .collect::<anyhow::Result<_>>()?;
         Ok(Self { routes, secrets, timeout })
+    }
+
+    /// Every second, lets go of the idle backend connections that were closed or are too old.
+    pub fn spawn_sweeper(self: &Arc<Self>, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let forwarder = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(SWEEP_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            while stop.run_until_cancelled(every.tick()).await.is_some() {
+                for route in &forwarder.routes {
+                    route.backend.sweep();
+                }
+            }
+        })
     }
 
     /// The route a path takes, and the resource id it names under it.
@@ -150,6 +165,9 @@ impl Forwarder {
     }
 }
 
+/// How often idle backend connections are checked for a close.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
 /// Answers up to this long (by their Content-Length) are read whole before they are sent on.
 const BUFFERED_ANSWER: usize = 64 * 1024;
 
@@ -171,13 +189,19 @@ fn hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(&name.as_str())
 }
 
+/// The gateway has read the whole body before it forwards: a backend is never asked to
+/// wait for one, and an `Expect` cannot make it answer before reading what was sent.
+fn already_handled(name: &HeaderName) -> bool {
+    name == header::EXPECT
+}
+
 /// What goes upstream: the client's headers, less hop-by-hop ones, its credential and any
 /// identity header it made up; then the signed identity, the request id and trace context.
 fn outgoing_headers(incoming: &HeaderMap, signed: Vec<(HeaderName, HeaderValue)>, request_id: &str) -> HeaderMap {
     let mut headers = HeaderMap::new();
     for (name, value) in incoming {
         let made_up_identity = dataplane::ALL.contains(name);
-        if !hop_by_hop(name) && name != header::AUTHORIZATION && !made_up_identity {
+        if !hop_by_hop(name) && !already_handled(name) && name != header::AUTHORIZATION && !made_up_identity {
             headers.append(name.clone(), value.clone());
         }
     }
@@ -210,10 +234,12 @@ mod tests {
         incoming.insert("x-keyplane-org-id", HeaderValue::from_static("someone-else"));
         incoming.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
         incoming.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        incoming.insert(header::EXPECT, HeaderValue::from_static("100-continue"));
         let signed = dataplane::sign(b"secret", 1000, "GET", "/x", &identity(), b"");
         let out = outgoing_headers(&incoming, signed, "req-1");
         assert!(out.get(header::AUTHORIZATION).is_none());
         assert!(out.get(header::CONNECTION).is_none());
+        assert!(out.get(header::EXPECT).is_none(), "the body is already read");
         assert_eq!(out.get("x-keyplane-org-id").unwrap(), "org", "the signed identity replaces the made-up one");
         assert_eq!(out.get_all("x-keyplane-org-id").iter().count(), 1);
         assert_eq!(out.get(header::ACCEPT).unwrap(), "application/json");
