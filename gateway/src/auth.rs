@@ -159,7 +159,7 @@ async fn require(state: AppState, policy: Policy, mut request: Request, next: Ne
     match authenticate(&state, policy, request.headers(), &caller).await {
         Ok(principal) => {
             let mut counted = Counted::new(&state, Arc::clone(&principal), request.uri().path());
-            let authenticated = Caller { principal: Some(Arc::unwrap_or_clone(Arc::clone(&principal))), ..caller };
+            let authenticated = Caller { principal: Some(Arc::clone(&principal)), ..caller };
             request.extensions_mut().insert(authenticated);
             // After authentication, before the route: the limit is the principal's.
             let decision = crate::throttle::for_principal(&state, &principal);

@@ -56,7 +56,7 @@ pub struct Tools {
 fn caller(parts: &axum::http::request::Parts) -> Result<(Caller, String), ErrorData> {
     let caller =
         parts.extensions.get::<Caller>().cloned().ok_or_else(|| ErrorData::internal_error("no caller", None))?;
-    match &caller.principal {
+    match caller.principal.as_deref() {
         Some(Principal::McpToken(token)) => {
             let org = token.org_id.to_string();
             Ok((caller, org))
@@ -148,7 +148,7 @@ impl Tools {
         Extension(parts): Extension<axum::http::request::Parts>,
     ) -> Result<CallToolResult, ErrorData> {
         let (caller, _) = caller(&parts)?;
-        let Some(Principal::McpToken(token)) = &caller.principal else { unreachable!("checked by caller()") };
+        let Some(Principal::McpToken(token)) = caller.principal.as_deref() else { unreachable!("checked by caller()") };
         answer(Ok::<_, ApiError>(serde_json::json!({
             "principal": "mcp_token",
             "token": {"id": token.token_id, "name": token.name, "prefix": token.prefix, "scopes": token.scopes.list(),

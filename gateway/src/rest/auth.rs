@@ -72,7 +72,7 @@ pub struct KeySelf {
         (status = 401, description = "No key, or a session bearer (`use_api_key`)"),
     ))]
 pub async fn key_self(Calling(caller): Calling) -> Result<Json<KeySelf>, ApiError> {
-    match &caller.principal {
+    match caller.principal.as_deref() {
         Some(Principal::ApiKey(key)) => Ok(Json(KeySelf { key: KeyIdentity::from(key), org_id: key.org_id })),
         _ => Err(ApiError::unauthorized("use_api_key", "use an API key")),
     }
@@ -238,7 +238,7 @@ pub enum Whoami {
         (status = 401, description = "No credential, or one that is not valid"),
     ))]
 pub async fn me(State(state): State<AppState>, Calling(caller): Calling) -> Result<Json<Whoami>, ApiError> {
-    match caller.principal.clone() {
+    match caller.principal.as_deref().cloned() {
         Some(Principal::User(user)) => {
             let profile = state.upstream.get_user(&caller, GetUserRequest { id: user.user_id.to_string() }).await?;
             let orgs = state

@@ -45,7 +45,7 @@ pub async fn forward(
     Calling(caller): Calling,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let Some(Principal::ApiKey(key)) = caller.principal.as_ref() else {
+    let Some(Principal::ApiKey(key)) = caller.principal.as_deref() else {
         return Err(ApiError::unauthorized("use_api_key", "use an API key"));
     };
     let (parts, body) = request.into_parts();

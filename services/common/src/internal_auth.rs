@@ -4,6 +4,8 @@
 //! internal secret; the principal the caller acts for travels inside it. A principal in
 //! metadata that is not inside a valid token is never believed.
 
+use std::sync::Arc;
+
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use tonic::{Request, Status, metadata::MetadataMap};
 
@@ -34,7 +36,8 @@ pub const REQUEST_ID_KEY: &str = "x-request-id";
 #[derive(Clone, Debug, Default)]
 pub struct Caller {
     pub service: String,
-    pub principal: Option<Principal>,
+    /// Shared with the gateway's cache of verdicts: a request holds it, never copies it.
+    pub principal: Option<Arc<Principal>>,
     pub client_ip: String,
     pub user_agent: String,
     pub request_id: String,
@@ -43,13 +46,13 @@ pub struct Caller {
 impl Caller {
     /// The principal the call is made for; refused when the caller acts for nobody.
     pub fn principal(&self) -> Result<&Principal, NoPrincipal> {
-        self.principal.as_ref().ok_or(NoPrincipal)
+        self.principal.as_deref().ok_or(NoPrincipal)
     }
 
     /// The same call, made by the service `name` itself (for what the service decides on
     /// its own authority), keeping the caller's origin for the audit trail.
     pub fn as_service(&self, name: &str) -> Caller {
-        Caller { principal: Some(Principal::Service { name: name.to_owned() }), ..self.clone() }
+        Caller { principal: Some(Arc::new(Principal::Service { name: name.to_owned() })), ..self.clone() }
     }
 }
 
@@ -107,7 +110,11 @@ impl InternalAuth {
                 if !short_lived(&data.claims, self.validation.leeway) {
                     break;
                 }
-                return Ok(Caller { service: data.claims.iss, principal: data.claims.prn, ..Caller::default() });
+                return Ok(Caller {
+                    service: data.claims.iss,
+                    principal: data.claims.prn.map(Arc::new),
+                    ..Caller::default()
+                });
             }
         }
         Err(not_inside())
@@ -177,7 +184,7 @@ mod tests {
         let principal = Principal::Service { name: "x".into() };
         let caller = auth.verify(&auth.sign(Some(&principal))).unwrap();
         assert_eq!(caller.service, "gateway");
-        assert_eq!(caller.principal, Some(principal));
+        assert_eq!(caller.principal.as_deref(), Some(&principal));
     }
 
     #[test]

@@ -106,7 +106,7 @@ impl Service {
 
     /// Starts signing session bearers with a new key, audited as the platform's event.
     pub async fn rotate_signing_key(&self, caller: &Caller) -> Result<String, Error> {
-        let actor = match &caller.principal {
+        let actor = match caller.principal.as_deref() {
             Some(principal) => principal.actor(),
             None => ("service", caller.service.clone()),
         };

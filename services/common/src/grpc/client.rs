@@ -46,7 +46,7 @@ impl Outbound {
     /// A request made on behalf of `caller`: its principal, and where the end user's
     /// request came from (for audit records downstream).
     pub fn request_as<T>(&self, message: T, caller: &Caller) -> Request<T> {
-        let mut request = self.request(message, caller.principal.as_ref());
+        let mut request = self.request(message, caller.principal.as_deref());
         let metadata = request.metadata_mut();
         for (key, value) in [
             (CLIENT_IP_KEY, &caller.client_ip),
