@@ -248,8 +248,9 @@ async fn an_https_backend_is_reached_over_verified_tls() {
 }
 
 /// Answers pass through whole whatever their size (a small one is read whole first, a
-/// large or unsized one streams), and one that breaks off before its declared length is a
-/// 502 in the contract's shape, never a truncated 200.
+/// large or unsized one streams), an answer to HEAD keeps the length the GET's has, and one
+/// that breaks off before its declared length is a 502 in the contract's shape, never a
+/// truncated 200.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_arrive_whole_small_large_or_streamed_and_a_broken_one_is_502() {
     use axum::{Router, body::Body, routing::get};
@@ -298,6 +299,13 @@ async fn answers_arrive_whole_small_large_or_streamed_and_a_broken_one_is_502() 
     let large = gateway.get("/api/v1/developer/answers/large", Some(&key)).await;
     assert_eq!(large.status, 200);
     assert_eq!(large.text.len(), 200 * 1024, "the whole large answer");
+    // HEAD: no body, and the length the GET's answer has.
+    let head =
+        gateway.http.head(gateway.url("/api/v1/developer/answers/large")).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    let length = head.headers().get("content-length").map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(length.as_deref(), Some("204800"), "the GET's length, not the empty body's");
+    assert!(head.bytes().await.unwrap().is_empty());
     let streamed = gateway.get("/api/v1/developer/answers/streamed", Some(&key)).await;
     assert_eq!((streamed.status, streamed.text.as_str()), (200, "one two three"));
     let broken = gateway.get("/api/v1/developer/broken/x", Some(&key)).await;

@@ -131,8 +131,10 @@ impl Forwarder {
             }
         };
         let (mut parts, body) = upstream.into_parts();
-        for name in HOP_BY_HOP {
-            parts.headers.remove(name);
+        // An answer to HEAD has no body to frame anew: its length is the GET's, as sent.
+        let head = call.method == Method::HEAD;
+        for name in HOP_BY_HOP.iter().filter(|name| !(head && **name == "content-length")) {
+            parts.headers.remove(*name);
         }
         // A small answer of known length is read whole first, so that one breaking off is a
         // 502 in the contract's shape rather than a truncated 200; anything else streams
