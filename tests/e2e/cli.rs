@@ -244,7 +244,10 @@ async fn failures_say_the_apis_message_and_exit_non_zero() {
 
     let wrong = dev.run_with_input(&["login", "--url", &url, "--email", &user.email, "--password-stdin"], "nope").await;
     assert!(!wrong.success);
-    assert_eq!(wrong.stderr.trim(), "keyplane: the email or password is not correct (invalid_credentials, HTTP 401)");
+    // The request id comes last, for the user to quote to the platform's operators.
+    let (said, request) = wrong.stderr.trim().split_once(" [request ").expect("the request id");
+    assert_eq!(said, "keyplane: the email or password is not correct (invalid_credentials, HTTP 401)");
+    assert!(request.len() > 1 && request.ends_with(']'), "{}", wrong.stderr);
     assert!(!dev.session_path().exists(), "no session from a failed login");
 
     let not_yet = dev.run(&["orgs", "list"]).await;

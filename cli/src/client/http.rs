@@ -5,6 +5,7 @@
 use std::{fmt, net::IpAddr, sync::Once, time::Duration};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
+use keyplane_common::error::FieldViolation;
 use reqwest::{
     Method, StatusCode, Url,
     header::{HeaderMap, LOCATION},
@@ -24,13 +25,26 @@ pub struct ApiError {
     pub status: u16,
     pub code: String,
     pub message: String,
+    /// Which fields were wrong, and how (`validation_failed`).
+    pub details: Vec<FieldViolation>,
+    /// What to quote to the platform's operators.
+    pub request_id: Option<String>,
 }
 
+/// One line (the terminal module shows no line breaks from the API): the message, the
+/// code and status, each wrong field, then the request id.
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.code.as_str() {
-            "" => write!(f, "{} (HTTP {})", self.message, self.status),
-            code => write!(f, "{} ({code}, HTTP {})", self.message, self.status),
+            "" => write!(f, "{} (HTTP {})", self.message, self.status)?,
+            code => write!(f, "{} ({code}, HTTP {})", self.message, self.status)?,
+        }
+        for violation in &self.details {
+            write!(f, "; {}: {}", violation.field, violation.problem)?;
+        }
+        match &self.request_id {
+            Some(id) => write!(f, " [request {id}]"),
+            None => Ok(()),
         }
     }
 }
@@ -213,7 +227,9 @@ fn error_of(status: StatusCode, body: &Value) -> ApiError {
         m if m.is_empty() => status.canonical_reason().unwrap_or("an error").to_owned(),
         m => m,
     };
-    ApiError { status: status.as_u16(), code: text("code"), message }
+    let details = serde_json::from_value(body["details"].clone()).unwrap_or_default();
+    let request_id = Some(text("request_id")).filter(|id| !id.is_empty());
+    ApiError { status: status.as_u16(), code: text("code"), message, details, request_id }
 }
 
 /// The gateway with the signed-in user's session.
@@ -358,5 +374,18 @@ mod tests {
         let error = error_of(StatusCode::UNAUTHORIZED, &body);
         assert_eq!(error.to_string(), "the email or password is not correct (invalid_credentials, HTTP 401)");
         assert_eq!(error_of(StatusCode::BAD_GATEWAY, &Value::Null).to_string(), "Bad Gateway (HTTP 502)");
+    }
+
+    #[test]
+    fn an_error_names_each_wrong_field_and_the_request_to_quote() {
+        let body = json!({
+            "error": "Bad Request", "code": "validation_failed", "message": "the request is not valid",
+            "request_id": "req-1",
+            "details": [{"field": "name", "problem": "is required"}, {"field": "scopes", "problem": "unknown scope"}],
+        });
+        assert_eq!(
+            error_of(StatusCode::BAD_REQUEST, &body).to_string(),
+            "the request is not valid (validation_failed, HTTP 400); name: is required; scopes: unknown scope [request req-1]"
+        );
     }
 }
