@@ -170,6 +170,22 @@ mod tests {
         assert_eq!(found.len(), ASSETS.len() + 1, "an asset is listed that is not a file");
     }
 
+    /// The console offers the scopes the API takes: its copy of the catalogue is the
+    /// common crate's, in the same order.
+    #[test]
+    fn the_consoles_scopes_are_the_catalogue() {
+        let asset = ASSETS.iter().find(|a| a.path == "js/scopes.js").expect("js/scopes.js is served");
+        let text = std::str::from_utf8(asset.body).expect("utf-8");
+        let list = text.split("export const CATALOGUE = [").nth(1).and_then(|rest| rest.split("];").next());
+        let scopes: Vec<&str> = list
+            .expect("scopes.js exports CATALOGUE as an array")
+            .split(',')
+            .map(|item| item.trim().trim_matches('\''))
+            .filter(|item| !item.is_empty())
+            .collect();
+        assert_eq!(scopes, keyplane_common::scope::CATALOGUE);
+    }
+
     /// What the CSP would refuse at run time, or what would keep a credential where it
     /// outlives the page, caught when the files change.
     #[test]
