@@ -19,11 +19,9 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use base64::Engine;
-use keyplane_common::cache::CacheError;
+use keyplane_common::{cache::CacheError, principal::Principal};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-
-use keyplane_common::principal::Principal;
 
 use crate::{MAX_BODY_BYTES, error::ApiError, state::AppState};
 

@@ -281,18 +281,9 @@ async fn answers_arrive_whole_small_large_or_streamed_and_a_broken_one_is_502() 
     });
 
     let p = Platform::start().await;
-    let route = |prefix: &str, upstream: &str| keyplane_gateway::config::DataRoute {
-        prefix: prefix.into(),
-        upstream: upstream.into(),
-        read_scope: "read:families".into(),
-        write_scope: "write:families".into(),
-    };
-    let routes =
-        vec![route("/api/v1/developer/answers", &upstream), route("/api/v1/developer/broken", &broken_upstream)];
-    let (gateway, _stop) = p.gateway_replica_with(|config| config.routes = routes).await;
-    let user = p.api.signup().await;
-    let (_, key) = p.api.dev_org(&user, true).await;
-    let key = key.unwrap();
+    let routes = [("/api/v1/developer/answers", upstream.as_str()), ("/api/v1/developer/broken", &broken_upstream)];
+    let (gateway, _stop) = gateway_to(&p, &routes).await;
+    let key = org_key(&p).await;
 
     let small = gateway.get("/api/v1/developer/answers/small", Some(&key)).await;
     assert_eq!((small.status, small.text.as_str()), (200, "small answer"));
@@ -321,10 +312,14 @@ async fn backend_connections_are_reused_and_those_closed_while_idle_are_passed_o
 
     use axum::{Router, extract::ConnectInfo, routing::get};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    // Answers with the gateway's own port: the same port means the same connection.
+    // Answers with the gateway's own port (the same port means the same connection) and
+    // the org the gateway signed for.
     let backend = Router::new().route(
         "/api/v1/developer/peer/{id}",
-        get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.port().to_string() }),
+        get(|ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: axum::http::HeaderMap| async move {
+            let org = headers.get("x-keyplane-org-id").and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+            format!("{} {org}", peer.port())
+        }),
     );
     let listener = keyplane_common::testsuite::listener().await;
     let upstream = format!("http://{}", listener.local_addr().unwrap());
@@ -362,26 +357,22 @@ async fn backend_connections_are_reused_and_those_closed_while_idle_are_passed_o
     });
 
     let p = Platform::start().await;
-    let route = |prefix: &str, upstream: &str| keyplane_gateway::config::DataRoute {
-        prefix: prefix.into(),
-        upstream: upstream.into(),
-        read_scope: "read:families".into(),
-        write_scope: "write:families".into(),
-    };
-    let routes =
-        vec![route("/api/v1/developer/peer", &upstream), route("/api/v1/developer/closing", &closing_upstream)];
-    let (gateway, _stop) = p.gateway_replica_with(|config| config.routes = routes).await;
-    let user = p.api.signup().await;
-    let (_, key) = p.api.dev_org(&user, true).await;
-    let key = key.unwrap();
-
+    let routes = [("/api/v1/developer/peer", upstream.as_str()), ("/api/v1/developer/closing", &closing_upstream)];
+    let (gateway, _stop) = gateway_to(&p, &routes).await;
+    // Two tenants, taking turns on the one kept connection.
+    let keys = [org_key(&p).await, org_key(&p).await];
     let mut ports = std::collections::HashSet::new();
-    for i in 0..5 {
-        let answer = gateway.get(&format!("/api/v1/developer/peer/p{i}"), Some(&key)).await;
+    for i in 0..6 {
+        let key = &keys[i % 2];
+        let own_org = gateway.get("/api/v1/keys/self", Some(key)).await.body["org_id"].as_str().unwrap().to_owned();
+        let answer = gateway.get(&format!("/api/v1/developer/peer/p{i}"), Some(key)).await;
         assert_eq!(answer.status, 200, "{}", answer.text);
-        ports.insert(answer.text);
+        let (port, org) = answer.text.split_once(' ').expect("port and org");
+        assert_eq!(org, own_org, "each answer is its own caller's, on a reused connection too");
+        ports.insert(port.to_owned());
     }
-    assert_eq!(ports.len(), 1, "one connection served five requests in turn: {ports:?}");
+    assert_eq!(ports.len(), 1, "one connection served six requests in turn: {ports:?}");
+    let key = keys[0].clone();
 
     for i in 0..3 {
         let answer = gateway.get(&format!("/api/v1/developer/closing/c{i}"), Some(&key)).await;
@@ -422,4 +413,25 @@ fn closing_wait_to(port: u16) -> usize {
             fields.get(2).is_some_and(|r| r.ends_with(&remote)) && fields.get(3) == Some(&"08")
         })
         .count()
+}
+
+/// A gateway replica whose data plane is `routes` (prefix, upstream), read and written
+/// with the families scopes.
+async fn gateway_to(p: &Platform, routes: &[(&str, &str)]) -> (Api, tokio_util::sync::CancellationToken) {
+    let routes = routes
+        .iter()
+        .map(|(prefix, upstream)| keyplane_gateway::config::DataRoute {
+            prefix: (*prefix).into(),
+            upstream: (*upstream).into(),
+            read_scope: "read:families".into(),
+            write_scope: "write:families".into(),
+        })
+        .collect();
+    p.gateway_replica_with(|config| config.routes = routes).await
+}
+
+/// A new user's developer org's first key (every scope).
+async fn org_key(p: &Platform) -> String {
+    let user = p.api.signup().await;
+    p.api.dev_org(&user, true).await.1.expect("a bootstrap key")
 }
