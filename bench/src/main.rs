@@ -77,14 +77,21 @@ fn arg(name: &str) -> Option<String> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    procs::ensure_tools()?;
+    let cores = Cores::detect();
+    // The harness is load too (the open-loop client, the latency samples): it runs on the
+    // load core, never beside the servers it measures. Pinned before the runtime starts,
+    // so the runtime sizes itself to that one core.
+    procs::pin_self(cores.load)?;
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(cores))
+}
+
+async fn run(cores: Cores) -> anyhow::Result<()> {
     let mut plan = Plan::new(std::env::args().any(|a| a == "--smoke"));
     plan.rows_only = std::env::args().any(|a| a == "--rows-only");
     let bin = PathBuf::from(arg("--bin").unwrap_or_else(|| "target/release".into()));
     let out = PathBuf::from(arg("--out").unwrap_or_else(|| "bench/results".into()));
-    procs::ensure_tools()?;
-    let cores = Cores::detect();
     let scratch = std::env::temp_dir().join(format!("keyplane-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
     eprintln!(
@@ -216,9 +223,18 @@ async fn measure(plan: &Plan, cores: Cores, stage: &mut Stage) -> anyhow::Result
         headers: vec![("content-type".into(), "application/json".into())],
         body: Bytes::from(serde_json::json!({"key": key}).to_string()),
     };
-    let (p50, p99, failed) =
-        openloop::run(verify_shot, peak / 2.0, plan.connections as usize, Duration::from_secs(plan.seconds)).await?;
-    figures.half_peak = Some(report::HalfPeak { rate: peak / 2.0, p50_ms: p50, p99_ms: p99, failed });
+    let ceiling_shot = openloop::Shot {
+        method: hyper::Method::GET,
+        authority: stage.bare.trim_start_matches("http://").to_owned(),
+        path: "/".into(),
+        headers: vec![],
+        body: Bytes::new(),
+    };
+    let at_half = |shot| openloop::run(shot, peak / 2.0, plan.connections as usize, Duration::from_secs(plan.seconds));
+    let (p50, p99, failed) = at_half(verify_shot).await?;
+    let (ceiling_p50_ms, ceiling_p99_ms, _) = at_half(ceiling_shot).await?;
+    figures.half_peak =
+        Some(report::HalfPeak { rate: peak / 2.0, p50_ms: p50, p99_ms: p99, failed, ceiling_p50_ms, ceiling_p99_ms });
 
     // Cache misses on gateway B: Redis has the record (gateway A looked it up), or only
     // PostgreSQL has it (Redis forgot every record).

@@ -39,6 +39,16 @@ pub fn pinned(core: Option<usize>, program: &str) -> Command {
     }
 }
 
+/// Pins this process, every thread of it, to `core` (when given).
+pub fn pin_self(core: Option<usize>) -> anyhow::Result<()> {
+    let Some(core) = core else { return Ok(()) };
+    let pid = std::process::id().to_string();
+    let status =
+        Command::new("taskset").args(["-a", "-p", "-c", &core.to_string(), &pid]).stdout(Stdio::null()).status()?;
+    anyhow::ensure!(status.success(), "taskset could not pin the harness to core {core}");
+    Ok(())
+}
+
 /// A child process, killed when dropped.
 pub struct Running {
     child: Child,

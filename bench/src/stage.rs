@@ -4,10 +4,7 @@
 //! static upstream); nginx (the peer). Everything is stopped, and the database dropped,
 //! when the stage is dropped.
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::path::{Path, PathBuf};
 
 use sqlx::{Connection, Executor, PgConnection};
 
@@ -212,7 +209,8 @@ impl Stage {
         let file = dir.join("nginx.conf");
         std::fs::write(&file, config)?;
         let nginx = crate::procs::which("nginx").ok_or_else(|| anyhow::anyhow!("nginx is not installed"))?;
-        let mut command = Command::new(nginx);
+        // The master too: the harness runs pinned to the load core, and children inherit it.
+        let mut command = pinned(cores.servers, &nginx.display().to_string());
         command.arg("-c").arg(&file).arg("-p").arg(&dir);
         self._rest.insert(0, Running::start("nginx", command, &dir.join("stdout.log"))?);
         wait_listening(port.parse()?, "nginx")
