@@ -27,7 +27,7 @@ mod extract;
 mod rest;
 mod throttle;
 
-use std::{net::SocketAddr, sync::Arc};
+use std::sync::Arc;
 
 use axum::{
     Router,
@@ -103,7 +103,7 @@ pub async fn serve(
         github_keys: github_keys::GithubKeys::new(config.github_keys_url.clone(), config.request_timeout),
     }));
     tracing::info!(addr = ?listener.local_addr().ok(), "gateway listening");
-    axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
+    axum::serve(listener, app(state).into_make_service_with_connect_info::<context::Peer>())
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
     flusher_stop.cancel();

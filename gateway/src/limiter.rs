@@ -85,19 +85,13 @@ impl Limiter {
     }
 
     /// Counts a request against `bucket` at `rate`, unless the window is full.
-    pub fn check(&self, bucket: &str, rate: RateLimit) -> Decision {
-        let now = u64::try_from(self.clock.now().timestamp()).unwrap_or(0);
+    pub fn check(&self, bucket: String, rate: RateLimit) -> Decision {
+        let now = self.clock.unix_seconds();
         let per = u64::from(rate.per_seconds);
         let index = now / per;
         let reset = (index + 1) * per - now;
-        let mut shard = self.shard(bucket).lock().expect("limiter lock");
-        let window = shard.entry(bucket.to_owned()).or_insert_with(|| Window {
-            index,
-            rate,
-            global: 0,
-            pending: 0,
-            seen: false,
-        });
+        let mut shard = self.shard(&bucket).lock().expect("limiter lock");
+        let window = shard.entry(bucket).or_insert_with(|| Window { index, rate, global: 0, pending: 0, seen: false });
         if window.index != index || window.rate.per_seconds != rate.per_seconds {
             *window = Window { index, rate, global: 0, pending: 0, seen: false };
         }
@@ -215,26 +209,26 @@ mod tests {
     fn a_window_admits_its_limit_then_refuses_until_it_ends() {
         let clock = Clock::adjustable();
         let limiter = Limiter::new(clock.clone(), &Cache::memory("t:"), Gauge::default());
-        let decisions: Vec<Decision> = (0..4).map(|_| limiter.check("key:a", rate(3, 60))).collect();
+        let decisions: Vec<Decision> = (0..4).map(|_| limiter.check("key:a".into(), rate(3, 60))).collect();
         assert_eq!(decisions.iter().map(|d| d.allowed).collect::<Vec<_>>(), [true, true, true, false]);
         assert_eq!(decisions.iter().map(|d| d.remaining).collect::<Vec<_>>(), [2, 1, 0, 0]);
         assert!(decisions.iter().all(|d| d.limit == 3 && (1..=60).contains(&d.reset)));
-        assert!(limiter.check("key:b", rate(3, 60)).allowed, "buckets are apart");
+        assert!(limiter.check("key:b".into(), rate(3, 60)).allowed, "buckets are apart");
         clock.advance(Duration::from_secs(60));
-        assert!(limiter.check("key:a", rate(3, 60)).allowed, "a new window");
+        assert!(limiter.check("key:a".into(), rate(3, 60)).allowed, "a new window");
     }
 
     #[test]
     fn the_counts_of_other_replicas_count() {
         let limiter = Limiter::new(Clock::system(), &Cache::memory("t:"), Gauge::default());
-        assert!(limiter.check("key:a", rate(10, 60)).allowed);
+        assert!(limiter.check("key:a".into(), rate(10, 60)).allowed);
         {
             let mut windows = limiter.shard("key:a").lock().unwrap();
             let window = windows.get_mut("key:a").unwrap();
             window.global = 9;
             window.pending = 0;
         }
-        assert!(limiter.check("key:a", rate(10, 60)).allowed, "the tenth");
-        assert!(!limiter.check("key:a", rate(10, 60)).allowed, "the others used nine");
+        assert!(limiter.check("key:a".into(), rate(10, 60)).allowed, "the tenth");
+        assert!(!limiter.check("key:a".into(), rate(10, 60)).allowed, "the others used nine");
     }
 }

@@ -3,7 +3,7 @@
 
 use axum::{
     extract::{Request, State},
-    http::{HeaderValue, StatusCode, header},
+    http::{HeaderName, HeaderValue, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -20,7 +20,7 @@ pub fn for_principal(state: &AppState, principal: &Principal) -> Option<Decision
         Principal::User(user) => (format!("user:{}", user.user_id), state.limits.session),
         Principal::Service { .. } => return None,
     };
-    Some(state.limiter.check(&bucket, rate))
+    Some(state.limiter.check(bucket, rate))
 }
 
 /// Runs the request if the decision allows it (once per Idempotency-Key of `who`, when
@@ -54,11 +54,15 @@ fn refused(decision: Decision) -> Response {
     response
 }
 
+const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
 fn stamp(response: &mut Response, decision: Decision) {
     let headers = response.headers_mut();
-    headers.insert("ratelimit-limit", HeaderValue::from(decision.limit));
-    headers.insert("ratelimit-remaining", HeaderValue::from(decision.remaining));
-    headers.insert("ratelimit-reset", HeaderValue::from(decision.reset));
+    headers.insert(RATELIMIT_LIMIT, HeaderValue::from(decision.limit));
+    headers.insert(RATELIMIT_REMAINING, HeaderValue::from(decision.remaining));
+    headers.insert(RATELIMIT_RESET, HeaderValue::from(decision.reset));
 }
 
 /// Routes anyone may call count against their source address; `idempotent` routes take
@@ -72,7 +76,7 @@ async fn per_address(
     next: Next,
 ) -> Response {
     let ip = request.extensions().get::<Caller>().map(|c| c.client_ip.clone()).unwrap_or_default();
-    let decision = state.limiter.check(&format!("{group}:{ip}"), rate);
+    let decision = state.limiter.check(format!("{group}:{ip}"), rate);
     let who = idempotent.then_some(crate::idempotency::Who::Address(&ip));
     within(state, Some(decision), who, request, next).await
 }

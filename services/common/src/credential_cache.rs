@@ -188,9 +188,13 @@ impl<V: Expiring> LocalCredentialCache<V> {
         for _ in 0..MAX_FETCHES {
             let wanted = floor();
             let value = if self.is_trusted() {
-                if let Some(cached) = self.entries.get(&hash).await
-                    && stale(&cached, wanted)
-                {
+                let cached = self.entries.get(&hash).await;
+                if let Some(cached) = cached.as_ref().filter(|cached| !stale(cached, wanted)) {
+                    // A hit no announced change outdates: answered on one lookup, read
+                    // just now against the floor just read.
+                    return Ok(cached.clone());
+                }
+                if cached.is_some() {
                     self.entries.invalidate(&hash).await;
                 }
                 let generation = self.generation.load(Ordering::SeqCst);

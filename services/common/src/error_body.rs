@@ -1,7 +1,7 @@
 //! The JSON error body of the public contract, shared by the gateway and the backends
 //! it forwards to, so that every non-2xx response has one shape.
 
-use http::StatusCode;
+use http::{HeaderName, StatusCode};
 
 use crate::error::FieldViolation;
 
@@ -30,5 +30,6 @@ impl ErrorBody {
     }
 }
 
-/// The request id header every response carries.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// The request id header every response carries (a `HeaderName`: a `&str` is parsed again
+/// on every use).
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");

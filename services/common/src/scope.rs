@@ -73,9 +73,14 @@ impl Scopes {
 
     /// The effective list shown to users: the whole catalogue for full permission.
     pub fn effective(&self) -> Vec<String> {
+        self.effective_names().into_iter().map(str::to_owned).collect()
+    }
+
+    /// [`Self::effective`], borrowed: for answers written on the hot path.
+    pub fn effective_names(&self) -> Vec<&str> {
         match self {
-            Self::Full => CATALOGUE.iter().map(|s| (*s).to_owned()).collect(),
-            Self::Only(set) => set.iter().cloned().collect(),
+            Self::Full => CATALOGUE.to_vec(),
+            Self::Only(set) => set.iter().map(String::as_str).collect(),
         }
     }
 }

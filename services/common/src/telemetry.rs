@@ -149,6 +149,10 @@ pub fn inject_headers(headers: &mut http::HeaderMap) {
 /// its trace id in the span's `trace_id` field, so every log line within carries it: the
 /// span's own when traces are exported, else the caller's.
 pub fn set_parent_from(span: &tracing::Span, headers: &http::HeaderMap) {
+    // Neither logged nor exported (a quiet gateway): nothing to join or record, per request.
+    if span.is_disabled() {
+        return;
+    }
     let parent = global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)));
     let callers = parent.span().span_context().trace_id();
     let _ = span.set_parent(parent);

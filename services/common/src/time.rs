@@ -48,6 +48,15 @@ impl Clock {
         }
     }
 
+    /// Whole seconds since the Unix epoch: what rate-limit windows are counted in, read
+    /// without chrono's calendar arithmetic (it runs on every limited request).
+    pub fn unix_seconds(&self) -> u64 {
+        let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let ahead_micros = self.ahead.as_ref().map_or(0, |ahead| ahead.load(Ordering::SeqCst));
+        let micros = i128::try_from(since_epoch.as_micros()).unwrap_or(i128::MAX) + i128::from(ahead_micros);
+        u64::try_from(micros / 1_000_000).unwrap_or(0)
+    }
+
     /// Moves an adjustable clock forward; the system clock cannot be moved.
     pub fn advance(&self, by: std::time::Duration) {
         let ahead = self.ahead.as_ref().expect("only an adjustable clock moves");
@@ -66,6 +75,8 @@ mod tests {
         let before = copy.now();
         clock.advance(std::time::Duration::from_secs(3600));
         assert!(copy.now() - before >= chrono::Duration::seconds(3600));
+        let seconds = u64::try_from(copy.now().timestamp()).unwrap();
+        assert!(copy.unix_seconds().abs_diff(seconds) <= 1, "the same time, in seconds");
         assert!(Clock::system().now() - now() < chrono::Duration::seconds(1));
     }
 }
