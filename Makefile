@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help run test lint fmt bench bench-smoke deploy-check sdk
+.PHONY: help run test lint fmt bench bench-instructions bench-smoke deploy-check sdk
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
@@ -24,6 +24,10 @@ test: ## Run every test on PostgreSQL and Redis (local servers, or throwaway one
 bench: ## Measure the hot path beside bare hyper and nginx (release; PostgreSQL and Redis; installs wrk and nginx)
 	$(CARGO) build --release --bins
 	tests/with-services.sh target/release/keyplane-bench --bin target/release --out bench/results
+
+bench-instructions: ## Instructions per request on the hot path, counted by callgrind (release; needs valgrind)
+	$(CARGO) build --release --bins
+	bench/instructions.sh target/release
 
 bench-smoke: ## The bench harness for a second a row, on the debug build
 	$(CARGO) build --workspace --bins

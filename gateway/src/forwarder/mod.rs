@@ -29,8 +29,8 @@ use crate::{config::DataRoute, error::ApiError};
 pub struct Forwarder {
     /// Longest prefix first.
     routes: Vec<Route>,
-    /// The first signs.
-    secrets: Vec<Vec<u8>>,
+    /// Keyed with the first secret (the others are for backends still verifying with them).
+    signer: dataplane::Signer,
     /// Until the backend's answer starts.
     timeout: Duration,
 }
@@ -74,7 +74,9 @@ impl Forwarder {
                 Ok(Route { config, backend })
             })
             .collect::<anyhow::Result<_>>()?;
-        Ok(Self { routes, secrets, timeout })
+        let secret = secrets.first().ok_or_else(|| anyhow::anyhow!("no data-plane secret to sign identities with"))?;
+        let signer = dataplane::Signer::new(secret);
+        Ok(Self { routes, signer, timeout })
     }
 
     /// Every second, lets go of the idle backend connections that were closed or are too old.
@@ -97,8 +99,7 @@ impl Forwarder {
     }
 
     pub async fn forward(&self, call: Call<'_>) -> Result<Response, ApiError> {
-        let signed = dataplane::sign(
-            &self.secrets[0],
+        let signed = self.signer.sign(
             chrono::Utc::now().timestamp(),
             call.method.as_str(),
             call.path_and_query,

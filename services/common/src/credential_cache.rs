@@ -189,9 +189,10 @@ impl<V: Expiring> LocalCredentialCache<V> {
             let wanted = floor();
             let value = if self.is_trusted() {
                 let cached = self.entries.get(&hash).await;
-                if let Some(cached) = cached.as_ref().filter(|cached| !stale(cached, wanted)) {
-                    // A hit no announced change outdates: answered on one lookup, read
-                    // just now against the floor just read.
+                // A hit no announced change outdates: answered on one lookup. The floor is
+                // read again after the entry: `learn` raises it before it invalidates, so a
+                // change announced between the two reads is seen here, never served.
+                if let Some(cached) = cached.as_ref().filter(|cached| !stale(cached, floor())) {
                     return Ok(cached.clone());
                 }
                 if cached.is_some() {
