@@ -199,7 +199,12 @@ async fn whoami_verify_and_authenticate_agree() {
         .api
         .post("/api/v1/keys/verify", None, json!({"key": key, "scope": "read:families", "resource_id": "fam_1"}))
         .await;
-    assert_eq!((valid.body["valid"].clone(), valid.body["key_id"].clone()), (json!(true), json!(id)));
+    assert_eq!(
+        valid.body,
+        json!({"valid": true, "key_id": id, "org_id": org, "environment": "test", "scopes": ["read:families"],
+               "resource_ids": ["fam_1"], "in_grace": false}),
+        "the whole verdict, and no code on a valid one"
+    );
     for (body, code) in [
         (json!({"key": key, "scope": "write:families"}), "insufficient_scope"),
         (json!({"key": key, "resource_id": "fam_2"}), "resource_not_allowed"),
@@ -211,6 +216,9 @@ async fn whoami_verify_and_authenticate_agree() {
             (reply.status, reply.body["valid"].clone(), reply.body["code"].clone()),
             (200, json!(false), json!(code))
         );
+        if code == "invalid_api_key" {
+            assert_eq!(reply.body, json!({"valid": false, "code": code}), "nothing about any key or org");
+        }
     }
 
     // identity.Authenticate over gRPC answers the principal the gateway used.
@@ -224,7 +232,7 @@ async fn whoami_verify_and_authenticate_agree() {
 
     p.api.delete(&format!("/api/v1/developers/orgs/{}/keys/{}", k.org_id, k.key_id), Some(&user.token)).await;
     let revoked = p.api.post("/api/v1/keys/verify", None, json!({"key": key})).await;
-    assert_eq!(revoked.body["code"], "key_revoked");
+    assert_eq!(revoked.body, json!({"valid": false, "code": "key_revoked"}), "a revoked key's org is not told");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -230,7 +230,7 @@ mod tests {
         incoming.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
         incoming.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
         incoming.insert(header::EXPECT, HeaderValue::from_static("100-continue"));
-        let signed = dataplane::sign(b"secret", 1000, "GET", "/x", &identity(), b"");
+        let signed = dataplane::Signer::new(b"secret").sign(1000, "GET", "/x", &identity(), b"");
         let out = outgoing_headers(&incoming, signed, "req-1");
         assert!(out.get(header::AUTHORIZATION).is_none());
         assert!(out.get(header::CONNECTION).is_none());

@@ -186,17 +186,16 @@ impl<V: Expiring> LocalCredentialCache<V> {
         let floor = || self.floor(&hash).max(at_least);
         let stale = |value: &V, floor: u64| value.grants_at().is_some_and(|revision| revision < floor);
         for _ in 0..MAX_FETCHES {
-            let wanted = floor();
             let value = if self.is_trusted() {
                 let cached = self.entries.get(&hash).await;
-                // A hit no announced change outdates: answered on one lookup. The floor is
-                // read again after the entry: `learn` raises it before it invalidates, so a
-                // change announced between the two reads is seen here, never served.
-                if let Some(cached) = cached.as_ref().filter(|cached| !stale(cached, floor())) {
-                    return Ok(cached.clone());
-                }
-                if cached.is_some() {
-                    self.entries.invalidate(&hash).await;
+                // The floor is read after the entry: `learn` raises it before it
+                // invalidates, so a change announced between the two is seen here.
+                let wanted = floor();
+                match cached {
+                    // A hit no announced change outdates: one lookup, the hot path.
+                    Some(cached) if !stale(&cached, wanted) => return Ok(cached),
+                    Some(_) => self.entries.invalidate(&hash).await,
+                    None => {}
                 }
                 let generation = self.generation.load(Ordering::SeqCst);
                 let value = self.entries.try_get_with(hash, fetch(wanted)).await.map_err(LookupError::Failed)?;
@@ -206,7 +205,7 @@ impl<V: Expiring> LocalCredentialCache<V> {
                 }
                 value
             } else {
-                fetch(wanted).await.map_err(|e| LookupError::Failed(Arc::new(e)))?
+                fetch(floor()).await.map_err(|e| LookupError::Failed(Arc::new(e)))?
             };
             if !stale(&value, floor()) {
                 return Ok(value);
@@ -282,6 +281,24 @@ mod tests {
             assert_eq!(value, V(None), "the revoked entry was fetched again");
         }
         shutdown.cancel();
+    }
+
+    /// The window inside `learn`: the floor is raised and the entry not yet dropped. A
+    /// hit is held to the floor as it stands after the entry was read, so the old grant is
+    /// not served from the cache; the source is asked, with the new floor.
+    #[tokio::test]
+    async fn a_cached_grant_under_a_raised_floor_is_not_served_before_its_invalidation() {
+        let cache = trusted().await;
+        let hash = SecretHash::of("k");
+        cache.get_or_fetch(hash, 0, ok(V(Some(1)))).await.unwrap();
+        cache.floors.insert(hash, 2);
+        let asked_with = std::sync::Mutex::new(Vec::new());
+        let source = |floor: u64| {
+            asked_with.lock().unwrap().push(floor);
+            std::future::ready(Ok::<_, ()>(V(None)))
+        };
+        assert_eq!(cache.get_or_fetch(hash, 0, source).await.unwrap(), V(None), "the revocation, not the cache");
+        assert_eq!(*asked_with.lock().unwrap(), [2], "asked once, with the raised floor");
     }
 
     /// The race of the security review: this replica hears of the revocation first, and

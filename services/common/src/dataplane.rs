@@ -119,18 +119,6 @@ impl Signer {
     }
 }
 
-/// The headers that carry `identity` for this request, signed with `secret`.
-pub fn sign(
-    secret: &[u8],
-    timestamp: i64,
-    method: &str,
-    path_and_query: &str,
-    identity: &Identity,
-    body: &[u8],
-) -> Vec<(HeaderName, HeaderValue)> {
-    Signer::new(secret).sign(timestamp, method, path_and_query, identity, body)
-}
-
 /// The identity in a request's headers, if the gateway signed it recently with one of
 /// `secrets`.
 pub fn verify(
@@ -190,7 +178,7 @@ mod tests {
     #[test]
     fn signed_identity_verifies_and_tampering_fails() {
         let ours = [b"secret".to_vec()];
-        let signed = headers(sign(b"secret", 1000, "GET", "/x?y=1", &identity(), b"{}"));
+        let signed = headers(Signer::new(b"secret").sign(1000, "GET", "/x?y=1", &identity(), b"{}"));
         assert_eq!(verify(&ours, &signed, "GET", "/x?y=1", b"{}", 1000).unwrap(), identity());
         let rotating = [b"new secret".to_vec(), b"secret".to_vec()];
         assert_eq!(verify(&rotating, &signed, "GET", "/x?y=1", b"{}", 1000).unwrap(), identity());
@@ -213,7 +201,7 @@ mod tests {
         let mut mac = Hmac::<Sha256>::new_from_slice(b"secret").unwrap();
         mac.update(documented.as_bytes());
         let expected = format!("v1={}", hex::encode(mac.finalize().into_bytes()));
-        let signed = headers(sign(b"secret", 1000, "GET", "/x?y=1", &identity(), b"{}"));
+        let signed = headers(Signer::new(b"secret").sign(1000, "GET", "/x?y=1", &identity(), b"{}"));
         assert_eq!(signed.get(SIGNATURE).unwrap(), expected.as_str());
         assert_eq!(signed.get(TIMESTAMP).unwrap(), "1000");
         assert_eq!(signed.get(SCOPES).unwrap(), "read:families");
