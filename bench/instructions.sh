@@ -5,6 +5,8 @@
 #
 # Usage: bench/instructions.sh [<dir with keyplane and bench-bare>] [requests]
 #   (default: target/release, 2000). Needs valgrind, python3 and curl.
+#   KEEP=<dir> keeps each row's callgrind profile there (<row>.callgrind, for
+#   callgrind_annotate --inclusive=yes).
 #
 # `keyplane up` (SQLite, in a scratch directory) serves identity and the other services;
 # a second gateway runs under callgrind beside it, with a data-plane route to bench-bare.
@@ -104,5 +106,6 @@ for row in verify keys/self forward; do
   sleep 1
   dump=$(ls -t "$scratch"/callgrind."$measured".* | head -1)
   total=$(awk '/^(summary|totals):/ {print $2; exit}' "$dump")
+  if [[ -n ${KEEP:-} ]]; then cp "$dump" "$KEEP/${row//\//-}.callgrind"; fi
   echo "| $row | $((total / requests)) |"
 done
