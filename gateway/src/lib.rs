@@ -31,15 +31,18 @@ use std::sync::Arc;
 
 use axum::{
     Router,
-    extract::{Request, State},
-    middleware::{Next, from_fn_with_state},
+    extract::Request,
+    http::StatusCode,
+    middleware::from_fn_with_state,
     response::{IntoResponse, Response},
 };
 use keyplane_common::{credential_cache::LocalCredentialCache, runtime::Shared};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
-use tower_http::{catch_panic::CatchPanicLayer, limit::RequestBodyLimitLayer, trace::TraceLayer};
+use tower_http::{
+    catch_panic::CatchPanicLayer, limit::RequestBodyLimitLayer, timeout::TimeoutLayer, trace::TraceLayer,
+};
 
 pub use config::{Config, Peers};
 use error::ApiError;
@@ -132,8 +135,12 @@ fn app(state: AppState) -> Router {
                 }
             },
         ))
-        // A bound on the whole request, so a slow backend cannot hold a client forever.
-        .layer(from_fn_with_state(state.clone(), timeout))
+        // A bound on the whole request, so a slow backend cannot hold a client forever: 504,
+        // its body written by `context`. (A layer, not a `from_fn`: that boxes the rest of
+        // the stack and its future on every request.)
+        .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, state.request_timeout))
+        // The timeout's 504 needs a body type with an empty value.
+        .map_response(|response: Response<_>| response.map(axum::body::Body::new))
         // A bug answers 500 in the contract's shape rather than dropping the connection.
         .layer(CatchPanicLayer::custom(|panic: Box<dyn std::any::Any + Send>| {
             let message = panic
@@ -175,12 +182,4 @@ fn http_span(request: &Request) -> tracing::Span {
     };
     keyplane_common::telemetry::set_parent_from(&span, request.headers());
     span
-}
-
-async fn timeout(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    match tokio::time::timeout(state.request_timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::new(axum::http::StatusCode::GATEWAY_TIMEOUT, "timeout", "the request took too long")
-            .into_response(),
-    }
 }

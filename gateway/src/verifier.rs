@@ -7,9 +7,13 @@
 //! record's revision and is never kept below the floor the revocation feed announced
 //! (see `keyplane_common::credential_cache`).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use axum::http::StatusCode;
+use bytes::Bytes;
 use keyplane_common::{
     credential::Secret,
     credential_cache::{Expiring, LocalCredentialCache, LookupError},
@@ -31,8 +35,16 @@ const VERDICTS: &[&str] = &["invalid_api_key", "invalid_mcp_token", "key_revoked
 /// why not.
 #[derive(Clone)]
 pub enum Verdict {
-    Valid { principal: Arc<Principal>, revision: u64 },
+    Valid { grant: Arc<Grant>, revision: u64 },
     Refused(Arc<ApiError>),
+}
+
+/// A valid credential as cached: who it is, and the body of `POST /keys/verify`'s answer
+/// for it. That body depends on the record alone, so it is written on first use and kept
+/// with the record (writing it on every verify was a tenth of a verify's instructions).
+pub struct Grant {
+    pub principal: Arc<Principal>,
+    pub verify_answer: OnceLock<Bytes>,
 }
 
 impl Expiring for Verdict {
@@ -62,6 +74,11 @@ impl Verifier {
 
     /// An API key or MCP token whose shape is already checked.
     pub async fn verify_secret(&self, secret: &Secret, origin: &Caller) -> Result<Arc<Principal>, ApiError> {
+        self.verify_grant(secret, origin).await.map(|grant| Arc::clone(&grant.principal))
+    }
+
+    /// The same, answering the cached grant itself.
+    pub async fn verify_grant(&self, secret: &Secret, origin: &Caller) -> Result<Arc<Grant>, ApiError> {
         let verdict = self
             .local
             // The fetch (a gRPC call) is boxed: unboxed, its state would sit in every
@@ -73,7 +90,7 @@ impl Verifier {
                 LookupError::Stale => ApiError::unavailable(),
             })?;
         match verdict {
-            Verdict::Valid { principal, .. } => still_valid(principal, self.clock.now()),
+            Verdict::Valid { grant, .. } => still_valid(&grant.principal, self.clock.now()).map(|()| grant),
             Verdict::Refused(error) => Err((*error).clone()),
         }
     }
@@ -81,7 +98,10 @@ impl Verifier {
     /// Asks identity, telling it the newest revision this replica has heard of.
     async fn fetch(&self, credential: &str, floor: u64, origin: &Caller) -> Result<Verdict, ApiError> {
         match self.authenticate(credential, floor, origin).await {
-            Ok((principal, revision)) => Ok(Verdict::Valid { principal: Arc::new(principal), revision }),
+            Ok((principal, revision)) => {
+                let grant = Grant { principal: Arc::new(principal), verify_answer: OnceLock::new() };
+                Ok(Verdict::Valid { grant: Arc::new(grant), revision })
+            }
             Err(e) if e.status == StatusCode::UNAUTHORIZED && VERDICTS.contains(&e.code.as_str()) => {
                 Ok(Verdict::Refused(Arc::new(e)))
             }
@@ -117,8 +137,8 @@ impl Verifier {
 
 /// A cached principal is checked against the clock at every use: expiry and the end of
 /// a grace period need no message to take effect.
-fn still_valid(principal: Arc<Principal>, now: chrono::DateTime<chrono::Utc>) -> Result<Arc<Principal>, ApiError> {
-    let (expires_at, grace_ends_at) = match principal.as_ref() {
+fn still_valid(principal: &Principal, now: chrono::DateTime<chrono::Utc>) -> Result<(), ApiError> {
+    let (expires_at, grace_ends_at) = match principal {
         Principal::ApiKey(key) => (key.expires_at, key.grace_ends_at),
         Principal::McpToken(token) => (token.expires_at, None),
         _ => (None, None),
@@ -129,5 +149,5 @@ fn still_valid(principal: Arc<Principal>, now: chrono::DateTime<chrono::Utc>) ->
     if expires_at.is_some_and(|t| t <= now) {
         return Err(ApiError::unauthorized("key_expired", "the key or token has expired"));
     }
-    Ok(principal)
+    Ok(())
 }

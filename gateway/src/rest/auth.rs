@@ -6,6 +6,7 @@ use axum::{
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use keyplane_common::principal::{KeyPrincipal, Principal};
 use keyplane_proto::{
@@ -24,7 +25,9 @@ use super::{
     NoStore,
     dto::{Org, Rate, Session, User},
 };
-use crate::{error::ApiError, extract::ApiJson, extract::Calling, org_names::OrgName, state::AppState};
+use crate::{
+    error::ApiError, extract::ApiJson, extract::Calling, org_names::OrgName, state::AppState, verifier::Grant,
+};
 
 /// An API key as the gateway verified it: what it is and what it may do.
 #[derive(Serialize, ToSchema)]
@@ -303,22 +306,52 @@ pub struct Verification<'a> {
     in_grace: Option<bool>,
 }
 
-impl Verification<'_> {
+impl<'a> Verification<'a> {
     fn refused(code: &str) -> Response {
         Verification { valid: false, code: Some(code), ..Verification::default() }.into_response()
+    }
+
+    /// The verdict on `key`: valid, or refused with `code`.
+    fn of(key: &'a KeyPrincipal, code: Option<&'a str>) -> Self {
+        Verification {
+            valid: code.is_none(),
+            code,
+            key_id: Some(key.key_id),
+            org_id: Some(key.org_id),
+            environment: Some(key.environment.as_str()),
+            scopes: Some(key.scopes.effective_names()),
+            resource_ids: Some(&key.resource_ids),
+            expires_at: key.expires_at,
+            in_grace: Some(key.grace_ends_at.is_some()),
+        }
+    }
+
+    /// Written into a buffer the size of a full-permission verdict, which axum's `Json`
+    /// would grow twice.
+    fn to_json(&self) -> Result<Bytes, ApiError> {
+        let mut body = Vec::with_capacity(512);
+        serde_json::to_writer(&mut body, self).map_err(|_| ApiError::internal())?;
+        Ok(body.into())
     }
 }
 
 impl IntoResponse for Verification<'_> {
-    /// Written into a buffer the size of a full-permission verdict, which axum's `Json`
-    /// would grow twice on every verify.
     fn into_response(self) -> Response {
-        let mut body = Vec::with_capacity(512);
-        match serde_json::to_writer(&mut body, &self) {
-            Ok(()) => ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response(),
-            Err(_) => ApiError::internal().into_response(),
-        }
+        self.to_json().map_or_else(IntoResponse::into_response, json_answer)
     }
+}
+
+fn json_answer(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+}
+
+/// A grant's valid verdict: the same bytes on every verify, so written once and kept.
+fn valid_answer(grant: &Grant, key: &KeyPrincipal) -> Result<Bytes, ApiError> {
+    if let Some(answer) = grant.verify_answer.get() {
+        return Ok(answer.clone());
+    }
+    let answer = Verification::of(key, None).to_json()?;
+    Ok(grant.verify_answer.get_or_init(|| answer).clone())
 }
 
 /// `POST /api/v1/keys/verify`: for backends that hold a raw key. Refusals carry the code
@@ -339,12 +372,12 @@ pub async fn verify(
     ApiJson(body): ApiJson<VerifyBody>,
 ) -> Result<Response, ApiError> {
     let Ok(parsed) = state.key_format.parse(&body.key) else { return Ok(Verification::refused("invalid_api_key")) };
-    let principal = match state.verifier.verify_secret(&parsed.secret, &caller).await {
-        Ok(p) => p,
+    let grant = match state.verifier.verify_grant(&parsed.secret, &caller).await {
+        Ok(grant) => grant,
         Err(e) if e.status == StatusCode::UNAUTHORIZED => return Ok(Verification::refused(&e.code)),
         Err(e) => return Err(e),
     };
-    let Principal::ApiKey(key) = principal.as_ref() else { return Ok(Verification::refused("invalid_api_key")) };
+    let Principal::ApiKey(key) = grant.principal.as_ref() else { return Ok(Verification::refused("invalid_api_key")) };
     state.meter.record(key, &caller);
     let code = if body.scope.as_deref().is_some_and(|s| !key.scopes.allows(s)) {
         Some("insufficient_scope")
@@ -353,16 +386,8 @@ pub async fn verify(
     } else {
         None
     };
-    Ok(Verification {
-        valid: code.is_none(),
-        code,
-        key_id: Some(key.key_id),
-        org_id: Some(key.org_id),
-        environment: Some(key.environment.as_str()),
-        scopes: Some(key.scopes.effective_names()),
-        resource_ids: Some(&key.resource_ids),
-        expires_at: key.expires_at,
-        in_grace: Some(key.grace_ends_at.is_some()),
+    match code {
+        None => valid_answer(&grant, key).map(json_answer),
+        Some(code) => Ok(Verification::of(key, Some(code)).into_response()),
     }
-    .into_response())
 }
