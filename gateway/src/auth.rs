@@ -18,7 +18,7 @@ use keyplane_common::{
     principal::Principal,
 };
 
-use crate::{attribution::Counted, error::ApiError, state::AppState};
+use crate::{attribution::Counted, error::ApiError, state::AppState, verifier::Grant};
 
 /// Credentials longer than this are refused before any parsing.
 pub const MAX_CREDENTIAL_LEN: usize = 8 * 1024;
@@ -103,12 +103,13 @@ fn session_required() -> ApiError {
     ApiError::unauthorized("session_required", "this route needs a session bearer, not an API key")
 }
 
+/// Who is calling; for a key or token, with its cached grant (the answers kept with it).
 async fn authenticate(
     state: &AppState,
     policy: Policy,
     headers: &HeaderMap,
     caller: &Caller,
-) -> Result<Arc<Principal>, ApiError> {
+) -> Result<(Arc<Principal>, Option<Arc<Grant>>), ApiError> {
     if policy == Policy::Signature {
         return Err(ApiError::unauthorized(
             "signature_required",
@@ -124,7 +125,7 @@ async fn authenticate(
     match (classify(state, token)?, policy) {
         (Bearer::Session(_), Policy::Key) => Err(use_api_key()),
         (Bearer::Session(_), Policy::Mcp) => Err(use_mcp_token()),
-        (Bearer::Session(token), _) => state.verifier.verify_session(token, caller).await,
+        (Bearer::Session(token), _) => state.verifier.verify_session(token, caller).await.map(|p| (p, None)),
         (Bearer::Secret(parsed), policy) => {
             let is_key = matches!(parsed.credential_type, CredentialType::ApiKey(_));
             match policy {
@@ -133,8 +134,8 @@ async fn authenticate(
                 Policy::Key | Policy::Management | Policy::Identify if !is_key => return Err(use_api_key()),
                 _ => {}
             }
-            let principal = state.verifier.verify_secret(&parsed.secret, caller).await?;
-            if let Principal::ApiKey(key) = principal.as_ref() {
+            let grant = state.verifier.verify_grant(&parsed.secret, caller).await?;
+            if let Principal::ApiKey(key) = grant.principal.as_ref() {
                 // Every use of a previous secret is audited, a refused one too.
                 state.meter.record(key, caller);
                 if policy == Policy::Management && key.grace_ends_at.is_some() {
@@ -144,7 +145,7 @@ async fn authenticate(
                     ));
                 }
             }
-            Ok(principal)
+            Ok((Arc::clone(&grant.principal), Some(grant)))
         }
     }
 }
@@ -157,10 +158,13 @@ async fn require(state: AppState, policy: Policy, mut request: Request, next: Ne
         return ApiError::internal().into_response();
     };
     match authenticate(&state, policy, request.headers(), &caller).await {
-        Ok(principal) => {
+        Ok((principal, grant)) => {
             let mut counted = Counted::new(&state, Arc::clone(&principal), request.uri().path());
             let authenticated = Caller { principal: Some(Arc::clone(&principal)), ..caller };
             request.extensions_mut().insert(authenticated);
+            if let Some(grant) = grant {
+                request.extensions_mut().insert(grant);
+            }
             // After authentication, before the route: the limit is the principal's.
             let decision = crate::throttle::for_principal(&state, &principal);
             let who = crate::idempotency::Who::Principal(&principal);

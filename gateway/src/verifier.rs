@@ -17,6 +17,7 @@ use bytes::Bytes;
 use keyplane_common::{
     credential::Secret,
     credential_cache::{Expiring, LocalCredentialCache, LookupError},
+    dataplane,
     internal_auth::Caller,
     principal::Principal,
     time::Clock,
@@ -39,12 +40,17 @@ pub enum Verdict {
     Refused(Arc<ApiError>),
 }
 
-/// A valid credential as cached: who it is, and the body of `POST /keys/verify`'s answer
-/// for it. That body depends on the record alone, so it is written on first use and kept
-/// with the record (writing it on every verify was a tenth of a verify's instructions).
+/// A valid credential as cached: who it is, and the bodies of the answers that depend on
+/// its record alone, each written on first use and kept with the record (writing them
+/// on every request was a tenth of a verify's instructions, and more of `keys/self`'s).
 pub struct Grant {
     pub principal: Arc<Principal>,
+    /// `POST /keys/verify`'s answer when the key is valid for the request.
     pub verify_answer: OnceLock<Bytes>,
+    /// `GET /keys/self`'s answer.
+    pub self_answer: OnceLock<Bytes>,
+    /// The identity a forwarded request carries to its backend.
+    pub identity: OnceLock<dataplane::Identity>,
 }
 
 impl Expiring for Verdict {
@@ -72,12 +78,7 @@ impl Verifier {
         Self { local, upstream, clock }
     }
 
-    /// An API key or MCP token whose shape is already checked.
-    pub async fn verify_secret(&self, secret: &Secret, origin: &Caller) -> Result<Arc<Principal>, ApiError> {
-        self.verify_grant(secret, origin).await.map(|grant| Arc::clone(&grant.principal))
-    }
-
-    /// The same, answering the cached grant itself.
+    /// An API key or MCP token whose shape is already checked: its grant, as cached.
     pub async fn verify_grant(&self, secret: &Secret, origin: &Caller) -> Result<Arc<Grant>, ApiError> {
         let verdict = self
             .local
@@ -99,7 +100,12 @@ impl Verifier {
     async fn fetch(&self, credential: &str, floor: u64, origin: &Caller) -> Result<Verdict, ApiError> {
         match self.authenticate(credential, floor, origin).await {
             Ok((principal, revision)) => {
-                let grant = Grant { principal: Arc::new(principal), verify_answer: OnceLock::new() };
+                let grant = Grant {
+                    principal: Arc::new(principal),
+                    verify_answer: OnceLock::new(),
+                    self_answer: OnceLock::new(),
+                    identity: OnceLock::new(),
+                };
                 Ok(Verdict::Valid { grant: Arc::new(grant), revision })
             }
             Err(e) if e.status == StatusCode::UNAUTHORIZED && VERDICTS.contains(&e.code.as_str()) => {

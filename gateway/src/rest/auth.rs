@@ -1,12 +1,13 @@
 //! Accounts and sessions, who-am-I, and key verification for the platform's backends.
 
+use std::sync::Arc;
+
 use axum::{
-    Json,
+    Extension, Json,
     extract::State,
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use keyplane_common::principal::{KeyPrincipal, Principal};
 use keyplane_proto::{
@@ -24,6 +25,7 @@ use uuid::Uuid;
 use super::{
     NoStore,
     dto::{Org, Rate, Session, User},
+    json_once,
 };
 use crate::{
     error::ApiError, extract::ApiJson, extract::Calling, org_names::OrgName, state::AppState, verifier::Grant,
@@ -79,9 +81,11 @@ pub struct KeySelf {
         (status = 200, description = "The key presenting it", body = KeySelf),
         (status = 401, description = "No key, or a session bearer (`use_api_key`)"),
     ))]
-pub async fn key_self(Calling(caller): Calling) -> Result<Json<KeySelf>, ApiError> {
-    match caller.principal.as_deref() {
-        Some(Principal::ApiKey(key)) => Ok(Json(KeySelf { key: KeyIdentity::from(key), org_id: key.org_id })),
+pub async fn key_self(grant: Option<Extension<Arc<Grant>>>) -> Result<Response, ApiError> {
+    match grant.as_deref().map(|grant| (grant, grant.principal.as_ref())) {
+        Some((grant, Principal::ApiKey(key))) => {
+            Ok(json_once(&grant.self_answer, || KeySelf { key: KeyIdentity::from(key), org_id: key.org_id }))
+        }
         _ => Err(ApiError::unauthorized("use_api_key", "use an API key")),
     }
 }
@@ -325,33 +329,18 @@ impl<'a> Verification<'a> {
             in_grace: Some(key.grace_ends_at.is_some()),
         }
     }
-
-    /// Written into a buffer the size of a full-permission verdict, which axum's `Json`
-    /// would grow twice.
-    fn to_json(&self) -> Result<Bytes, ApiError> {
-        let mut body = Vec::with_capacity(512);
-        serde_json::to_writer(&mut body, self).map_err(|_| ApiError::internal())?;
-        Ok(body.into())
-    }
 }
 
 impl IntoResponse for Verification<'_> {
+    /// Written into a buffer the size of a full-permission verdict, which axum's `Json`
+    /// would grow twice.
     fn into_response(self) -> Response {
-        self.to_json().map_or_else(IntoResponse::into_response, json_answer)
+        let mut body = Vec::with_capacity(512);
+        match serde_json::to_writer(&mut body, &self) {
+            Ok(()) => ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response(),
+            Err(_) => ApiError::internal().into_response(),
+        }
     }
-}
-
-fn json_answer(body: Bytes) -> Response {
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
-}
-
-/// A grant's valid verdict: the same bytes on every verify, so written once and kept.
-fn valid_answer(grant: &Grant, key: &KeyPrincipal) -> Result<Bytes, ApiError> {
-    if let Some(answer) = grant.verify_answer.get() {
-        return Ok(answer.clone());
-    }
-    let answer = Verification::of(key, None).to_json()?;
-    Ok(grant.verify_answer.get_or_init(|| answer).clone())
 }
 
 /// `POST /api/v1/keys/verify`: for backends that hold a raw key. Refusals carry the code
@@ -387,7 +376,7 @@ pub async fn verify(
         None
     };
     match code {
-        None => valid_answer(&grant, key).map(json_answer),
+        None => Ok(json_once(&grant.verify_answer, || Verification::of(key, None))),
         Some(code) => Ok(Verification::of(key, Some(code)).into_response()),
     }
 }

@@ -1,7 +1,10 @@
 //! The data plane's handler: whether the key may make the call (its scope for the method,
 //! and its pins), then the call, through the forwarder.
 
+use std::sync::Arc;
+
 use axum::{
+    Extension,
     body::to_bytes,
     extract::{Request, State},
     http::{Method, StatusCode},
@@ -12,7 +15,7 @@ use keyplane_common::{
     principal::{KeyPrincipal, Principal},
 };
 
-use crate::{config::DataRoute, error::ApiError, extract::Calling, forwarder::Call, state::AppState};
+use crate::{config::DataRoute, error::ApiError, extract::Calling, forwarder::Call, state::AppState, verifier::Grant};
 
 const MAX_BODY: usize = 1024 * 1024;
 
@@ -43,9 +46,10 @@ pub fn access(key: &KeyPrincipal, route: &DataRoute, method: &Method, resource: 
 pub async fn forward(
     State(state): State<AppState>,
     Calling(caller): Calling,
+    grant: Option<Extension<Arc<Grant>>>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let Some(Principal::ApiKey(key)) = caller.principal.as_deref() else {
+    let Some((grant, Principal::ApiKey(key))) = grant.as_deref().map(|grant| (grant, grant.principal.as_ref())) else {
         return Err(ApiError::unauthorized("use_api_key", "use an API key"));
     };
     let (parts, body) = request.into_parts();
@@ -55,13 +59,14 @@ pub async fn forward(
     let body = to_bytes(body, MAX_BODY).await.map_err(|_| {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is over 1 MiB")
     })?;
-    let identity = Identity {
+    // The same for every request of this grant: built once, kept with it.
+    let identity = grant.identity.get_or_init(|| Identity {
         org_id: key.org_id.to_string(),
         key_id: key.key_id.to_string(),
         environment: key.environment.as_str().to_owned(),
         scopes: key.scopes.effective(),
         resource_ids: key.resource_ids.clone(),
-    };
+    });
     let path_and_query = parts.uri.path_and_query().map_or(path, |p| p.as_str());
     state
         .forwarder
@@ -71,7 +76,7 @@ pub async fn forward(
             path_and_query,
             headers: &parts.headers,
             body,
-            identity: &identity,
+            identity,
             request_id: &caller.request_id,
         })
         .await

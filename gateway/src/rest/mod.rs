@@ -12,8 +12,11 @@ pub mod platform;
 pub mod secret_scanning;
 pub mod usage;
 
+use std::sync::OnceLock;
+
 use axum::{
     Router,
+    body::Bytes,
     http::{HeaderValue, header},
     middleware::from_fn_with_state,
     response::{IntoResponse, Response},
@@ -21,7 +24,7 @@ use axum::{
 };
 use keyplane_common::error::FieldViolation;
 use keyplane_proto::types::v1::PageRequest;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -47,6 +50,19 @@ impl PageQuery {
         }
         Ok(PageRequest { limit: self.limit.unwrap_or(0), cursor: self.cursor.unwrap_or_default() })
     }
+}
+
+/// A JSON answer that depends on a cached grant alone: serialised on its first use, then
+/// the same bytes every time.
+pub fn json_once<T: Serialize>(slot: &OnceLock<Bytes>, value: impl FnOnce() -> T) -> Response {
+    let body = match slot.get() {
+        Some(body) => body.clone(),
+        None => match serde_json::to_vec(&value()) {
+            Ok(body) => slot.get_or_init(|| body.into()).clone(),
+            Err(_) => return ApiError::internal().into_response(),
+        },
+    };
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }
 
 /// A response that carries a secret: no cache, shared or private, may keep it.
