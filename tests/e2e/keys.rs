@@ -320,3 +320,44 @@ fn with_last_char_changed(key: &str) -> String {
     let last = if key.ends_with('0') { '1' } else { '0' };
     format!("{}{last}", &key[..key.len() - 1])
 }
+
+/// The gateway keeps verify's and keys/self's answers with the cached key, written once:
+/// they follow the key all the same (a rename, a new limit, a regeneration's grace).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_kept_with_a_cached_key_follow_its_changes() {
+    let p = Platform::start().await;
+    let user = p.api.signup().await;
+    let (org, _) = p.api.dev_org(&user, false).await;
+    let (id, key) = p
+        .api
+        .key(&user.token, &org, json!({"name": "before", "environment": "test", "scopes": ["read:families"]}))
+        .await;
+    for _ in 0..2 {
+        let me = p.api.get("/api/v1/keys/self", Some(&key)).await;
+        assert_eq!(
+            (me.status, me.body["name"].clone(), me.body["rate_limit"].clone()),
+            (200, json!("before"), json!(null))
+        );
+        let verdict = p.api.post("/api/v1/keys/verify", None, json!({"key": key})).await;
+        assert_eq!((verdict.body["valid"].clone(), verdict.body["in_grace"].clone()), (json!(true), json!(false)));
+    }
+
+    let path = format!("/api/v1/developers/orgs/{org}/keys/{id}");
+    let change = json!({"name": "after", "rate_limit": {"requests": 100, "per_seconds": 60}});
+    let changed = p.api.call(reqwest::Method::PATCH, &path, Some(&user.token), Some(change)).await;
+    assert_eq!(changed.status, 200, "{}", changed.text);
+    let me = p.api.get("/api/v1/keys/self", Some(&key)).await;
+    assert_eq!(
+        (me.body["name"].clone(), me.body["rate_limit"].clone()),
+        (json!("after"), json!({"requests": 100, "per_seconds": 60})),
+        "the answer written for the key before its change is not served after it"
+    );
+
+    let regenerated = p.api.regenerate(&user.token, &org, &id, 3600).await;
+    assert_eq!(regenerated.status, 200, "{}", regenerated.text);
+    let verdict = p.api.post("/api/v1/keys/verify", None, json!({"key": key})).await;
+    assert_eq!((verdict.body["valid"].clone(), verdict.body["in_grace"].clone()), (json!(true), json!(true)));
+    assert_eq!(p.api.get("/api/v1/keys/self", Some(&key)).await.body["in_grace"], json!(true));
+    let successor = p.api.post("/api/v1/keys/verify", None, json!({"key": regenerated.str("key")})).await;
+    assert_eq!((successor.body["valid"].clone(), successor.body["in_grace"].clone()), (json!(true), json!(false)));
+}
