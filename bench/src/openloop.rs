@@ -1,11 +1,13 @@
 //! Latency at a fixed rate (open loop): requests are released on a schedule whatever the
-//! server does, and a latency runs from a request's release, so a stall counts against
-//! every request it held back (no coordinated omission, unlike a closed loop such as wrk).
+//! server does, and a latency runs from when the request was due, so a stall counts
+//! against every request it held back (no coordinated omission, unlike a closed loop such
+//! as wrk). A pacer woken late counts too: up to the kernel's timer slack (50 µs), the
+//! same for every server measured.
 //!
 //! The schedule is kept by a thread of its own sleeping with the kernel's high-resolution
-//! timers (within about 50 µs), not by tokio's timer: that one fires on millisecond ticks,
-//! which turns a steady rate into a burst of every request due in the millisecond (40 at
-//! once at 40k req/s). Bursts measured the load generator's queue, not the server's.
+//! timers, not by tokio's timer: that one fires on millisecond ticks, which turns a steady
+//! rate into a burst of every request due in the millisecond (40 at once at 40k req/s).
+//! Bursts measured the load generator's queue, not the server's.
 
 use std::time::{Duration, Instant};
 
@@ -28,6 +30,7 @@ pub struct Shot {
 /// Sends `rate` requests a second over `connections` connections for `duration`; answers
 /// the latencies' (p50, p99) in milliseconds and how many answers were not 2xx.
 pub async fn run(shot: Shot, rate: f64, connections: usize, duration: Duration) -> anyhow::Result<(f64, f64, u64)> {
+    anyhow::ensure!(connections > 0, "an open loop needs a connection");
     let mut releases = Vec::with_capacity(connections);
     let mut tasks = Vec::with_capacity(connections);
     for _ in 0..connections {
@@ -59,8 +62,8 @@ pub async fn run(shot: Shot, rate: f64, connections: usize, duration: Duration) 
 }
 
 /// Releases one request every `interval`, to the connections in turn, for `duration`;
-/// after a wake-up it releases every request then due, each stamped with the moment it
-/// left. Dropping the senders at the end tells the connections to finish; a connection
+/// after a wake-up it releases every request then due, each stamped with when it was due.
+/// Dropping the senders at the end tells the connections to finish; a connection
 /// that broke (its receiver gone) ends the schedule for all.
 fn pace(releases: &[mpsc::UnboundedSender<Instant>], interval: Duration, duration: Duration) {
     let start = Instant::now() + Duration::from_millis(10);
@@ -74,7 +77,7 @@ fn pace(releases: &[mpsc::UnboundedSender<Instant>], interval: Duration, duratio
         }
         let now = Instant::now();
         while due <= now && due < end {
-            if releases[turn].send(now).is_err() {
+            if releases[turn].send(due).is_err() {
                 return;
             }
             turn = (turn + 1) % releases.len();
@@ -100,7 +103,7 @@ async fn connection(
 ) -> anyhow::Result<(Vec<Duration>, u64)> {
     let mut latencies = Vec::new();
     let mut failed = 0;
-    while let Some(left) = released.recv().await {
+    while let Some(due) = released.recv().await {
         let mut request =
             Request::builder().method(shot.method.clone()).uri(&shot.path).header("host", &shot.authority);
         for (name, value) in &shot.headers {
@@ -110,7 +113,7 @@ async fn connection(
         let response = sender.send_request(request.body(Full::new(shot.body.clone()))?).await?;
         let ok = response.status().is_success();
         response.into_body().collect().await?;
-        latencies.push(left.elapsed());
+        latencies.push(due.elapsed());
         failed += u64::from(!ok);
     }
     Ok((latencies, failed))

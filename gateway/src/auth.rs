@@ -135,7 +135,7 @@ async fn authenticate(
                 _ => {}
             }
             let grant = state.verifier.verify_grant(&parsed.secret, caller).await?;
-            if let Principal::ApiKey(key) = grant.principal.as_ref() {
+            if let Principal::ApiKey(key) = grant.principal().as_ref() {
                 // Every use of a previous secret is audited, a refused one too.
                 state.meter.record(key, caller);
                 if policy == Policy::Management && key.grace_ends_at.is_some() {
@@ -145,7 +145,7 @@ async fn authenticate(
                     ));
                 }
             }
-            Ok((Arc::clone(&grant.principal), Some(grant)))
+            Ok((Arc::clone(grant.principal()), Some(grant)))
         }
     }
 }
@@ -162,9 +162,11 @@ async fn require(state: AppState, policy: Policy, mut request: Request, next: Ne
             let mut counted = Counted::new(&state, Arc::clone(&principal), request.uri().path());
             let authenticated = Caller { principal: Some(Arc::clone(&principal)), ..caller };
             request.extensions_mut().insert(authenticated);
-            if let Some(grant) = grant {
-                request.extensions_mut().insert(grant);
-            }
+            // The grant goes with the principal, and only with it: no other is left behind.
+            match grant {
+                Some(grant) => request.extensions_mut().insert(grant),
+                None => request.extensions_mut().remove::<Arc<Grant>>(),
+            };
             // After authentication, before the route: the limit is the principal's.
             let decision = crate::throttle::for_principal(&state, &principal);
             let who = crate::idempotency::Who::Principal(&principal);

@@ -24,6 +24,12 @@ use keyplane_common::{
 
 use crate::{config::TrustedProxies, error::ApiError, state::AppState};
 
+/// Marks a backend's answer that `render_error` would otherwise take for the gateway's
+/// own (a 504 is the gateway's deadline only when the gateway wrote it). Set only where
+/// it matters, so that forwarding pays nothing for it.
+#[derive(Clone, Copy, Debug)]
+pub struct Relayed;
+
 /// A request id the caller sent is kept if it is short and plain.
 fn sane(id: &str) -> bool {
     (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
@@ -190,6 +196,7 @@ pub async fn context(State(state): State<AppState>, mut request: Request, next: 
 fn render_error(response: Response, request_id: &str) -> Response {
     let status = response.status();
     let error = response.extensions().get::<ApiError>().cloned();
+    let relayed = response.extensions().get::<Relayed>().is_some();
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)
@@ -197,7 +204,7 @@ fn render_error(response: Response, request_id: &str) -> Response {
         .is_some_and(|v| v.starts_with("application/json"));
     let body = match error {
         Some(error) => error.body(),
-        None if (status.is_client_error() || status.is_server_error()) && !is_json => default_body(status),
+        None if (status.is_client_error() || status.is_server_error()) && !is_json => default_body(status, relayed),
         None => return response,
     };
     let body = ErrorBody { request_id: Some(request_id.to_owned()), ..body };
@@ -208,10 +215,12 @@ fn render_error(response: Response, request_id: &str) -> Response {
     Response::from_parts(parts, Body::from(bytes))
 }
 
-fn default_body(status: StatusCode) -> ErrorBody {
+fn default_body(status: StatusCode, relayed: bool) -> ErrorBody {
     let (code, message) = match status {
         StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is over 1 MiB"),
-        StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => ("timeout", "the request took too long"),
+        StatusCode::REQUEST_TIMEOUT => ("timeout", "the request took too long"),
+        // The request timeout's answer (`lib.rs`), not a backend's.
+        StatusCode::GATEWAY_TIMEOUT if !relayed => ("timeout", "the request took too long"),
         StatusCode::NOT_FOUND => ("not_found", "no such route"),
         StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "this route does not take that method"),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "send application/json"),

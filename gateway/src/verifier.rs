@@ -19,7 +19,7 @@ use keyplane_common::{
     credential_cache::{Expiring, LocalCredentialCache, LookupError},
     dataplane,
     internal_auth::Caller,
-    principal::Principal,
+    principal::{KeyPrincipal, Principal},
     time::Clock,
 };
 use keyplane_proto::identity::v1::AuthenticateRequest;
@@ -40,17 +40,68 @@ pub enum Verdict {
     Refused(Arc<ApiError>),
 }
 
-/// A valid credential as cached: who it is, and the bodies of the answers that depend on
-/// its record alone, each written on first use and kept with the record (writing them
-/// on every request was a tenth of a verify's instructions, and more of `keys/self`'s).
+/// A valid credential as cached: who it is, and what is derived from its record alone,
+/// each built on first use and kept with the record (writing the answers on every request
+/// was a tenth of a verify's instructions, and more of `keys/self`'s). The builders are
+/// plain `fn`s, so they can capture nothing of a request: what they build is every
+/// request's.
 pub struct Grant {
-    pub principal: Arc<Principal>,
-    /// `POST /keys/verify`'s answer when the key is valid for the request.
-    pub verify_answer: OnceLock<Bytes>,
-    /// `GET /keys/self`'s answer.
-    pub self_answer: OnceLock<Bytes>,
-    /// The identity a forwarded request carries to its backend.
-    pub identity: OnceLock<dataplane::Identity>,
+    principal: Arc<Principal>,
+    verify_answer: OnceLock<Bytes>,
+    self_answer: OnceLock<Bytes>,
+    identity: OnceLock<dataplane::Identity>,
+}
+
+/// The JSON answers a grant keeps.
+#[derive(Clone, Copy, Debug)]
+pub enum Kept {
+    /// `POST /keys/verify`'s, when the key passes the request's checks.
+    Verify,
+    /// `GET /keys/self`'s.
+    KeySelf,
+}
+
+impl Grant {
+    fn new(principal: Principal) -> Self {
+        Self {
+            principal: Arc::new(principal),
+            verify_answer: OnceLock::new(),
+            self_answer: OnceLock::new(),
+            identity: OnceLock::new(),
+        }
+    }
+
+    pub fn principal(&self) -> &Arc<Principal> {
+        &self.principal
+    }
+
+    /// The answer `which`, serialised from the key by `write` on first use; None when the
+    /// grant is not an API key's.
+    pub fn answer(
+        &self,
+        which: Kept,
+        write: fn(&KeyPrincipal) -> serde_json::Result<Vec<u8>>,
+    ) -> Option<Result<Bytes, ApiError>> {
+        let Principal::ApiKey(key) = self.principal.as_ref() else { return None };
+        let slot = match which {
+            Kept::Verify => &self.verify_answer,
+            Kept::KeySelf => &self.self_answer,
+        };
+        if let Some(body) = slot.get() {
+            return Some(Ok(body.clone()));
+        }
+        Some(match write(key) {
+            Ok(body) => Ok(slot.get_or_init(|| body.into()).clone()),
+            Err(_) => Err(ApiError::internal()),
+        })
+    }
+
+    /// The identity a forwarded request carries to its backend, built by `build` on first
+    /// use; None when the grant is not an API key's.
+    pub fn identity(&self, build: fn(&KeyPrincipal) -> dataplane::Identity) -> Option<&dataplane::Identity> {
+        let Principal::ApiKey(key) = self.principal.as_ref() else { return None };
+        Some(self.identity.get_or_init(|| build(key)))
+    }
 }
 
 impl Expiring for Verdict {
@@ -91,7 +142,7 @@ impl Verifier {
                 LookupError::Stale => ApiError::unavailable(),
             })?;
         match verdict {
-            Verdict::Valid { grant, .. } => still_valid(&grant.principal, self.clock.now()).map(|()| grant),
+            Verdict::Valid { grant, .. } => still_valid(grant.principal(), self.clock.now()).map(|()| grant),
             Verdict::Refused(error) => Err((*error).clone()),
         }
     }
@@ -99,15 +150,7 @@ impl Verifier {
     /// Asks identity, telling it the newest revision this replica has heard of.
     async fn fetch(&self, credential: &str, floor: u64, origin: &Caller) -> Result<Verdict, ApiError> {
         match self.authenticate(credential, floor, origin).await {
-            Ok((principal, revision)) => {
-                let grant = Grant {
-                    principal: Arc::new(principal),
-                    verify_answer: OnceLock::new(),
-                    self_answer: OnceLock::new(),
-                    identity: OnceLock::new(),
-                };
-                Ok(Verdict::Valid { grant: Arc::new(grant), revision })
-            }
+            Ok((principal, revision)) => Ok(Verdict::Valid { grant: Arc::new(Grant::new(principal)), revision }),
             Err(e) if e.status == StatusCode::UNAUTHORIZED && VERDICTS.contains(&e.code.as_str()) => {
                 Ok(Verdict::Refused(Arc::new(e)))
             }

@@ -154,14 +154,17 @@ async fn ready_reports_a_service_that_is_down_but_stays_in_the_pool_and_fails_wh
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_backend_times_out_with_504() {
-    use axum::{Router, routing::get};
-    let slow = Router::new().route(
-        "/api/v1/developer/slow",
-        get(|| async {
-            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-            "late"
-        }),
-    );
+    use axum::{Router, http::StatusCode, routing::get};
+    let slow = Router::new()
+        .route(
+            "/api/v1/developer/slow",
+            get(|| async {
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                "late"
+            }),
+        )
+        // A backend that itself timed out on something behind it.
+        .route("/api/v1/developer/slow/own-504", get(|| async { (StatusCode::GATEWAY_TIMEOUT, "upstream timed out") }));
     let listener = keyplane_common::testsuite::listener().await;
     let upstream = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, slow).await });
@@ -181,10 +184,22 @@ async fn a_slow_backend_times_out_with_504() {
         .await;
     let user = p.api.signup().await;
     let (_, key) = p.api.dev_org(&user, true).await;
+    let key = key.unwrap();
     let started = std::time::Instant::now();
-    let reply = gateway.get("/api/v1/developer/slow", Some(&key.unwrap())).await;
-    assert_eq!((reply.status, reply.error_code()), (504, "timeout"));
+    let reply = gateway.get("/api/v1/developer/slow", Some(&key)).await;
+    assert_eq!(
+        (reply.status, reply.error_code(), reply.body["message"].as_str()),
+        (504, "timeout", Some("the request took too long")),
+        "the whole request's deadline answers first: {}",
+        reply.text
+    );
     assert!(started.elapsed() < std::time::Duration::from_secs(4), "answered at the deadline, not after the backend");
+    let request_id = reply.headers.get("x-request-id").and_then(|v| v.to_str().ok());
+    assert!(request_id.is_some_and(|id| Some(id) == reply.body["request_id"].as_str()), "{:?}", reply.headers);
+
+    let own = gateway.get("/api/v1/developer/slow/own-504", Some(&key)).await;
+    assert_eq!(own.status, 504);
+    assert_ne!(own.error_code(), "timeout", "a backend's own 504 is not told as the gateway's deadline");
 }
 
 /// Sends raw bytes to the gateway and answers everything it says back.

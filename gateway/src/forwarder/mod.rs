@@ -126,6 +126,10 @@ impl Forwarder {
             Err(_) => return Err(too_late()),
         };
         let (mut parts, body) = upstream.into_parts();
+        if parts.status == StatusCode::GATEWAY_TIMEOUT {
+            // The backend's own 504: not to be read as this gateway's deadline.
+            parts.extensions.insert(crate::context::Relayed);
+        }
         // An answer to HEAD has no body to frame anew: its length is the GET's, as sent.
         let head = call.method == Method::HEAD;
         for name in HOP_BY_HOP.iter().filter(|name| !(head && **name == "content-length")) {

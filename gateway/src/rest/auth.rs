@@ -25,10 +25,15 @@ use uuid::Uuid;
 use super::{
     NoStore,
     dto::{Org, Rate, Session, User},
-    json_once,
+    json_answer,
 };
 use crate::{
-    error::ApiError, extract::ApiJson, extract::Calling, org_names::OrgName, state::AppState, verifier::Grant,
+    error::ApiError,
+    extract::ApiJson,
+    extract::Calling,
+    org_names::OrgName,
+    state::AppState,
+    verifier::{Grant, Kept},
 };
 
 /// An API key as the gateway verified it: what it is and what it may do.
@@ -82,11 +87,10 @@ pub struct KeySelf {
         (status = 401, description = "No key, or a session bearer (`use_api_key`)"),
     ))]
 pub async fn key_self(grant: Option<Extension<Arc<Grant>>>) -> Result<Response, ApiError> {
-    match grant.as_deref().map(|grant| (grant, grant.principal.as_ref())) {
-        Some((grant, Principal::ApiKey(key))) => {
-            Ok(json_once(&grant.self_answer, || KeySelf { key: KeyIdentity::from(key), org_id: key.org_id }))
-        }
-        _ => Err(ApiError::unauthorized("use_api_key", "use an API key")),
+    let write = |key: &KeyPrincipal| serde_json::to_vec(&KeySelf { key: KeyIdentity::from(key), org_id: key.org_id });
+    match grant.and_then(|grant| grant.answer(Kept::KeySelf, write)) {
+        Some(answer) => answer.map(json_answer),
+        None => Err(ApiError::unauthorized("use_api_key", "use an API key")),
     }
 }
 
@@ -366,7 +370,9 @@ pub async fn verify(
         Err(e) if e.status == StatusCode::UNAUTHORIZED => return Ok(Verification::refused(&e.code)),
         Err(e) => return Err(e),
     };
-    let Principal::ApiKey(key) = grant.principal.as_ref() else { return Ok(Verification::refused("invalid_api_key")) };
+    let Principal::ApiKey(key) = grant.principal().as_ref() else {
+        return Ok(Verification::refused("invalid_api_key"));
+    };
     state.meter.record(key, &caller);
     let code = if body.scope.as_deref().is_some_and(|s| !key.scopes.allows(s)) {
         Some("insufficient_scope")
@@ -376,7 +382,10 @@ pub async fn verify(
         None
     };
     match code {
-        None => Ok(json_once(&grant.verify_answer, || Verification::of(key, None))),
+        None => match grant.answer(Kept::Verify, |key| serde_json::to_vec(&Verification::of(key, None))) {
+            Some(answer) => answer.map(json_answer),
+            None => Ok(Verification::refused("invalid_api_key")),
+        },
         Some(code) => Ok(Verification::of(key, Some(code)).into_response()),
     }
 }

@@ -43,13 +43,26 @@ pub fn access(key: &KeyPrincipal, route: &DataRoute, method: &Method, resource: 
     }
 }
 
+/// What a forwarded request tells its backend about the key: the same for every request
+/// of a grant, so built once and kept with it.
+fn identity_of(key: &KeyPrincipal) -> Identity {
+    Identity {
+        org_id: key.org_id.to_string(),
+        key_id: key.key_id.to_string(),
+        environment: key.environment.as_str().to_owned(),
+        scopes: key.scopes.effective(),
+        resource_ids: key.resource_ids.clone(),
+    }
+}
+
 pub async fn forward(
     State(state): State<AppState>,
     Calling(caller): Calling,
     grant: Option<Extension<Arc<Grant>>>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let Some((grant, Principal::ApiKey(key))) = grant.as_deref().map(|grant| (grant, grant.principal.as_ref())) else {
+    let Some(grant) = grant else { return Err(ApiError::unauthorized("use_api_key", "use an API key")) };
+    let (Principal::ApiKey(key), Some(identity)) = (grant.principal().as_ref(), grant.identity(identity_of)) else {
         return Err(ApiError::unauthorized("use_api_key", "use an API key"));
     };
     let (parts, body) = request.into_parts();
@@ -59,14 +72,6 @@ pub async fn forward(
     let body = to_bytes(body, MAX_BODY).await.map_err(|_| {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is over 1 MiB")
     })?;
-    // The same for every request of this grant: built once, kept with it.
-    let identity = grant.identity.get_or_init(|| Identity {
-        org_id: key.org_id.to_string(),
-        key_id: key.key_id.to_string(),
-        environment: key.environment.as_str().to_owned(),
-        scopes: key.scopes.effective(),
-        resource_ids: key.resource_ids.clone(),
-    });
     let path_and_query = parts.uri.path_and_query().map_or(path, |p| p.as_str());
     state
         .forwarder

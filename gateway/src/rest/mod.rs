@@ -12,8 +12,6 @@ pub mod platform;
 pub mod secret_scanning;
 pub mod usage;
 
-use std::sync::OnceLock;
-
 use axum::{
     Router,
     body::Bytes,
@@ -24,7 +22,7 @@ use axum::{
 };
 use keyplane_common::error::FieldViolation;
 use keyplane_proto::types::v1::PageRequest;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -52,16 +50,8 @@ impl PageQuery {
     }
 }
 
-/// A JSON answer that depends on a cached grant alone: serialised on its first use, then
-/// the same bytes every time.
-pub fn json_once<T: Serialize>(slot: &OnceLock<Bytes>, value: impl FnOnce() -> T) -> Response {
-    let body = match slot.get() {
-        Some(body) => body.clone(),
-        None => match serde_json::to_vec(&value()) {
-            Ok(body) => slot.get_or_init(|| body.into()).clone(),
-            Err(_) => return ApiError::internal().into_response(),
-        },
-    };
+/// A JSON body written before (a grant's kept answer), as the answer.
+pub fn json_answer(body: Bytes) -> Response {
     ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }
 
