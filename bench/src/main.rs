@@ -5,6 +5,8 @@
 //!
 //! Usage: `keyplane-bench [--smoke | --rows-only] [--bin <dir with keyplane and bench-bare>] [--out <dir>]`
 //! (`--rows-only`: the throughput rows alone, nothing written, to compare two builds.)
+//! `keyplane-bench --latency <host:port>[/path] <req/s> [connections] [--bearer <key>]`: the
+//! open-loop client alone, a GET for 10 s against any server, from the load core.
 
 mod client;
 mod openloop;
@@ -84,7 +86,31 @@ fn main() -> anyhow::Result<()> {
     // load core, never beside the servers it measures. Pinned before the runtime starts,
     // so the runtime sizes itself to that one core.
     procs::pin_self(cores.load)?;
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(cores))
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match arg("--latency") {
+        Some(authority) => runtime.block_on(latency(authority)),
+        None => runtime.block_on(run(cores)),
+    }
+}
+
+/// `--latency <host:port>[/path] <req/s> [connections] [--bearer <key>]`: p50 and p99 of a
+/// GET at that rate.
+async fn latency(target: String) -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let at = args.iter().position(|a| a == "--latency").unwrap_or_default();
+    let rate: f64 = args.get(at + 2).map(|r| r.parse()).transpose()?.unwrap_or(10_000.0);
+    let connections: usize = args.get(at + 3).map(|c| c.parse()).transpose()?.unwrap_or(64);
+    let (authority, path) = target.find('/').map_or((target.as_str(), "/"), |i| target.split_at(i));
+    let shot = openloop::Shot {
+        method: hyper::Method::GET,
+        authority: authority.to_owned(),
+        path: path.to_owned(),
+        headers: arg("--bearer").map(|key| ("authorization".to_owned(), format!("Bearer {key}"))).into_iter().collect(),
+        body: Bytes::new(),
+    };
+    let (p50, p99, failed) = openloop::run(shot, rate, connections, Duration::from_secs(10)).await?;
+    println!("{rate:.0} req/s over {connections} connections: p50 {p50:.2} ms, p99 {p99:.2} ms, {failed} not 2xx");
+    Ok(())
 }
 
 async fn run(cores: Cores) -> anyhow::Result<()> {
