@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::{
     Extension, Json,
     extract::State,
-    http::{HeaderValue, StatusCode, header},
+    http::StatusCode,
     response::{IntoResponse, Response},
 };
 use chrono::{DateTime, Utc};
@@ -341,7 +341,7 @@ impl IntoResponse for Verification<'_> {
     fn into_response(self) -> Response {
         let mut body = Vec::with_capacity(512);
         match serde_json::to_writer(&mut body, &self) {
-            Ok(()) => ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response(),
+            Ok(()) => json_answer(body.into()),
             Err(_) => ApiError::internal().into_response(),
         }
     }
