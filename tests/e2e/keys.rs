@@ -332,6 +332,12 @@ async fn answers_kept_with_a_cached_key_follow_its_changes() {
         .api
         .key(&user.token, &org, json!({"name": "before", "environment": "test", "scopes": ["read:families"]}))
         .await;
+    let gateway_misses = || async {
+        let scrape = p.api.get("/metrics", None).await.text;
+        let series = r#"keyplane_credential_cache_misses_total{layer="gateway"} "#;
+        scrape.lines().find_map(|line| line.strip_prefix(series)?.parse::<f64>().ok()).expect("the gateway's misses")
+    };
+    let mut misses = Vec::new();
     for _ in 0..2 {
         let me = p.api.get("/api/v1/keys/self", Some(&key)).await;
         assert_eq!(
@@ -340,7 +346,9 @@ async fn answers_kept_with_a_cached_key_follow_its_changes() {
         );
         let verdict = p.api.post("/api/v1/keys/verify", None, json!({"key": key})).await;
         assert_eq!((verdict.body["valid"].clone(), verdict.body["in_grace"].clone()), (json!(true), json!(false)));
+        misses.push(gateway_misses().await);
     }
+    assert_eq!(misses[0], misses[1], "the second round is answered from the cache, its kept answers included");
 
     let path = format!("/api/v1/developers/orgs/{org}/keys/{id}");
     let change = json!({"name": "after", "rate_limit": {"requests": 100, "per_seconds": 60}});
