@@ -60,7 +60,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let upstream = upstream::Upstream::connect(&config, &shared)?;
-    let local = LocalCredentialCache::new(100_000, shared.metrics.cache_layer("gateway"));
+    let local = LocalCredentialCache::new(verifier::CACHE_BYTES, shared.metrics.cache_layer("gateway"));
     local.follow(&shared.cache, shutdown.clone());
     let meter = Arc::new(meter::UseMeter::new(meter::Bounds::default()));
     let metrics = Arc::clone(&shared.metrics);

@@ -29,6 +29,11 @@ use crate::{error::ApiError, upstream::Upstream};
 /// How long a verdict is kept without hearing of a change to its key.
 const VERDICT_TTL: Duration = Duration::from_secs(30);
 
+/// The cache's budget, in bytes as [`Grant::weight`] estimates them: a hundred thousand
+/// full-permission keys fit, and keys pinned to a hundred long resource ids cannot take
+/// more than this (each weighs some 50 KiB with its kept answers).
+pub const CACHE_BYTES: u64 = 256 * 1024 * 1024;
+
 /// Identity's refusals that are verdicts on the credential itself, and final.
 const VERDICTS: &[&str] = &["invalid_api_key", "invalid_mcp_token", "key_revoked", "key_expired"];
 
@@ -47,6 +52,7 @@ pub enum Verdict {
 /// request's.
 pub struct Grant {
     principal: Arc<Principal>,
+    weight: u32,
     verify_answer: OnceLock<Bytes>,
     self_answer: OnceLock<Bytes>,
     identity: OnceLock<dataplane::Identity>,
@@ -64,11 +70,28 @@ pub enum Kept {
 impl Grant {
     fn new(principal: Principal) -> Self {
         Self {
-            principal: Arc::new(principal),
+            weight: Self::estimate_bytes(&principal),
             verify_answer: OnceLock::new(),
             self_answer: OnceLock::new(),
             identity: OnceLock::new(),
+            principal: Arc::new(principal),
         }
+    }
+
+    /// An estimate of the bytes a cached grant holds: the entry, and the key's strings
+    /// four times over (the principal and the three things kept with it, each of which
+    /// repeats them).
+    fn estimate_bytes(principal: &Principal) -> u32 {
+        const ENTRY: usize = 256;
+        let strings = match principal {
+            Principal::ApiKey(key) => {
+                let scopes: usize = key.scopes.effective_names().iter().map(|s| s.len() + 3).sum();
+                let pins: usize = key.resource_ids.iter().map(|r| r.len() + 3).sum();
+                key.name.len() + key.prefix.len() + scopes + pins
+            }
+            _ => 0,
+        };
+        u32::try_from(ENTRY + 4 * strings).unwrap_or(u32::MAX)
     }
 
     pub fn principal(&self) -> &Arc<Principal> {
@@ -107,6 +130,13 @@ impl Grant {
 impl Expiring for Verdict {
     fn ttl(&self) -> Duration {
         VERDICT_TTL
+    }
+
+    fn weight(&self) -> u32 {
+        match self {
+            Self::Valid { grant, .. } => grant.weight,
+            Self::Refused(_) => 256,
+        }
     }
 
     fn grants_at(&self) -> Option<u64> {
@@ -199,4 +229,43 @@ fn still_valid(principal: &Principal, now: chrono::DateTime<chrono::Utc>) -> Res
         return Err(ApiError::unauthorized("key_expired", "the key or token has expired"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use keyplane_common::{credential::Environment, scope::Scopes};
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn key(scopes: Scopes, pins: Vec<String>) -> Principal {
+        Principal::ApiKey(KeyPrincipal {
+            key_id: Uuid::now_v7(),
+            org_id: Uuid::now_v7(),
+            name: "a key of a usual name".into(),
+            prefix: "phosra_test_abcd1234".into(),
+            environment: Environment::Test,
+            scopes,
+            resource_ids: pins,
+            expires_at: None,
+            grace_ends_at: None,
+            created_by: None,
+            revision: 1,
+            rate_limit: None,
+        })
+    }
+
+    /// The budget holds a hundred thousand full-permission keys; a key pinned to a hundred
+    /// of the longest ids weighs at least the four copies of its pins a grant can come to
+    /// hold, so such keys cannot grow the cache past its budget.
+    #[test]
+    fn a_grant_weighs_what_its_kept_answers_will_hold() {
+        let full = Grant::estimate_bytes(&key(Scopes::Full, vec![]));
+        assert!(u64::from(full) * 100_000 <= CACHE_BYTES, "{full} bytes a key");
+        let pins: Vec<String> = (0..100).map(|i| format!("{i:0>128}")).collect();
+        let pinned_bytes: usize = pins.iter().map(String::len).sum();
+        let pinned = Grant::estimate_bytes(&key(Scopes::parse(&["read:families"]).unwrap(), pins));
+        assert!(pinned as usize >= 4 * pinned_bytes, "{pinned} bytes for {pinned_bytes} bytes of pins");
+        assert!(CACHE_BYTES / u64::from(pinned) < 6_000, "at most a few thousand such keys are kept");
+    }
 }

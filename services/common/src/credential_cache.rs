@@ -36,6 +36,9 @@ pub const REVOCATIONS_CHANNEL: &str = "revocations";
 const FLOOR_TTL: Duration = Duration::from_secs(600);
 /// Fetches in one lookup before a value that is still too old is given up on.
 const MAX_FETCHES: usize = 3;
+/// Hashes whose floor is remembered: announcements are few (one per change of a
+/// credential), so this outlasts `FLOOR_TTL` at any plausible rate of change.
+const MAX_FLOORS: u64 = 100_000;
 
 /// The shared-cache key of the credential record behind a secret's hash.
 pub fn record_key(hash: &SecretHash) -> String {
@@ -45,6 +48,12 @@ pub fn record_key(hash: &SecretHash) -> String {
 /// A cached value knows how long it may be kept, and the revision of a grant.
 pub trait Expiring: Clone + Send + Sync + 'static {
     fn ttl(&self) -> Duration;
+
+    /// How much of the cache's capacity the value takes: one entry unless a value says
+    /// otherwise (the gateway's verdicts count their bytes, which vary a hundredfold).
+    fn weight(&self) -> u32 {
+        1
+    }
 
     /// The revision of the record behind a value that grants access; None for a refusal,
     /// which is final and so never stale.
@@ -97,10 +106,15 @@ impl<V: Expiring> moka::Expiry<SecretHash, V> for TtlOf {
 
 impl<V: Expiring> LocalCredentialCache<V> {
     /// An untrusted cache: it serves nothing until [`follow`](Self::follow) has subscribed.
+    /// `capacity` bounds the sum of the values' [`weight`](Expiring::weight)s.
     pub fn new(capacity: u64, stats: CacheStats) -> Arc<Self> {
         Arc::new(Self {
-            entries: moka::future::Cache::builder().max_capacity(capacity).expire_after(TtlOf).build(),
-            floors: moka::sync::Cache::builder().max_capacity(capacity).time_to_live(FLOOR_TTL).build(),
+            entries: moka::future::Cache::builder()
+                .max_capacity(capacity)
+                .weigher(|_, value: &V| value.weight())
+                .expire_after(TtlOf)
+                .build(),
+            floors: moka::sync::Cache::builder().max_capacity(MAX_FLOORS).time_to_live(FLOOR_TTL).build(),
             generation: AtomicU64::new(0),
             trusted: AtomicBool::new(false),
             stats,
