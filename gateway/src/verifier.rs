@@ -16,7 +16,7 @@ use axum::http::StatusCode;
 use bytes::Bytes;
 use keyplane_common::{
     credential::Secret,
-    credential_cache::{Expiring, LocalCredentialCache, LookupError},
+    credential_cache::{Expiring, LocalCredentialCache, LookupError, share_of},
     dataplane,
     internal_auth::Caller,
     principal::{KeyPrincipal, Principal},
@@ -35,10 +35,9 @@ const VERDICT_TTL: Duration = Duration::from_secs(30);
 /// 3,800 keys pinned to a hundred 128-byte ids.
 pub const CACHE_BYTES: u64 = 320 * 1024 * 1024;
 
-/// A refusal is charged the room of 100,000 entries' share of the budget, not its few
-/// hundred bytes: anyone can present shape-valid unknown secrets, and refusals must not
-/// crowd out more of the cache than the 100,000 entries it held before it counted bytes.
-const REFUSAL_WEIGHT: u32 = CACHE_BYTES.div_ceil(100_000) as u32;
+/// Refusals (anyone can present shape-valid unknown secrets) crowd out no more than the
+/// 100,000 entries the cache held before it counted bytes.
+const REFUSAL_WEIGHT: u32 = share_of(CACHE_BYTES, 100_000);
 
 /// Identity's refusals that are verdicts on the credential itself, and final.
 const VERDICTS: &[&str] = &["invalid_api_key", "invalid_mcp_token", "key_revoked", "key_expired"];

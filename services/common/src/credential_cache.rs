@@ -60,6 +60,14 @@ pub trait Expiring: Clone + Send + Sync + 'static {
     fn grants_at(&self) -> Option<u64>;
 }
 
+/// The weight at which `entries` values fill `budget`: what a value anyone can cause (the
+/// verdict on an unknown secret) is charged, so that such values never crowd out more
+/// than that many entries, however few bytes each holds.
+pub const fn share_of(budget: u64, entries: u64) -> u32 {
+    let weight = budget.div_ceil(entries);
+    if weight > u32::MAX as u64 { u32::MAX } else { weight as u32 }
+}
+
 /// A secret's record changed: it now has this revision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Change {

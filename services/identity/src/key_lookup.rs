@@ -12,12 +12,13 @@ use std::{sync::Arc, time::Duration};
 use keyplane_common::{
     cache::Cache,
     credential::{KeyFormat, SecretHash},
-    credential_cache::{Expiring, LocalCredentialCache, LookupError, record_key},
+    credential_cache::{Expiring, LocalCredentialCache, LookupError, record_key, share_of},
     error::Failure,
     grpc::Outbound,
     key_record::KeyRecord,
     metrics::CacheStats,
     principal::Principal,
+    scope::Scopes,
     time::Clock,
 };
 use keyplane_proto::keys::v1::{LookupByHashRequest, LookupByHashResponse, keys_service_client::KeysServiceClient};
@@ -33,6 +34,16 @@ const FOUND_TTL: Duration = Duration::from_secs(300);
 const UNKNOWN_TTL: Duration = Duration::from_secs(60);
 /// How long this replica keeps a record without hearing of a change.
 const LOCAL_TTL: Duration = Duration::from_secs(30);
+
+/// The local cache's budget, in bytes as [`CachedRecord::weight`] counts them (on the high
+/// side): some 140,000 records of keys with a few scopes and pins (more than the 100,000
+/// entries it held before it counted bytes), or some 7,000 of keys pinned to a hundred
+/// 128-byte ids.
+pub const LOCAL_CACHE_BYTES: u64 = 128 * 1024 * 1024;
+
+/// Unknown secrets crowd out no more than the 100,000 entries the cache held before it
+/// counted bytes.
+const UNKNOWN_WEIGHT: u32 = share_of(LOCAL_CACHE_BYTES, 100_000);
 
 /// The record behind a hash (None: no credential has it) and its revision.
 #[derive(Clone)]
@@ -58,6 +69,18 @@ impl CachedRecord {
 impl Expiring for CachedRecord {
     fn ttl(&self) -> Duration {
         LOCAL_TTL
+    }
+
+    /// Half a kilobyte for the entry and the record, and each string with its allocation.
+    fn weight(&self) -> u32 {
+        let Some(record) = &self.record else { return UNKNOWN_WEIGHT };
+        let string = |s: &String| s.len() + 64;
+        let scopes: usize = match &record.scopes {
+            Scopes::Full => 0,
+            Scopes::Only(set) => set.iter().map(string).sum(),
+        };
+        let bytes = 512 + string(&record.name) + string(&record.prefix) + scopes;
+        u32::try_from(bytes + record.resource_ids.iter().map(string).sum::<usize>()).unwrap_or(u32::MAX)
     }
 
     /// An unknown or revoked credential never becomes valid again: only a live record
@@ -144,4 +167,47 @@ impl KeyLookup {
 fn keys_unavailable(status: &Status) -> Error {
     tracing::warn!(grpc_code = ?status.code(), message = status.message(), "credential lookup failed");
     Error::Failure(Failure::Unavailable("the keys service"))
+}
+
+#[cfg(test)]
+mod weight_tests {
+    use keyplane_common::credential::{CredentialType, Environment};
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn cached(pins: Vec<String>) -> CachedRecord {
+        let record = KeyRecord {
+            credential_type: CredentialType::ApiKey(Environment::Test),
+            id: Uuid::now_v7(),
+            org_id: Uuid::now_v7(),
+            name: "a key of a usual name".into(),
+            prefix: "phosra_test_abcd1234".into(),
+            scopes: Scopes::parse(&["read:families", "write:families"]).unwrap(),
+            resource_ids: pins,
+            expires_at: None,
+            revoked_at: None,
+            previous_secret_until: None,
+            is_previous_secret: false,
+            created_by: None,
+            revision: 1,
+            rate_limit: None,
+        };
+        CachedRecord { revision: 1, record: Some(Arc::new(record)) }
+    }
+
+    /// A record weighs at least its strings with their allocations, so records pinned to
+    /// many long ids cannot grow the cache past its budget; unknown secrets, which anyone
+    /// can present, take no more room than the 100,000 entries of before.
+    #[test]
+    fn a_record_weighs_at_least_what_it_holds() {
+        let pins: Vec<String> = (0..100).map(|i| format!("{i:0>128}")).collect();
+        let held: usize = pins.iter().map(|p| p.len() + 24 + 16).sum();
+        let heavy = cached(pins).weight();
+        assert!(heavy as usize >= held + std::mem::size_of::<KeyRecord>(), "{heavy} for {held}");
+        assert!(LOCAL_CACHE_BYTES / u64::from(heavy) < 10_000);
+        assert!(LOCAL_CACHE_BYTES / u64::from(cached(vec!["fam_1".into()]).weight()) >= 100_000);
+        let unknown = CachedRecord { revision: 0, record: None }.weight();
+        assert!(LOCAL_CACHE_BYTES / u64::from(unknown) <= 100_000);
+    }
 }

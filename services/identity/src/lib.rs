@@ -68,7 +68,7 @@ pub async fn serve(
     ring.refresh_periodically(shutdown.clone());
     tokio::task::spawn_blocking(domain::password::warm_up);
 
-    let local = LocalCredentialCache::new(100_000, shared.metrics.cache_layer("identity"));
+    let local = LocalCredentialCache::new(key_lookup::LOCAL_CACHE_BYTES, shared.metrics.cache_layer("identity"));
     local.follow(&shared.cache, shutdown.clone());
     let outbound = shared.outbound("identity");
     let keys = key_lookup::KeyLookup {
