@@ -196,7 +196,6 @@ pub async fn context(State(state): State<AppState>, mut request: Request, next: 
 fn render_error(response: Response, request_id: &str) -> Response {
     let status = response.status();
     let error = response.extensions().get::<ApiError>().cloned();
-    let relayed = response.extensions().get::<Relayed>().is_some();
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)
@@ -204,7 +203,10 @@ fn render_error(response: Response, request_id: &str) -> Response {
         .is_some_and(|v| v.starts_with("application/json"));
     let body = match error {
         Some(error) => error.body(),
-        None if (status.is_client_error() || status.is_server_error()) && !is_json => default_body(status, relayed),
+        None if (status.is_client_error() || status.is_server_error()) && !is_json => {
+            // Looked up only here: a successful answer pays nothing for the mark.
+            default_body(status, response.extensions().get::<Relayed>().is_some())
+        }
         None => return response,
     };
     let body = ErrorBody { request_id: Some(request_id.to_owned()), ..body };
