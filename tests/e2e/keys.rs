@@ -333,9 +333,7 @@ async fn answers_kept_with_a_cached_key_follow_its_changes() {
         .key(&user.token, &org, json!({"name": "before", "environment": "test", "scopes": ["read:families"]}))
         .await;
     let gateway_misses = || async {
-        let scrape = p.api.get("/metrics", None).await.text;
-        let series = r#"keyplane_credential_cache_misses_total{layer="gateway"} "#;
-        scrape.lines().find_map(|line| line.strip_prefix(series)?.parse::<f64>().ok()).expect("the gateway's misses")
+        p.api.get("/metrics", None).await.metric(r#"keyplane_credential_cache_misses_total{layer="gateway"}"#)
     };
     let mut misses = Vec::new();
     for _ in 0..2 {

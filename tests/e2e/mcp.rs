@@ -32,6 +32,27 @@ async fn mcp_token(api: &Api, user: &User, org: &str, scopes: Value) -> (String,
     (reply.str("id"), reply.str("plain"))
 }
 
+/// The routes that serve a key's cached grant take an API key only: an MCP token (cached
+/// as a grant of its own kind) and a session are refused there, and verify tells an MCP
+/// token nothing, though the token is valid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_token_is_no_api_key_on_the_key_routes() {
+    let p = Platform::start().await;
+    let user = p.api.signup().await;
+    let (org, _) = p.api.dev_org(&user, false).await;
+    let (_, token) = mcp_token(&p.api, &user, &org, json!(["read:families", "read:keys"])).await;
+    for _ in 0..2 {
+        for (path, bearer) in
+            [("/api/v1/keys/self", &token), ("/api/v1/developer/families", &token), ("/api/v1/keys/self", &user.token)]
+        {
+            let reply = p.api.get(path, Some(bearer)).await;
+            assert_eq!((reply.status, reply.error_code()), (401, "use_api_key"), "{path}");
+        }
+        let verdict = p.api.post("/api/v1/keys/verify", None, json!({"key": token})).await;
+        assert_eq!(verdict.body, json!({"valid": false, "code": "invalid_api_key"}));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_lists_and_creates_keys_through_a_real_mcp_client() {
     let p = Platform::start().await;

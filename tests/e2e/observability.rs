@@ -95,12 +95,8 @@ async fn the_gateway_metrics_count_routes_rpcs_caches_and_backlogs() {
     let scrape = p.api.get("/metrics", None).await;
     assert_eq!(scrape.status, 200);
     assert!(scrape.header("content-type").is_some_and(|t| t.starts_with("text/plain")));
-    let text = scrape.text;
-    let value = |series: &str| -> f64 {
-        text.lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
-    };
+    let value = |series: &str| scrape.metric(series);
+    let text = &scrape.text;
     // Per route, method and status; the route's template, never the org's id.
     assert!(value(r#"keyplane_http_requests_total{method="GET",route="/api/v1/keys/self",status="200"}"#) >= 3.0);
     let keys_route = "/api/v1/developers/orgs/{org_id}/keys";

@@ -25,6 +25,14 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// One series' value in a `/metrics` scrape (the series with its labels, as written).
+    pub fn metric(&self, series: &str) -> f64 {
+        self.text
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no series {series} in:\n{}", self.text))
+    }
+
     /// The stable error code of an error body.
     pub fn code(&self) -> &str {
         self.body["code"].as_str().unwrap_or_default()
