@@ -174,6 +174,7 @@ async fn measure(plan: &Plan, cores: Cores, stage: &mut Stage) -> anyhow::Result
     let auth = || vec![("Authorization", format!("Bearer {key}"))];
     let rows: Vec<(Row, Target<'_>)> = vec![
         (Row::Ceiling, Target { method: "GET", url: format!("{}/", stage.bare), headers: vec![], body: None }),
+        (Row::AxumFloor, Target { method: "GET", url: format!("{}/", stage.axum), headers: vec![], body: None }),
         (Row::NginxMap, Target { method: "GET", url: format!("{}/map", stage.nginx), headers: auth(), body: None }),
         (
             Row::NginxProxy,

@@ -11,6 +11,7 @@ use crate::{procs::Cores, wrk::Load};
 #[serde(rename_all = "snake_case")]
 pub enum Row {
     Ceiling,
+    AxumFloor,
     NginxMap,
     NginxProxy,
     Verify,
@@ -25,6 +26,7 @@ impl Row {
     pub fn name(self) -> &'static str {
         match self {
             Self::Ceiling => "ceiling",
+            Self::AxumFloor => "axum floor",
             Self::NginxMap => "nginx map",
             Self::NginxProxy => "nginx proxy",
             Self::Verify => "verify",
@@ -39,6 +41,7 @@ impl Row {
     fn what(self) -> &'static str {
         match self {
             Self::Ceiling => "bare hyper, 200 OK",
+            Self::AxumFloor => "the same through an axum `Router`, no middleware: the gateway's framework alone",
             Self::NginxMap => "nginx: static key `map`, 200",
             Self::NginxProxy => "nginx: key `map` + `proxy_pass` to the static upstream",
             Self::Verify => "Keyplane `POST /api/v1/keys/verify`, cache hit",
@@ -196,6 +199,8 @@ pub fn render(f: &Figures) -> String {
     };
     figure("verify / ceiling", f.ratio(Row::Verify, Row::Ceiling), "≥ 0.6", &|v| v >= 0.6, "");
     figure("verify / nginx map", f.ratio(Row::Verify, Row::NginxMap), "", &|_| true, "");
+    figure("axum floor / ceiling", f.ratio(Row::AxumFloor, Row::Ceiling), "", &|_| true, "");
+    figure("verify / axum floor", f.ratio(Row::Verify, Row::AxumFloor), "", &|_| true, "");
     figure("forward / nginx proxy", f.ratio(Row::Forward, Row::NginxProxy), "≥ 0.8", &|v| v >= 0.8, "");
     figure("keys/self / verify", f.ratio(Row::Authenticated, Row::Verify), "≥ 0.9", &|v| v >= 0.9, "");
     // What a span per request costs without an exporter: no target, a figure to keep.

@@ -20,6 +20,8 @@ pub struct Stage {
     /// Gateway B's twin, logging as in production (`info`, JSON).
     pub gateway_c: String,
     pub bare: String,
+    /// The same answer through an axum router with no middleware: the framework's floor.
+    pub axum: String,
     pub nginx: String,
     pub redis_url: String,
     pub redis_prefix: String,
@@ -101,6 +103,11 @@ impl Stage {
         bare.arg(format!("127.0.0.1:{bare_port}"));
         rest.push(Running::start("bench-bare", bare, &scratch.join("bare.log"))?);
         wait_listening(bare_port, "the bare server")?;
+        let axum_port = free_port()?;
+        let mut axum = pinned(cores.servers, &bin.join("bench-bare").display().to_string());
+        axum.arg(format!("127.0.0.1:{axum_port}")).arg("--axum");
+        rest.push(Running::start("bench-bare --axum", axum, &scratch.join("axum.log"))?);
+        wait_listening(axum_port, "the bare axum server")?;
 
         // Every service of `keyplane up` on a port of its own.
         let targets = ["IDENTITY", "KEYS", "ORGS", "USAGE", "ADVISORS", "FAMILIES", "GATEWAY"];
@@ -170,6 +177,7 @@ impl Stage {
             gateway_b: format!("http://127.0.0.1:{gateway_b_port}"),
             gateway_c: format!("http://127.0.0.1:{gateway_c_port}"),
             bare: format!("http://127.0.0.1:{bare_port}"),
+            axum: format!("http://127.0.0.1:{axum_port}"),
             nginx: format!("http://127.0.0.1:{nginx_port}"),
             redis_url,
             redis_prefix,

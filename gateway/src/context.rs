@@ -4,16 +4,17 @@
 //! contract's JSON shape.
 
 use std::{
+    convert::Infallible,
     net::{IpAddr, SocketAddr},
     sync::Arc,
+    task::Poll,
     time::Instant,
 };
 
 use axum::{
     body::Body,
-    extract::{ConnectInfo, MatchedPath, Request, State, connect_info::Connected},
+    extract::{ConnectInfo, MatchedPath, Request, connect_info::Connected},
     http::{HeaderMap, HeaderValue, Method, StatusCode, header},
-    middleware::Next,
     response::{IntoResponse, Response},
     serve::IncomingStream,
 };
@@ -22,7 +23,14 @@ use keyplane_common::{
     internal_auth::Caller,
 };
 
-use crate::{config::TrustedProxies, error::ApiError, state::AppState};
+use tower::{Layer, Service};
+
+use crate::{
+    config::TrustedProxies,
+    error::ApiError,
+    finishing::{self, Finishing},
+    state::AppState,
+};
 
 /// Marks a backend's answer that `render_error` would otherwise take for the gateway's
 /// own (a 504 is the gateway's deadline only when the gateway wrote it). Set only where
@@ -143,51 +151,112 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-pub async fn context(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = method_label(request.method());
-    // The route's template, so that ids do not make a series each.
-    let route: Arc<str> =
-        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".into(), |p| p.as_str().into());
-    let request_id = request
-        .headers()
-        .get(REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|id| sane(id))
-        .map_or_else(new_request_id, str::to_owned);
-    let peer = request.extensions().get::<ConnectInfo<Peer>>().map(|c| &c.0);
-    let caller = Caller {
-        service: "gateway".into(),
-        principal: None,
-        client_ip: client_ip(request.headers(), peer, &state.trusted_proxies),
-        user_agent: request
+/// The outermost layer: [`Context`] around the rest of the stack.
+#[derive(Clone)]
+pub struct ContextLayer(AppState);
+
+impl ContextLayer {
+    pub fn new(state: AppState) -> Self {
+        Self(state)
+    }
+}
+
+impl<S> Layer<S> for ContextLayer {
+    type Service = Context<S>;
+
+    fn layer(&self, inner: S) -> Context<S> {
+        Context { inner, state: self.0.clone() }
+    }
+}
+
+/// Gives the request its id and [`Caller`], refuses a non-canonical path, then writes the
+/// answer's error body, request id and metrics. A service with its own future rather than
+/// a `from_fn`: that boxes this future and the rest of the stack's on every request.
+#[derive(Clone)]
+pub struct Context<S> {
+    inner: S,
+    state: AppState,
+}
+
+impl<S> Service<Request> for Context<S>
+where
+    S: Service<Request, Error = Infallible>,
+    S::Response: IntoResponse,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Finishing<S::Future, Finish>;
+
+    // A refusal leaves the readied inner service uncalled: harmless while everything
+    // below is always ready (axum's routes are); a layer that reserves capacity in
+    // `poll_ready` would hold it until this clone drops.
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let started = Instant::now();
+        let method = method_label(request.method());
+        // The route's template, so that ids do not make a series each.
+        let route = request.extensions().get::<MatchedPath>().cloned();
+        let request_id = request
             .headers()
-            .get(header::USER_AGENT)
+            .get(REQUEST_ID_HEADER)
             .and_then(|v| v.to_str().ok())
-            .map(|ua| ua.chars().take(256).collect())
-            .unwrap_or_default(),
-        request_id: request_id.clone(),
-    };
-    request.extensions_mut().insert(caller);
-    let console = request.uri().path().starts_with("/console");
-    let response = if is_canonical_path(request.uri().path()) {
-        next.run(request).await
-    } else {
-        ApiError::bad_request(
-            "invalid_path",
-            "the path has an empty segment, a dot segment, or an encoded slash or dot",
-        )
-        .into_response()
-    };
-    let mut response = render_error(response, &request_id);
-    if console {
-        crate::console::secure_headers(response.headers_mut());
+            .filter(|id| sane(id))
+            .map_or_else(new_request_id, str::to_owned);
+        let peer = request.extensions().get::<ConnectInfo<Peer>>().map(|c| &c.0);
+        let caller = Caller {
+            service: "gateway".into(),
+            principal: None,
+            client_ip: client_ip(request.headers(), peer, &self.state.trusted_proxies),
+            user_agent: request
+                .headers()
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                // `to_str` admits visible ASCII only: any byte is a character's boundary.
+                .map(|ua| ua[..ua.len().min(256)].to_owned())
+                .unwrap_or_default(),
+            request_id: request_id.clone(),
+        };
+        request.extensions_mut().insert(caller);
+        let console = request.uri().path().starts_with("/console");
+        let finish = Finish { state: self.state.clone(), started, method, route, request_id, console };
+        if is_canonical_path(request.uri().path()) {
+            Finishing::inner(self.inner.call(request), finish)
+        } else {
+            let refusal = ApiError::bad_request(
+                "invalid_path",
+                "the path has an empty segment, a dot segment, or an encoded slash or dot",
+            );
+            Finishing::given(refusal.into_response(), finish)
+        }
     }
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+}
+
+/// What the answer needs from the request once it is written.
+pub struct Finish {
+    state: AppState,
+    started: Instant,
+    method: &'static str,
+    route: Option<MatchedPath>,
+    request_id: String,
+    console: bool,
+}
+
+impl finishing::Finish for Finish {
+    fn finish(self, response: Response) -> Response {
+        let mut response = render_error(response, &self.request_id);
+        if self.console {
+            crate::console::secure_headers(response.headers_mut());
+        }
+        if let Ok(value) = HeaderValue::from_str(&self.request_id) {
+            response.headers_mut().insert(REQUEST_ID_HEADER, value);
+        }
+        let route = self.route.as_ref().map_or("unmatched", MatchedPath::as_str);
+        self.state.metrics.observe_http(self.method, route, response.status().as_u16(), self.started.elapsed());
+        response
     }
-    state.metrics.observe_http(method, route, response.status().as_u16(), started.elapsed());
-    response
 }
 
 /// Writes the JSON body of an error: ours from its [`ApiError`], and a plain one for any

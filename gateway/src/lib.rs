@@ -24,6 +24,7 @@ mod auth;
 mod console;
 mod context;
 mod extract;
+mod finishing;
 mod rest;
 mod throttle;
 
@@ -33,7 +34,6 @@ use axum::{
     Router,
     extract::Request,
     http::StatusCode,
-    middleware::from_fn_with_state,
     response::{IntoResponse, Response},
 };
 use keyplane_common::{credential_cache::LocalCredentialCache, runtime::Shared};
@@ -121,7 +121,7 @@ fn app(state: AppState) -> Router {
     let stack = ServiceBuilder::new()
         // Outermost: every response, errors from the layers below included, gets the
         // request id and the contract's error body.
-        .layer(from_fn_with_state(state.clone(), context::context))
+        .layer(context::ContextLayer::new(state.clone()))
         // One span per request, joined to the caller's W3C trace context and named by the
         // OpenTelemetry HTTP conventions (`GET /api/v1/keys/self`).
         .layer(TraceLayer::new_for_http().make_span_with(http_span).on_response(

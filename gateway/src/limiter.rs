@@ -61,6 +61,8 @@ pub struct Limiter {
     /// None: one process (the embedded default), nothing to reconcile with.
     cache: Option<Cache>,
     shards: Vec<Mutex<HashMap<String, Window>>>,
+    /// SipHash, like the shards' maps: a bucket's name carries the client's address, which
+    /// a caller with many addresses partly chooses.
     hasher: RandomState,
     /// Redis answered the last sync (limits hold across replicas).
     global: AtomicBool,

@@ -60,7 +60,8 @@ pub struct UseMeter {
 
 #[derive(Default)]
 struct Counting {
-    keys: HashMap<Uuid, Pending>,
+    /// foldhash: looked up on every keyed request, by ids the platform issued.
+    keys: foldhash::HashMap<Uuid, Pending>,
     sources: usize,
 }
 

@@ -1,6 +1,11 @@
 //! Rate limits applied to requests: who a request counts against, the `RateLimit-*`
 //! headers on every limited answer, and 429 with `Retry-After` past the limit.
 
+use std::{
+    convert::Infallible,
+    task::{Context, Poll},
+};
+
 use axum::{
     extract::{Request, State},
     http::{HeaderName, HeaderValue, StatusCode, header},
@@ -9,7 +14,15 @@ use axum::{
 };
 use keyplane_common::{internal_auth::Caller, principal::Principal, rate_limit::RateLimit};
 
-use crate::{error::ApiError, limiter::Decision, state::AppState};
+use tower::{Layer, Service};
+
+use crate::{
+    config::Limits,
+    error::ApiError,
+    finishing::{Finish, Finishing},
+    limiter::Decision,
+    state::AppState,
+};
 
 /// The bucket and rate a principal's requests count against: a key's own limit or the
 /// default for keys, a session's user, nothing for the platform's services.
@@ -65,38 +78,84 @@ fn stamp(response: &mut Response, decision: Decision) {
     headers.insert(RATELIMIT_RESET, HeaderValue::from(decision.reset));
 }
 
-/// Routes anyone may call count against their source address; `idempotent` routes take
-/// an Idempotency-Key from that address.
-async fn per_address(
-    state: &AppState,
-    group: &str,
-    rate: RateLimit,
-    idempotent: bool,
-    request: Request,
-    next: Next,
-) -> Response {
-    let ip = request.extensions().get::<Caller>().map(|c| c.client_ip.clone()).unwrap_or_default();
-    let decision = state.limiter.check(format!("{group}:{ip}"), rate);
-    let who = idempotent.then_some(crate::idempotency::Who::Address(&ip));
-    within(state, Some(decision), who, request, next).await
-}
-
-/// Signup, login, refresh and verify-email: one budget per address, against guessing.
+/// Signup, login, refresh and verify-email: one budget per address, against guessing; an
+/// Idempotency-Key is taken from that address (a `from_fn`: a replay buffers the answer).
 pub async fn sign_in(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let rate = state.limits.sign_in;
-    per_address(&state, "sign_in", rate, true, request, next).await
+    let ip = request.extensions().get::<Caller>().map(|c| c.client_ip.clone()).unwrap_or_default();
+    let decision = state.limiter.check(format!("sign_in:{ip}"), state.limits.sign_in);
+    let who = crate::idempotency::Who::Address(&ip);
+    within(&state, Some(decision), Some(who), request, next).await
 }
 
-/// GitHub's secret-scanning alerts: per address, and never replayed (each alert is acted
-/// on afresh; acting twice changes nothing).
-pub async fn secret_scanning(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let rate = state.limits.secret_scanning;
-    per_address(&state, "secret_scanning", rate, false, request, next).await
+/// A budget per source address for routes whose answers are never replayed: a layer with
+/// its own future (`POST /keys/verify` is the hottest route there is; a `from_fn` boxes).
+#[derive(Clone)]
+pub struct PerAddressLayer {
+    state: AppState,
+    group: &'static str,
+    rate: fn(&Limits) -> RateLimit,
 }
 
-/// `POST /keys/verify`: per address, so it is no oracle for guessing keys. A verdict is
-/// never replayed: the key may be revoked since.
-pub async fn verify(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let rate = state.limits.verify;
-    per_address(&state, "verify", rate, false, request, next).await
+impl PerAddressLayer {
+    /// `POST /keys/verify` and the signed advisor routes: per address, so verify is no
+    /// oracle for guessing keys. A verdict is never replayed: the key may be revoked since.
+    pub fn verify(state: AppState) -> Self {
+        Self { state, group: "verify", rate: |limits| limits.verify }
+    }
+
+    /// GitHub's secret-scanning alerts: never replayed (each alert is acted on afresh;
+    /// acting twice changes nothing).
+    pub fn secret_scanning(state: AppState) -> Self {
+        Self { state, group: "secret_scanning", rate: |limits| limits.secret_scanning }
+    }
+}
+
+impl<S> Layer<S> for PerAddressLayer {
+    type Service = PerAddress<S>;
+
+    fn layer(&self, inner: S) -> PerAddress<S> {
+        PerAddress { inner, layer: self.clone() }
+    }
+}
+
+#[derive(Clone)]
+pub struct PerAddress<S> {
+    inner: S,
+    layer: PerAddressLayer,
+}
+
+impl<S> Service<Request> for PerAddress<S>
+where
+    S: Service<Request, Error = Infallible>,
+    S::Response: IntoResponse,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Finishing<S::Future, Stamp>;
+
+    // As in `context`: a refusal leaves the (always ready) route uncalled.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let PerAddressLayer { state, group, rate } = &self.layer;
+        let ip = request.extensions().get::<Caller>().map_or("", |c| c.client_ip.as_str());
+        let decision = state.limiter.check(format!("{group}:{ip}"), rate(&state.limits));
+        if decision.allowed {
+            Finishing::inner(self.inner.call(request), Stamp(decision))
+        } else {
+            Finishing::given(refused(decision), Stamp(decision))
+        }
+    }
+}
+
+/// The `RateLimit-*` headers of a decision, on the answer.
+pub struct Stamp(Decision);
+
+impl Finish for Stamp {
+    fn finish(self, mut response: Response) -> Response {
+        stamp(&mut response, self.0);
+        response
+    }
 }

@@ -12,7 +12,7 @@
 //!   dropped and logged, never silently lost.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::VecDeque,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -57,7 +57,8 @@ struct Row {
 pub struct UsageCounter {
     bounds: Bounds,
     clock: Clock,
-    pending: Mutex<HashMap<Row, u64>>,
+    /// foldhash: counted into on every keyed request, by ids the platform issued.
+    pending: Mutex<foldhash::HashMap<Row, u64>>,
     /// Batches sent and not acknowledged, oldest first: sent again, as they are.
     in_doubt: tokio::sync::Mutex<VecDeque<RecordRequest>>,
     /// Requests not counted since the last report.

@@ -60,7 +60,7 @@ pub struct Grant {
     weight: u32,
     verify_answer: OnceLock<Bytes>,
     self_answer: OnceLock<Bytes>,
-    identity: OnceLock<dataplane::Identity>,
+    identity: OnceLock<dataplane::PreparedIdentity>,
 }
 
 /// The JSON answers a grant keeps.
@@ -86,14 +86,17 @@ impl Grant {
     /// An estimate, on the high side, of the bytes a cached grant holds: the entry and its
     /// structs (a kilobyte), and each of the key's strings about six times its length plus
     /// two allocations (the principal's copy and the identity's, each a `String` of its
-    /// own; the two JSON answers, which repeat them escaped and quoted).
+    /// own; the two JSON answers, which repeat them escaped and quoted). Scopes and pins
+    /// are in the identity's header values once more, with a separator and a share of the
+    /// values' allocations.
     fn estimate_bytes(principal: &Principal) -> u32 {
         const ENTRY: usize = 1024;
         let string = |s: &str| 6 * s.len() + 112;
+        let listed = |s: &str| 7 * s.len() + 118;
         let strings: usize = match principal {
             Principal::ApiKey(key) => {
-                let scopes: usize = key.scopes.effective_names().into_iter().map(string).sum();
-                let pins: usize = key.resource_ids.iter().map(|r| string(r)).sum();
+                let scopes: usize = key.scopes.effective_names().into_iter().map(listed).sum();
+                let pins: usize = key.resource_ids.iter().map(|r| listed(r)).sum();
                 string(&key.name) + string(&key.prefix) + scopes + pins
             }
             Principal::McpToken(token) => {
@@ -134,9 +137,9 @@ impl Grant {
 
     /// The identity a forwarded request carries to its backend, built by `build` on first
     /// use; None when the grant is not an API key's.
-    pub fn identity(&self, build: fn(&KeyPrincipal) -> dataplane::Identity) -> Option<&dataplane::Identity> {
+    pub fn identity(&self, build: fn(&KeyPrincipal) -> dataplane::Identity) -> Option<&dataplane::PreparedIdentity> {
         let Principal::ApiKey(key) = self.principal.as_ref() else { return None };
-        Some(self.identity.get_or_init(|| build(key)))
+        Some(self.identity.get_or_init(|| dataplane::PreparedIdentity::new(build(key))))
     }
 }
 
@@ -283,7 +286,11 @@ mod tests {
             scopes: k.scopes.effective(),
             resource_ids: k.resource_ids.clone(),
         });
-        let identity = identity.unwrap();
+        let prepared = identity.unwrap();
+        // Each header value: its bytes, and its `Bytes` and the allocation's overhead (the
+        // `Bytes` is in `size_of::<Grant>()` too: counted twice, on the safe side).
+        let values = prepared.value_bytes() + 5 * (32 + 16 + 16);
+        let identity = prepared.identity();
         let principal: usize = [&key.name, &key.prefix].into_iter().chain(&key.resource_ids).map(|s| string(s)).sum();
         let identity: usize = [&identity.org_id, &identity.key_id, &identity.environment]
             .into_iter()
@@ -295,6 +302,7 @@ mod tests {
             + std::mem::size_of::<Principal>()
             + principal
             + identity
+            + values
             + verify.len()
             + key_self.len()
     }

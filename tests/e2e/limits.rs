@@ -199,12 +199,23 @@ async fn sessions_and_source_addresses_have_budgets() {
     assert!(refused.header("retry-after").is_some());
     assert_eq!(proxied.send(from("198.51.100.2")).await.status, 401, "another address has its own budget");
 
-    // /keys/verify has a budget of its own.
+    // /keys/verify has a budget of its own, per address, told on every answer.
     let verify = json!({"key": "phosra_test_not_a_real_key"});
-    for _ in 0..2 {
-        assert_eq!(p.api.post("/api/v1/keys/verify", None, verify.clone()).await.status, 200);
+    for remaining in ["1", "0"] {
+        let reply = p.api.post("/api/v1/keys/verify", None, verify.clone()).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(
+            (reply.header("ratelimit-limit"), reply.header("ratelimit-remaining")),
+            (Some("2"), Some(remaining))
+        );
     }
-    assert_eq!(p.api.post("/api/v1/keys/verify", None, verify).await.status, 429);
+    let refused = p.api.post("/api/v1/keys/verify", None, verify.clone()).await;
+    assert_eq!((refused.status, refused.error_code()), (429, "rate_limited"));
+    assert!(refused.header("retry-after").is_some() && refused.header("ratelimit-remaining") == Some("0"));
+    assert!(refused.header("x-request-id").is_some(), "a refusal carries its request id");
+    let verify_from = |ip: &str| proxied.http.post(proxied.url("/api/v1/keys/verify")).header("x-forwarded-for", ip);
+    let elsewhere = proxied.send(verify_from("198.51.100.3").json(&verify)).await;
+    assert_eq!(elsewhere.status, 200, "another address has its own verify budget");
 
     // A session: three calls, then 429.
     let statuses: Vec<u16> =

@@ -1,5 +1,9 @@
 //! The ceiling: a bare hyper HTTP/1.1 server that answers every request 200 `{}`. It is
 //! also the static upstream both nginx and Keyplane forward to.
+//!
+//! `bench-bare <addr> --axum` answers the same through an axum `Router` with one route and
+//! no middleware: the floor of the framework the gateway is built on, so that the bench
+//! can tell the framework's cost from the gateway's own.
 
 use std::convert::Infallible;
 
@@ -15,10 +19,23 @@ async fn ok(_: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(response)
 }
 
+async fn axum_ok() -> ([(hyper::header::HeaderName, &'static str); 1], &'static str) {
+    ([(hyper::header::CONTENT_TYPE, "application/json")], "{}")
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9000".to_owned());
+    let mut args = std::env::args().skip(1);
+    let addr = args.next().unwrap_or_else(|| "127.0.0.1:9000".to_owned());
     let listener = TcpListener::bind(&addr).await?;
+    if args.next().as_deref() == Some("--axum") {
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(|stream| {
+            let _ = stream.set_nodelay(true);
+        });
+        axum::serve(listener, axum::Router::new().fallback(axum_ok)).await?;
+        return Ok(());
+    }
     loop {
         let (stream, _) = listener.accept().await?;
         stream.set_nodelay(true)?;

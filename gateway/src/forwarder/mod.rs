@@ -31,8 +31,6 @@ pub struct Forwarder {
     routes: Vec<Route>,
     /// Keyed with the first secret (the others are for backends still verifying with them).
     signer: dataplane::Signer,
-    /// Until the backend's answer starts.
-    timeout: Duration,
 }
 
 /// A route of the table, with its backend's connections.
@@ -48,16 +46,18 @@ pub struct Call<'a> {
     pub path_and_query: &'a str,
     pub headers: &'a HeaderMap,
     pub body: Bytes,
-    pub identity: &'a dataplane::Identity,
+    pub identity: &'a dataplane::PreparedIdentity,
     pub request_id: &'a str,
 }
 
 impl Forwarder {
-    pub fn new(mut routes: Vec<DataRoute>, secrets: Vec<Vec<u8>>, timeout: Duration) -> anyhow::Result<Self> {
+    /// `connect_timeout` bounds a new connection to a backend; the request's own deadline
+    /// bounds the rest.
+    pub fn new(mut routes: Vec<DataRoute>, secrets: Vec<Vec<u8>>, connect_timeout: Duration) -> anyhow::Result<Self> {
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(timeout));
+        connector.set_connect_timeout(Some(connect_timeout));
         // https:// upstreams are checked against the system's roots (SSL_CERT_FILE adds one).
         connector.enforce_http(false);
         let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -76,7 +76,7 @@ impl Forwarder {
             .collect::<anyhow::Result<_>>()?;
         let secret = secrets.first().ok_or_else(|| anyhow::anyhow!("no data-plane secret to sign identities with"))?;
         let signer = dataplane::Signer::new(secret);
-        Ok(Self { routes, signer, timeout })
+        Ok(Self { routes, signer })
     }
 
     /// Every second, lets go of the idle backend connections that were closed or are too old.
@@ -99,31 +99,26 @@ impl Forwarder {
     }
 
     pub async fn forward(&self, call: Call<'_>) -> Result<Response, ApiError> {
-        let signed = self.signer.sign(
-            chrono::Utc::now().timestamp(),
-            call.method.as_str(),
-            call.path_and_query,
-            call.identity,
-            &call.body,
-        );
+        let signed =
+            self.signer.sign(unix_seconds(), call.method.as_str(), call.path_and_query, call.identity, &call.body);
         let backend = &call.route.backend;
         let uri = backend.target(call.path_and_query).map_err(|_| ApiError::internal())?;
         let mut request = Request::new(Full::new(call.body));
         *request.method_mut() = call.method.clone();
         *request.uri_mut() = uri;
         *request.headers_mut() = outgoing_headers(call.headers, signed, call.request_id);
-        // One deadline for the answer's start and, for a small answer, its end.
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        let upstream = match tokio::time::timeout_at(deadline, backend.send(request)).await {
-            Ok(Ok(upstream)) => upstream,
-            Ok(Err(e)) => {
+        // The request's deadline (the gateway's timeout layer, `lib.rs`) bounds the answer's
+        // start and, for a small answer, its end: a timer of the forwarder's own, as long
+        // and started later, could never fire first.
+        let upstream = match backend.send(request).await {
+            Ok(upstream) => upstream,
+            Err(e) => {
                 // Without the URL: its query may carry what the caller meant for the backend only.
                 // The cause too (refused, TLS, DNS): hyper's own text stops at "client error".
                 let cause = std::error::Error::source(e.as_ref()).map(ToString::to_string).unwrap_or_default();
                 tracing::warn!(error = %e, cause, prefix = %call.route.config.prefix, "data-plane backend unreachable");
                 return Err(ApiError::new(StatusCode::BAD_GATEWAY, "bad_gateway", "the backend is unavailable"));
             }
-            Err(_) => return Err(too_late()),
         };
         let (mut parts, body) = upstream.into_parts();
         if parts.status == StatusCode::GATEWAY_TIMEOUT {
@@ -142,9 +137,9 @@ impl Forwarder {
         // hyper frames the answer anew.
         let length = axum::body::HttpBody::size_hint(&body).exact();
         if length.is_some_and(|length| length <= BUFFERED_ANSWER as u64) {
-            let whole = match tokio::time::timeout_at(deadline, http_body_util::BodyExt::collect(body)).await {
-                Ok(Ok(whole)) => whole,
-                Ok(Err(e)) => {
+            let whole = match http_body_util::BodyExt::collect(body).await {
+                Ok(whole) => whole,
+                Err(e) => {
                     tracing::warn!(error = %e, prefix = %call.route.config.prefix, "data-plane backend's answer broke off");
                     return Err(ApiError::new(
                         StatusCode::BAD_GATEWAY,
@@ -152,7 +147,6 @@ impl Forwarder {
                         "the backend's answer broke off",
                     ));
                 }
-                Err(_) => return Err(too_late()),
             };
             return Ok(Response::from_parts(parts, Body::from(whole.to_bytes())));
         }
@@ -160,8 +154,10 @@ impl Forwarder {
     }
 }
 
-fn too_late() -> ApiError {
-    ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", "the backend did not answer in time")
+/// Now, in whole seconds since the Unix epoch (without chrono's calendar arithmetic).
+fn unix_seconds() -> i64 {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX)
 }
 
 /// How often idle backend connections are checked for a close.
@@ -196,7 +192,7 @@ fn already_handled(name: &HeaderName) -> bool {
 
 /// What goes upstream: the client's headers, less hop-by-hop ones, its credential and any
 /// identity header it made up; then the signed identity, the request id and trace context.
-fn outgoing_headers(incoming: &HeaderMap, signed: Vec<(HeaderName, HeaderValue)>, request_id: &str) -> HeaderMap {
+fn outgoing_headers(incoming: &HeaderMap, signed: [(HeaderName, HeaderValue); 7], request_id: &str) -> HeaderMap {
     let mut headers = HeaderMap::new();
     for (name, value) in incoming {
         let made_up_identity = dataplane::ALL.contains(name);
@@ -234,7 +230,8 @@ mod tests {
         incoming.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
         incoming.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
         incoming.insert(header::EXPECT, HeaderValue::from_static("100-continue"));
-        let signed = dataplane::Signer::new(b"secret").sign(1000, "GET", "/x", &identity(), b"");
+        let prepared = dataplane::PreparedIdentity::new(identity());
+        let signed = dataplane::Signer::new(b"secret").sign(1000, "GET", "/x", &prepared, b"");
         let out = outgoing_headers(&incoming, signed, "req-1");
         assert!(out.get(header::AUTHORIZATION).is_none());
         assert!(out.get(header::CONNECTION).is_none());

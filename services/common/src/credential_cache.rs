@@ -95,10 +95,15 @@ pub enum LookupError<E> {
     Stale,
 }
 
+/// The caches' hasher: foldhash, seeded per process. Their keys are SHA-256 digests, which
+/// no caller can steer into one bucket, so SipHash's resistance would buy nothing for what
+/// it costs on every lookup.
+type Hasher = foldhash::fast::RandomState;
+
 pub struct LocalCredentialCache<V: Expiring> {
-    entries: moka::future::Cache<SecretHash, V>,
+    entries: moka::future::Cache<SecretHash, V, Hasher>,
     /// The newest revision announced for each hash.
-    floors: moka::sync::Cache<SecretHash, u64>,
+    floors: moka::sync::Cache<SecretHash, u64, Hasher>,
     generation: AtomicU64,
     trusted: AtomicBool,
     stats: CacheStats,
@@ -121,8 +126,11 @@ impl<V: Expiring> LocalCredentialCache<V> {
                 .max_capacity(capacity)
                 .weigher(|_, value: &V| value.weight())
                 .expire_after(TtlOf)
-                .build(),
-            floors: moka::sync::Cache::builder().max_capacity(MAX_FLOORS).time_to_live(FLOOR_TTL).build(),
+                .build_with_hasher(Hasher::default()),
+            floors: moka::sync::Cache::builder()
+                .max_capacity(MAX_FLOORS)
+                .time_to_live(FLOOR_TTL)
+                .build_with_hasher(Hasher::default()),
             generation: AtomicU64::new(0),
             trusted: AtomicBool::new(false),
             stats,

@@ -3,7 +3,10 @@
 //! runs the platform by: request rate, errors and latency per route and per RPC, credential
 //! cache hits per layer, the revocation feed, the usage and outbox backlogs, the limiter.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, PoisonError, RwLock},
+    time::Duration,
+};
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
@@ -70,10 +73,21 @@ fn latency_histogram() -> Histogram {
 
 type LatencyFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
+/// One method's series on a route: its latency, and its count by status. (A clone of a
+/// series shares its values with the family's.)
+struct MethodSeries {
+    method: &'static str,
+    duration: Histogram,
+    statuses: Vec<(u16, Counter)>,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_duration: LatencyFamily<RouteLabels>,
+    /// The two families' series by route, found with one fast lookup a request (a family
+    /// hashes its labels with SipHash, and a request touches two of them).
+    http_series: RwLock<foldhash::HashMap<Arc<str>, Vec<MethodSeries>>>,
     pub rpc_requests: Family<RpcLabels, Counter>,
     pub rpc_duration: LatencyFamily<RpcNameLabels>,
     cache_lookups: Family<LayerLabels, Counter>,
@@ -161,6 +175,7 @@ impl Default for Metrics {
             registry,
             http_requests,
             http_duration,
+            http_series: RwLock::default(),
             rpc_requests,
             rpc_duration,
             cache_lookups,
@@ -204,11 +219,43 @@ impl Metrics {
     }
 
     /// Counts one HTTP request and its latency.
-    pub fn observe_http(&self, method: &'static str, route: Arc<str>, status: u16, elapsed: Duration) {
-        self.http_duration
-            .get_or_create(&RouteLabels { method, route: Arc::clone(&route) })
-            .observe(elapsed.as_secs_f64());
-        self.http_requests.get_or_create(&HttpLabels { method, route, status }).inc();
+    pub fn observe_http(&self, method: &'static str, route: &str, status: u16, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        {
+            // Past a poisoned lock: the map is only ever added to, whole entries at a time.
+            let series = self.http_series.read().unwrap_or_else(PoisonError::into_inner);
+            let known = series.get(route).and_then(|methods| {
+                let series = methods.iter().find(|s| s.method == method)?;
+                Some((&series.duration, &series.statuses.iter().find(|(s, _)| *s == status)?.1))
+            });
+            if let Some((duration, requests)) = known {
+                duration.observe(seconds);
+                requests.inc();
+                return;
+            }
+        }
+        let (duration, requests) = self.new_http_series(method, route, status);
+        duration.observe(seconds);
+        requests.inc();
+    }
+
+    /// The series of a (method, route, status) first seen: the families' own, kept by route.
+    fn new_http_series(&self, method: &'static str, route: &str, status: u16) -> (Histogram, Counter) {
+        let route: Arc<str> = route.into();
+        let duration = self.http_duration.get_or_create(&RouteLabels { method, route: Arc::clone(&route) }).clone();
+        let requests =
+            self.http_requests.get_or_create(&HttpLabels { method, route: Arc::clone(&route), status }).clone();
+        let mut series = self.http_series.write().unwrap_or_else(PoisonError::into_inner);
+        let methods = series.entry(route).or_default();
+        let index = methods.iter().position(|s| s.method == method).unwrap_or_else(|| {
+            methods.push(MethodSeries { method, duration: duration.clone(), statuses: Vec::new() });
+            methods.len() - 1
+        });
+        let statuses = &mut methods[index].statuses;
+        if !statuses.iter().any(|(s, _)| *s == status) {
+            statuses.push((status, requests.clone()));
+        }
+        (duration, requests)
     }
 
     /// Counts one gRPC call and its latency.
