@@ -57,8 +57,30 @@ impl From<SocketAddr> for Peer {
     }
 }
 
-impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+/// The gateway's listener: each accepted connection sends at once (no Nagle), so that a
+/// streamed answer's small writes do not wait for the client's delayed ACK. (axum's
+/// `tap_io` would do, but its `Connected` impl leaves no room for [`Peer`]'s.)
+pub struct NoDelayListener(pub tokio::net::TcpListener);
+
+impl axum::serve::Listener for NoDelayListener {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (stream, addr) = axum::serve::Listener::accept(&mut self.0).await;
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+        (stream, addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
+impl Connected<IncomingStream<'_, NoDelayListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, NoDelayListener>) -> Self {
         Self::from(*stream.remote_addr())
     }
 }

@@ -106,6 +106,7 @@ pub async fn serve(
         github_keys: github_keys::GithubKeys::new(config.github_keys_url.clone(), config.request_timeout),
     }));
     tracing::info!(addr = ?listener.local_addr().ok(), "gateway listening");
+    let listener = context::NoDelayListener(listener);
     axum::serve(listener, app(state).into_make_service_with_connect_info::<context::Peer>())
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
