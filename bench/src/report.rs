@@ -218,25 +218,18 @@ pub fn render(f: &Figures) -> String {
             out.push_str(&format!("| {name} | {v:.2}{unit} | {target} | {} |\n", verdict(ok(v))));
         }
     };
-    figure("verify / ceiling", f.ratio(Row::Verify, Row::Ceiling), "≥ 0.6", &|v| v >= 0.6, "");
-    figure(
-        "verify / ceiling, by core time a request",
-        f.cost_ratio(Row::Verify, Row::Ceiling),
-        "≥ 0.6",
-        &|v| v >= 0.6,
-        "",
-    );
+    // A target ratio, by rate and by core time a request.
+    type Figure<'a> = dyn FnMut(&str, Option<f64>, &str, &dyn Fn(f64) -> bool, &str) + 'a;
+    let targeted = |figure: &mut Figure<'_>, name: &str, over: Row, under: Row, least: f64| {
+        let target = format!("≥ {least}");
+        figure(name, f.ratio(over, under), &target, &|v| v >= least, "");
+        figure(&format!("{name}, by core time a request"), f.cost_ratio(over, under), &target, &|v| v >= least, "");
+    };
+    targeted(&mut figure, "verify / ceiling", Row::Verify, Row::Ceiling, 0.6);
     figure("verify / nginx map", f.ratio(Row::Verify, Row::NginxMap), "", &|_| true, "");
     figure("axum floor / ceiling", f.ratio(Row::AxumFloor, Row::Ceiling), "", &|_| true, "");
     figure("verify / axum floor", f.ratio(Row::Verify, Row::AxumFloor), "", &|_| true, "");
-    figure("forward / nginx proxy", f.ratio(Row::Forward, Row::NginxProxy), "≥ 0.8", &|v| v >= 0.8, "");
-    figure(
-        "forward / nginx proxy, by core time a request",
-        f.cost_ratio(Row::Forward, Row::NginxProxy),
-        "≥ 0.8",
-        &|v| v >= 0.8,
-        "",
-    );
+    targeted(&mut figure, "forward / nginx proxy", Row::Forward, Row::NginxProxy, 0.8);
     figure("keys/self / verify", f.ratio(Row::Authenticated, Row::Verify), "≥ 0.9", &|v| v >= 0.9, "");
     // What a span per request costs without an exporter: no target, a figure to keep.
     figure("verify at info / verify", f.ratio(Row::VerifyLogged, Row::Verify), "", &|_| true, "");

@@ -4,10 +4,8 @@
 //! contract's JSON shape.
 
 use std::{
-    convert::Infallible,
     net::{IpAddr, SocketAddr},
     sync::Arc,
-    task::Poll,
     time::Instant,
 };
 
@@ -23,12 +21,10 @@ use keyplane_common::{
     internal_auth::Caller,
 };
 
-use tower::{Layer, Service};
-
 use crate::{
     config::TrustedProxies,
     error::ApiError,
-    finishing::{self, Finishing},
+    finishing::{self, Middleware, MiddlewareLayer},
     state::AppState,
 };
 
@@ -174,49 +170,20 @@ fn method_label(method: &Method) -> &'static str {
 }
 
 /// The outermost layer: [`Context`] around the rest of the stack.
-#[derive(Clone)]
-pub struct ContextLayer(AppState);
-
-impl ContextLayer {
-    pub fn new(state: AppState) -> Self {
-        Self(state)
-    }
-}
-
-impl<S> Layer<S> for ContextLayer {
-    type Service = Context<S>;
-
-    fn layer(&self, inner: S) -> Context<S> {
-        Context { inner, state: self.0.clone() }
-    }
+pub fn layer(state: AppState) -> MiddlewareLayer<Context> {
+    MiddlewareLayer(Context(state))
 }
 
 /// Gives the request its id and [`Caller`], refuses a non-canonical path, then writes the
-/// answer's error body, request id and metrics. A service with its own future rather than
-/// a `from_fn`: that boxes this future and the rest of the stack's on every request.
+/// answer's error body, request id and metrics. A [`Middleware`] with one unboxed future
+/// rather than a `from_fn`, which boxes twice on every request.
 #[derive(Clone)]
-pub struct Context<S> {
-    inner: S,
-    state: AppState,
-}
+pub struct Context(AppState);
 
-impl<S> Service<Request> for Context<S>
-where
-    S: Service<Request, Error = Infallible>,
-    S::Response: IntoResponse,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = Finishing<S::Future, Finish>;
+impl Middleware for Context {
+    type Finish = Finish;
 
-    // A refusal leaves the readied inner service uncalled: harmless while everything
-    // below is always ready (axum's routes are); a layer that reserves capacity in
-    // `poll_ready` would hold it until this clone drops.
-    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request) -> Self::Future {
+    fn start(&self, request: &mut Request) -> (Finish, Option<Response>) {
         let started = Instant::now();
         let method = method_label(request.method());
         // The route's template, so that ids do not make a series each.
@@ -231,7 +198,7 @@ where
         let caller = Caller {
             service: "gateway".into(),
             principal: None,
-            client_ip: client_ip(request.headers(), peer, &self.state.trusted_proxies),
+            client_ip: client_ip(request.headers(), peer, &self.0.trusted_proxies),
             user_agent: request
                 .headers()
                 .get(header::USER_AGENT)
@@ -243,16 +210,14 @@ where
         };
         request.extensions_mut().insert(caller);
         let console = request.uri().path().starts_with("/console");
-        let finish = Finish { state: self.state.clone(), started, method, route, request_id, console };
-        if is_canonical_path(request.uri().path()) {
-            Finishing::inner(self.inner.call(request), finish)
-        } else {
-            let refusal = ApiError::bad_request(
+        let refusal = (!is_canonical_path(request.uri().path())).then(|| {
+            ApiError::bad_request(
                 "invalid_path",
                 "the path has an empty segment, a dot segment, or an encoded slash or dot",
-            );
-            Finishing::given(refusal.into_response(), finish)
-        }
+            )
+            .into_response()
+        });
+        (Finish { state: self.0.clone(), started, method, route, request_id, console }, refusal)
     }
 }
 

@@ -10,11 +10,65 @@ use std::{
     task::{Context, Poll},
 };
 
-use axum::response::{IntoResponse, Response};
+use axum::{
+    extract::Request,
+    response::{IntoResponse, Response},
+};
+use tower::{Layer, Service};
 
 /// What a middleware does to the answer once it is written.
 pub trait Finish {
     fn finish(self, response: Response) -> Response;
+}
+
+/// A middleware in two halves: `start` reads (or amends) the request and says how to
+/// finish its answer, with an answer of its own when the request goes no further.
+pub trait Middleware: Clone {
+    type Finish: Finish;
+    fn start(&self, request: &mut Request) -> (Self::Finish, Option<Response>);
+}
+
+/// The layer of a [`Middleware`].
+#[derive(Clone)]
+pub struct MiddlewareLayer<M>(pub M);
+
+impl<M: Clone, S> Layer<S> for MiddlewareLayer<M> {
+    type Service = WithMiddleware<M, S>;
+
+    fn layer(&self, inner: S) -> WithMiddleware<M, S> {
+        WithMiddleware { middleware: self.0.clone(), inner }
+    }
+}
+
+#[derive(Clone)]
+pub struct WithMiddleware<M, S> {
+    middleware: M,
+    inner: S,
+}
+
+impl<M, S> Service<Request> for WithMiddleware<M, S>
+where
+    M: Middleware,
+    S: Service<Request, Error = Infallible>,
+    S::Response: IntoResponse,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Finishing<S::Future, M::Finish>;
+
+    // An answer given by `start` leaves the readied inner service uncalled: harmless
+    // while everything below is always ready (axum's routes are); a layer that reserves
+    // capacity in `poll_ready` would hold it until this clone drops.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        match self.middleware.start(&mut request) {
+            (finish, None) => Finishing::inner(self.inner.call(request), finish),
+            (finish, Some(answer)) => Finishing::given(answer, finish),
+        }
+    }
 }
 
 pin_project_lite::pin_project! {

@@ -122,7 +122,7 @@ fn app(state: AppState) -> Router {
     let stack = ServiceBuilder::new()
         // Outermost: every response, errors from the layers below included, gets the
         // request id and the contract's error body.
-        .layer(context::ContextLayer::new(state.clone()))
+        .layer(context::layer(state.clone()))
         // One span per request, joined to the caller's W3C trace context and named by the
         // OpenTelemetry HTTP conventions (`GET /api/v1/keys/self`).
         .layer(TraceLayer::new_for_http().make_span_with(http_span).on_response(

@@ -1,11 +1,6 @@
 //! Rate limits applied to requests: who a request counts against, the `RateLimit-*`
 //! headers on every limited answer, and 429 with `Retry-After` past the limit.
 
-use std::{
-    convert::Infallible,
-    task::{Context, Poll},
-};
-
 use axum::{
     extract::{Request, State},
     http::{HeaderName, HeaderValue, StatusCode, header},
@@ -14,12 +9,10 @@ use axum::{
 };
 use keyplane_common::{internal_auth::Caller, principal::Principal, rate_limit::RateLimit};
 
-use tower::{Layer, Service};
-
 use crate::{
     config::Limits,
     error::ApiError,
-    finishing::{Finish, Finishing},
+    finishing::{Finish, Middleware, MiddlewareLayer},
     limiter::Decision,
     state::AppState,
 };
@@ -87,66 +80,37 @@ pub async fn sign_in(State(state): State<AppState>, request: Request, next: Next
     within(&state, Some(decision), Some(who), request, next).await
 }
 
-/// A budget per source address for routes whose answers are never replayed: a layer with
-/// its own future (`POST /keys/verify` is the hottest route there is; a `from_fn` boxes).
+/// A budget per source address for routes whose answers are never replayed: a
+/// [`Middleware`] with one unboxed future (`POST /keys/verify` is the hottest route there
+/// is; a `from_fn` boxes twice).
 #[derive(Clone)]
-pub struct PerAddressLayer {
+pub struct PerAddress {
     state: AppState,
     group: &'static str,
     rate: fn(&Limits) -> RateLimit,
 }
 
-impl PerAddressLayer {
+impl PerAddress {
     /// `POST /keys/verify` and the signed advisor routes: per address, so verify is no
     /// oracle for guessing keys. A verdict is never replayed: the key may be revoked since.
-    pub fn verify(state: AppState) -> Self {
-        Self { state, group: "verify", rate: |limits| limits.verify }
+    pub fn verify(state: AppState) -> MiddlewareLayer<Self> {
+        MiddlewareLayer(Self { state, group: "verify", rate: |limits| limits.verify })
     }
 
     /// GitHub's secret-scanning alerts: never replayed (each alert is acted on afresh;
     /// acting twice changes nothing).
-    pub fn secret_scanning(state: AppState) -> Self {
-        Self { state, group: "secret_scanning", rate: |limits| limits.secret_scanning }
+    pub fn secret_scanning(state: AppState) -> MiddlewareLayer<Self> {
+        MiddlewareLayer(Self { state, group: "secret_scanning", rate: |limits| limits.secret_scanning })
     }
 }
 
-impl<S> Layer<S> for PerAddressLayer {
-    type Service = PerAddress<S>;
+impl Middleware for PerAddress {
+    type Finish = Stamp;
 
-    fn layer(&self, inner: S) -> PerAddress<S> {
-        PerAddress { inner, layer: self.clone() }
-    }
-}
-
-#[derive(Clone)]
-pub struct PerAddress<S> {
-    inner: S,
-    layer: PerAddressLayer,
-}
-
-impl<S> Service<Request> for PerAddress<S>
-where
-    S: Service<Request, Error = Infallible>,
-    S::Response: IntoResponse,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = Finishing<S::Future, Stamp>;
-
-    // As in `context`: a refusal leaves the (always ready) route uncalled.
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request) -> Self::Future {
-        let PerAddressLayer { state, group, rate } = &self.layer;
+    fn start(&self, request: &mut Request) -> (Stamp, Option<Response>) {
         let ip = request.extensions().get::<Caller>().map_or("", |c| c.client_ip.as_str());
-        let decision = state.limiter.check(format!("{group}:{ip}"), rate(&state.limits));
-        if decision.allowed {
-            Finishing::inner(self.inner.call(request), Stamp(decision))
-        } else {
-            Finishing::given(refused(decision), Stamp(decision))
-        }
+        let decision = self.state.limiter.check(format!("{}:{ip}", self.group), (self.rate)(&self.state.limits));
+        (Stamp(decision), (!decision.allowed).then(|| refused(decision)))
     }
 }
 

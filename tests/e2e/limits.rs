@@ -216,6 +216,9 @@ async fn sessions_and_source_addresses_have_budgets() {
     let verify_from = |ip: &str| proxied.http.post(proxied.url("/api/v1/keys/verify")).header("x-forwarded-for", ip);
     let elsewhere = proxied.send(verify_from("198.51.100.3").json(&verify)).await;
     assert_eq!(elsewhere.status, 200, "another address has its own verify budget");
+    let login = json!({"email": "someone@example.com", "password": "wrong password!"});
+    let same_address = p.api.post("/api/v1/auth/login", None, login).await;
+    assert_eq!(same_address.status, 401, "verify's budget is not sign-in's: {}", same_address.text);
 
     // A session: three calls, then 429.
     let statuses: Vec<u16> =

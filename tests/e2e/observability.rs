@@ -91,6 +91,7 @@ async fn the_gateway_metrics_count_routes_rpcs_caches_and_backlogs() {
     let other_org = uuid::Uuid::now_v7();
     assert_eq!(p.api.get(&format!("/api/v1/developers/orgs/{other_org}/keys"), Some(&user.token)).await.status, 404);
     assert_eq!(p.api.get(&format!("/api/v1/developers/orgs/{org}/keys"), Some(&user.token)).await.status, 200);
+    assert_eq!(p.api.get("/api/v1/no-such-route", None).await.status, 404);
 
     let scrape = p.api.get("/metrics", None).await;
     assert_eq!(scrape.status, 200);
@@ -98,14 +99,18 @@ async fn the_gateway_metrics_count_routes_rpcs_caches_and_backlogs() {
     let value = |series: &str| scrape.metric(series);
     let text = &scrape.text;
     // Per route, method and status; the route's template, never the org's id.
-    assert!(value(r#"keyplane_http_requests_total{method="GET",route="/api/v1/keys/self",status="200"}"#) >= 3.0);
+    assert_eq!(value(r#"keyplane_http_requests_total{method="GET",route="/api/v1/keys/self",status="200"}"#), 3.0);
     let keys_route = "/api/v1/developers/orgs/{org_id}/keys";
-    assert!(
-        value(&format!(r#"keyplane_http_requests_total{{method="GET",route="{keys_route}",status="404"}}"#)) >= 1.0
-    );
+    // One route, two statuses: each counted in its own series.
+    for status in [404, 200] {
+        let series = format!(r#"keyplane_http_requests_total{{method="GET",route="{keys_route}",status="{status}"}}"#);
+        assert_eq!(value(&series), 1.0, "{series}");
+    }
+    assert_eq!(value(r#"keyplane_http_requests_total{method="GET",route="unmatched",status="404"}"#), 1.0);
     assert!(!text.contains(&other_org.to_string()) && !text.contains(&org), "an id became a label");
-    assert!(
-        value(&format!(r#"keyplane_http_request_duration_seconds_count{{method="GET",route="{keys_route}"}}"#)) >= 2.0
+    assert_eq!(
+        value(&format!(r#"keyplane_http_request_duration_seconds_count{{method="GET",route="{keys_route}"}}"#)),
+        2.0
     );
     // Per RPC and status code, with latency.
     assert!(value(r#"keyplane_rpc_requests_total{rpc="keyplane.keys.v1.KeysService/ListKeys",code="OK"}"#) >= 1.0);

@@ -93,11 +93,11 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .routes(routes!(advisors::delivery_keys))
         .routes(routes!(advisors::keys))
         .routes(routes!(advisors::respond))
-        .route_layer(throttle::PerAddressLayer::verify(state.clone()));
+        .route_layer(throttle::PerAddress::verify(state.clone()));
     // GitHub's signature is the credential; each source address has a budget.
     let secret_scanning = OpenApiRouter::new()
         .routes(routes!(secret_scanning::github))
-        .route_layer(throttle::PerAddressLayer::secret_scanning(state.clone()));
+        .route_layer(throttle::PerAddress::secret_scanning(state.clone()));
     let session = OpenApiRouter::new()
         .routes(routes!(orgs::ensure_dev_org))
         // The seed's address for it; the document lists both under one path.
