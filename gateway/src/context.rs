@@ -12,7 +12,7 @@ use std::{
 use axum::{
     body::Body,
     extract::{ConnectInfo, MatchedPath, Request, connect_info::Connected},
-    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
+    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header},
     response::{IntoResponse, Response},
     serve::IncomingStream,
 };
@@ -81,6 +81,8 @@ impl Connected<IncomingStream<'_, NoDelayListener>> for Peer {
     }
 }
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
 /// The client's address: the TCP peer, or behind trusted proxies the address the
 /// outermost of them saw. `X-Forwarded-For` is read from the right: each proxy appends
 /// the address it saw, and everything left of the trusted hops is the client's to forge.
@@ -89,7 +91,7 @@ fn client_ip(headers: &HeaderMap, peer: Option<&Peer>, trusted: &TrustedProxies)
     let peer = connection.addr.ip();
     let forwarded = || -> Vec<Option<IpAddr>> {
         headers
-            .get_all("x-forwarded-for")
+            .get_all(X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
@@ -141,11 +143,13 @@ pub fn is_canonical_path(path: &str) -> bool {
     let Some(rest) = path.strip_prefix('/') else { return false };
     let encoded_separator =
         |w: &[u8]| w[0] == b'%' && matches!((w[1], w[2].to_ascii_lowercase()), (b'2', b'f' | b'e') | (b'5', b'c'));
-    if rest.as_bytes().windows(3).any(encoded_separator) || rest.contains('\\') {
+    let bytes = rest.as_bytes();
+    if bytes.windows(3).any(encoded_separator) || bytes.contains(&b'\\') {
         return false;
     }
-    // A trailing slash is one empty segment too.
-    rest.split('/').all(|segment| !segment.is_empty() && segment != "." && segment != "..")
+    // A trailing slash is one empty segment too. (Split as bytes: `str::split` cost 1% of
+    // a verify.)
+    bytes.split(|&b| b == b'/').all(|segment| !matches!(segment, b"" | b"." | b".."))
 }
 
 /// A fresh request id: a UUIDv7, so ids sort by time. Encoded into a buffer rather than
@@ -194,6 +198,8 @@ impl Middleware for Context {
             .and_then(|v| v.to_str().ok())
             .filter(|id| sane(id))
             .map_or_else(new_request_id, str::to_owned);
+        // Written once for the answer: a sane id and a UUID are always a header's value.
+        let id_header = HeaderValue::from_str(&request_id).ok();
         let peer = request.extensions().get::<ConnectInfo<Peer>>().map(|c| &c.0);
         let caller = Caller {
             service: "gateway".into(),
@@ -206,7 +212,7 @@ impl Middleware for Context {
                 // `to_str` admits visible ASCII only: any byte is a character's boundary.
                 .map(|ua| ua[..ua.len().min(256)].to_owned())
                 .unwrap_or_default(),
-            request_id: request_id.clone(),
+            request_id,
         };
         request.extensions_mut().insert(caller);
         let console = request.uri().path().starts_with("/console");
@@ -217,7 +223,7 @@ impl Middleware for Context {
             )
             .into_response()
         });
-        (Finish { state: self.0.clone(), started, method, route, request_id, console }, refusal)
+        (Finish { state: self.0.clone(), started, method, route, request_id: id_header, console }, refusal)
     }
 }
 
@@ -227,17 +233,17 @@ pub struct Finish {
     started: Instant,
     method: &'static str,
     route: Option<MatchedPath>,
-    request_id: String,
+    request_id: Option<HeaderValue>,
     console: bool,
 }
 
 impl finishing::Finish for Finish {
     fn finish(self, response: Response) -> Response {
-        let mut response = render_error(response, &self.request_id);
+        let mut response = render_error(response, self.request_id.as_ref());
         if self.console {
             crate::console::secure_headers(response.headers_mut());
         }
-        if let Ok(value) = HeaderValue::from_str(&self.request_id) {
+        if let Some(value) = self.request_id {
             response.headers_mut().insert(REQUEST_ID_HEADER, value);
         }
         let route = self.route.as_ref().map_or("unmatched", MatchedPath::as_str);
@@ -249,7 +255,7 @@ impl finishing::Finish for Finish {
 /// Writes the JSON body of an error: ours from its [`ApiError`], and a plain one for any
 /// error response that has no JSON body (a layer's 413 or 408, say). Bodies that are
 /// already JSON (a data-plane backend's) pass through.
-fn render_error(response: Response, request_id: &str) -> Response {
+fn render_error(response: Response, request_id: Option<&HeaderValue>) -> Response {
     let status = response.status();
     let error = response.extensions().get::<ApiError>().cloned();
     let is_json = response
@@ -265,7 +271,8 @@ fn render_error(response: Response, request_id: &str) -> Response {
         }
         None => return response,
     };
-    let body = ErrorBody { request_id: Some(request_id.to_owned()), ..body };
+    let request_id = request_id.and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let body = ErrorBody { request_id, ..body };
     let (mut parts, _) = response.into_parts();
     parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     parts.headers.remove(header::CONTENT_LENGTH);

@@ -25,8 +25,8 @@ use sha2::{Digest, Sha256};
 
 use crate::{MAX_BODY_BYTES, error::ApiError, state::AppState};
 
-pub const HEADER: &str = "idempotency-key";
-pub const REPLAYED: &str = "idempotent-replayed";
+pub const HEADER: HeaderName = HeaderName::from_static("idempotency-key");
+pub const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 /// How long an answer is replayed.
 const KEEP: Duration = Duration::from_secs(24 * 3600);
 /// Answers larger than this are not kept (none of ours comes close).
