@@ -170,15 +170,8 @@ async fn a_slow_backend_times_out_with_504() {
     tokio::spawn(async move { axum::serve(listener, slow).await });
 
     let p = Platform::start().await;
-    let route = keyplane_gateway::config::DataRoute {
-        prefix: "/api/v1/developer/slow".into(),
-        upstream,
-        read_scope: "read:families".into(),
-        write_scope: "write:families".into(),
-    };
     let (gateway, _stop) = p
-        .gateway_replica_with(|config| {
-            config.routes = vec![route];
+        .gateway_routing(&[("/api/v1/developer/slow", &upstream)], |config| {
             config.request_timeout = std::time::Duration::from_secs(1);
         })
         .await;

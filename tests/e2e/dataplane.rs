@@ -282,7 +282,7 @@ async fn answers_arrive_whole_small_large_or_streamed_and_a_broken_one_is_502() 
 
     let p = Platform::start().await;
     let routes = [("/api/v1/developer/answers", upstream.as_str()), ("/api/v1/developer/broken", &broken_upstream)];
-    let (gateway, _stop) = gateway_to(&p, &routes).await;
+    let (gateway, _stop) = p.gateway_routing(&routes, |_| {}).await;
     let key = org_key(&p).await;
 
     let small = gateway.get("/api/v1/developer/answers/small", Some(&key)).await;
@@ -301,6 +301,44 @@ async fn answers_arrive_whole_small_large_or_streamed_and_a_broken_one_is_502() 
     assert_eq!((streamed.status, streamed.text.as_str()), (200, "one two three"));
     let broken = gateway.get("/api/v1/developer/broken/x", Some(&key)).await;
     assert_eq!((broken.status, broken.error_code()), (502, "bad_gateway"), "{}", broken.text);
+}
+
+/// A backend that sends the head of a streamed answer and then nothing, holding its
+/// connection open: the gateway breaks the answer off once the backend has been silent for
+/// the gateway's timeout, rather than holding the client (and the connection) for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_answer_whose_backend_falls_silent_is_broken_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = format!("http://{}", silent.local_addr().unwrap());
+    // Kept open until the test ends: only the gateway can end the answer.
+    let (_hold, held) = tokio::sync::watch::channel(());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = silent.accept().await {
+            let mut held = held.clone();
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n6\r\nfirst \r\n";
+                let _ = socket.write_all(head).await;
+                let _ = held.changed().await;
+            });
+        }
+    });
+
+    let p = Platform::start().await;
+    let (gateway, _stop) = p
+        .gateway_routing(&[("/api/v1/developer/silent", &upstream)], |config| {
+            config.request_timeout = std::time::Duration::from_secs(1);
+        })
+        .await;
+    let key = org_key(&p).await;
+    let answer = gateway.http.get(gateway.url("/api/v1/developer/silent/x")).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(answer.status(), 200, "the head came in time, and went on");
+    // A bound on the test, not a measure of speed: without the gateway's, this waits for ever.
+    let body = tokio::time::timeout(std::time::Duration::from_secs(30), answer.bytes()).await;
+    let body = body.expect("the gateway ended the answer");
+    assert!(body.is_err(), "broken off, not passed as a whole answer: {body:?}");
 }
 
 /// The gateway keeps its connections to a backend and reuses them, one after another; a
@@ -358,7 +396,7 @@ async fn backend_connections_are_reused_and_those_closed_while_idle_are_passed_o
 
     let p = Platform::start().await;
     let routes = [("/api/v1/developer/peer", upstream.as_str()), ("/api/v1/developer/closing", &closing_upstream)];
-    let (gateway, _stop) = gateway_to(&p, &routes).await;
+    let (gateway, _stop) = p.gateway_routing(&routes, |_| {}).await;
     // Two tenants, taking turns on the one kept connection.
     let keys = [org_key(&p).await, org_key(&p).await];
     let mut ports = std::collections::HashSet::new();
@@ -413,21 +451,6 @@ fn closing_wait_to(port: u16) -> usize {
             fields.get(2).is_some_and(|r| r.ends_with(&remote)) && fields.get(3) == Some(&"08")
         })
         .count()
-}
-
-/// A gateway replica whose data plane is `routes` (prefix, upstream), read and written
-/// with the families scopes.
-async fn gateway_to(p: &Platform, routes: &[(&str, &str)]) -> (Api, tokio_util::sync::CancellationToken) {
-    let routes = routes
-        .iter()
-        .map(|(prefix, upstream)| keyplane_gateway::config::DataRoute {
-            prefix: (*prefix).into(),
-            upstream: (*upstream).into(),
-            read_scope: "read:families".into(),
-            write_scope: "write:families".into(),
-        })
-        .collect();
-    p.gateway_replica_with(|config| config.routes = routes).await
 }
 
 /// A new user's developer org's first key (every scope).

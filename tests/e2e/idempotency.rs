@@ -95,13 +95,7 @@ async fn a_retry_while_the_first_runs_is_409_and_a_failure_is_not_kept() {
     let upstream = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, backend).await });
     let p = Platform::start().await;
-    let route = keyplane_gateway::config::DataRoute {
-        prefix: "/api/v1/developer/orders".into(),
-        upstream,
-        read_scope: "read:families".into(),
-        write_scope: "write:families".into(),
-    };
-    let (gateway, _g) = p.gateway_replica_with(|c| c.routes = vec![route]).await;
+    let (gateway, _g) = p.gateway_routing(&[("/api/v1/developer/orders", &upstream)], |_| {}).await;
     let user = p.api.signup().await;
     let (_, key) = p.api.dev_org(&user, true).await;
     let key = key.unwrap();

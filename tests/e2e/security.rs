@@ -704,13 +704,7 @@ async fn responses_that_carry_a_secret_are_never_stored() {
 async fn a_data_plane_failure_logs_no_query() {
     let p = Platform::start().await;
     let closed = Platform::closed_address().await;
-    let route = keyplane_gateway::config::DataRoute {
-        prefix: "/api/v1/developer/gone".into(),
-        upstream: closed,
-        read_scope: "read:families".into(),
-        write_scope: "write:families".into(),
-    };
-    let (gateway, _g) = p.gateway_replica_with(|c| c.routes = vec![route]).await;
+    let (gateway, _g) = p.gateway_routing(&[("/api/v1/developer/gone", &closed)], |_| {}).await;
     let user = p.api.signup().await;
     let (_, key) = p.api.dev_org(&user, true).await;
     let marker = format!("leak-{}", uuid::Uuid::new_v4().simple());

@@ -170,6 +170,29 @@ impl Platform {
         self.gateway_replica_custom(&[], change).await
     }
 
+    /// A gateway replica whose data plane is `routes` (prefix, upstream), read and written
+    /// with the families scopes, with `change` made to its settings besides.
+    pub async fn gateway_routing(
+        &self,
+        routes: &[(&str, &str)],
+        change: impl FnOnce(&mut keyplane_gateway::Config),
+    ) -> (Api, CancellationToken) {
+        let routes = routes
+            .iter()
+            .map(|(prefix, upstream)| keyplane_gateway::config::DataRoute {
+                prefix: (*prefix).into(),
+                upstream: (*upstream).into(),
+                read_scope: "read:families".into(),
+                write_scope: "write:families".into(),
+            })
+            .collect();
+        self.gateway_replica_with(|config| {
+            config.routes = routes;
+            change(config);
+        })
+        .await
+    }
+
     /// A gateway replica with changed shared settings and configuration.
     pub async fn gateway_replica_custom(
         &self,

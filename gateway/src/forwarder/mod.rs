@@ -23,6 +23,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use keyplane_common::{dataplane, error_body::REQUEST_ID_HEADER};
 use rustls_platform_verifier::BuilderVerifierExt;
 use tokio_util::sync::CancellationToken;
+use tower_http::timeout::TimeoutBody;
 
 use crate::{config::DataRoute, error::ApiError};
 
@@ -31,6 +32,8 @@ pub struct Forwarder {
     routes: Vec<Route>,
     /// Keyed with the first secret (the others are for backends still verifying with them).
     signer: dataplane::Signer,
+    /// The longest a streamed answer may wait for its backend's next bytes.
+    idle: Duration,
 }
 
 /// A route of the table, with its backend's connections.
@@ -51,13 +54,14 @@ pub struct Call<'a> {
 }
 
 impl Forwarder {
-    /// `connect_timeout` bounds a new connection to a backend; the request's own deadline
-    /// bounds the rest.
-    pub fn new(mut routes: Vec<DataRoute>, secrets: Vec<Vec<u8>>, connect_timeout: Duration) -> anyhow::Result<Self> {
+    /// `timeout` (the gateway's request timeout) bounds a new connection to a backend, and
+    /// each wait for the next bytes of a streamed answer; the request's own deadline bounds
+    /// the rest.
+    pub fn new(mut routes: Vec<DataRoute>, secrets: Vec<Vec<u8>>, timeout: Duration) -> anyhow::Result<Self> {
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(connect_timeout));
+        connector.set_connect_timeout(Some(timeout));
         // https:// upstreams are checked against the system's roots (SSL_CERT_FILE adds one).
         connector.enforce_http(false);
         let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -76,7 +80,7 @@ impl Forwarder {
             .collect::<anyhow::Result<_>>()?;
         let secret = secrets.first().ok_or_else(|| anyhow::anyhow!("no data-plane secret to sign identities with"))?;
         let signer = dataplane::Signer::new(secret);
-        Ok(Self { routes, signer })
+        Ok(Self { routes, signer, idle: timeout })
     }
 
     /// Every second, lets go of the idle backend connections that were closed or are too old.
@@ -150,7 +154,11 @@ impl Forwarder {
             };
             return Ok(Response::from_parts(parts, Body::from(whole.to_bytes())));
         }
-        Ok(Response::from_parts(parts, Body::new(body)))
+        // Streamed: the request's deadline ended with the head, so a backend that stalls
+        // mid-answer would hold the client and the connection for ever. Each wait for its
+        // next bytes is bounded instead (a client slow to read does not count: the wait
+        // starts when the answer asks for more), and one that runs out breaks the answer off.
+        Ok(Response::from_parts(parts, Body::new(TimeoutBody::new(self.idle, body))))
     }
 }
 
