@@ -303,6 +303,43 @@ async fn answers_arrive_whole_small_large_or_streamed_and_a_broken_one_is_502() 
     assert_eq!((broken.status, broken.error_code()), (502, "bad_gateway"), "{}", broken.text);
 }
 
+/// A backend that answers 101 Switching Protocols (the gateway asked for no upgrade: it
+/// never passes `Upgrade` on) gets a 502, not a switch the client never asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_switching_protocols_unasked_is_a_502() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let switching = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = format!("http://{}", switching.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = switching.accept().await {
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let head = b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n";
+                let _ = socket.write_all(head).await;
+                let _ = socket.write_all(b"raw bytes of another protocol").await;
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            });
+        }
+    });
+
+    let p = Platform::start().await;
+    let (gateway, _stop) = p.gateway_routing(&[("/api/v1/developer/switching", &upstream)], |_| {}).await;
+    let key = org_key(&p).await;
+    let asked = gateway
+        .http
+        .get(gateway.url("/api/v1/developer/switching/x"))
+        .bearer_auth(&key)
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asked.status(), 502, "{:?}", asked.headers());
+    let plain = gateway.get("/api/v1/developer/switching/y", Some(&key)).await;
+    assert_eq!((plain.status, plain.error_code()), (502, "bad_gateway"), "{}", plain.text);
+}
+
 /// A backend that sends the head of a streamed answer and then nothing, holding its
 /// connection open: the gateway breaks the answer off once the backend has been silent for
 /// the gateway's timeout, rather than holding the client (and the connection) for ever.

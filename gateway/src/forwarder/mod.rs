@@ -125,6 +125,16 @@ impl Forwarder {
             }
         };
         let (mut parts, body) = upstream.into_parts();
+        if parts.status.is_informational() {
+            // A 101 (hyper has taken in any other 1xx): the gateway never passes `Upgrade` on
+            // and carries HTTP alone, so the switch is one the client cannot make.
+            tracing::warn!(status = %parts.status, prefix = %call.route.config.prefix, "data-plane backend switched protocols");
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "bad_gateway",
+                "the backend answered with another protocol",
+            ));
+        }
         if parts.status == StatusCode::GATEWAY_TIMEOUT {
             // The backend's own 504: not to be read as this gateway's deadline.
             parts.extensions.insert(crate::context::Relayed);
