@@ -5,8 +5,9 @@
 //!
 //! Usage: `keyplane-bench [--smoke | --rows-only] [--bin <dir with keyplane and bench-bare>] [--out <dir>]`
 //! (`--rows-only`: the throughput rows alone, nothing written, to compare two builds.)
-//! `keyplane-bench --latency <host:port>[/path] <req/s> [connections] [--bearer <key>]`: the
-//! open-loop client alone, a GET for 10 s against any server, from the load core.
+//! `keyplane-bench --latency <host:port>[/path] <req/s> [connections]`: the open-loop client
+//! alone, a GET for 10 s against any server, from the load core; with the bearer in
+//! `KEYPLANE_BENCH_BEARER` if set (an argument would show the key to anyone running `ps`).
 
 mod client;
 mod openloop;
@@ -93,8 +94,8 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// `--latency <host:port>[/path] <req/s> [connections] [--bearer <key>]`: p50 and p99 of a
-/// GET at that rate.
+/// `--latency <host:port>[/path] <req/s> [connections]`: p50 and p99 of a GET at that
+/// rate, with `KEYPLANE_BENCH_BEARER` as its bearer if set.
 async fn latency(target: String) -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let at = args.iter().position(|a| a == "--latency").unwrap_or_default();
@@ -105,7 +106,12 @@ async fn latency(target: String) -> anyhow::Result<()> {
         method: hyper::Method::GET,
         authority: authority.to_owned(),
         path: path.to_owned(),
-        headers: arg("--bearer").map(|key| ("authorization".to_owned(), format!("Bearer {key}"))).into_iter().collect(),
+        headers: std::env::var("KEYPLANE_BENCH_BEARER")
+            .ok()
+            .filter(|key| !key.is_empty())
+            .map(|key| ("authorization".to_owned(), format!("Bearer {key}")))
+            .into_iter()
+            .collect(),
         body: Bytes::new(),
     };
     let (p50, p99, failed) = openloop::run(shot, rate, connections, Duration::from_secs(10)).await?;
