@@ -31,6 +31,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+/// How long a sync woken by a new bucket waits for others to join it.
+const NEW_BUCKETS_GATHER: Duration = Duration::from_millis(5);
+
 /// Shards of the window table: requests for different buckets rarely share a lock.
 const SHARDS: usize = 16;
 
@@ -93,7 +96,12 @@ impl Limiter {
         let index = now / per;
         let reset = (index + 1) * per - now;
         let mut shard = self.shard(&bucket).lock().expect("limiter lock");
-        let window = shard.entry(bucket).or_insert_with(|| Window { index, rate, global: 0, pending: 0, seen: false });
+        let window = shard.entry(bucket).or_insert_with(|| {
+            if self.cache.is_some() {
+                self.new_bucket.notify_one();
+            }
+            Window { index, rate, global: 0, pending: 0, seen: false }
+        });
         if window.index != index || window.rate.per_seconds != rate.per_seconds {
             *window = Window { index, rate, global: 0, pending: 0, seen: false };
         }
@@ -191,7 +199,11 @@ impl Limiter {
                 tokio::select! {
                     () = shutdown.cancelled() => return,
                     () = tokio::time::sleep(every) => {}
-                    () = limiter.new_bucket.notified() => {}
+                    () = limiter.new_bucket.notified() => {
+                        // New buckets come in bursts (a client's first calls, many
+                        // addresses at once): one round trip a moment later learns them all.
+                        tokio::time::sleep(NEW_BUCKETS_GATHER).await;
+                    }
                 }
                 limiter.sync().await;
             }

@@ -175,6 +175,23 @@ async fn a_budget_holds_across_gateway_replicas() {
     assert!(stale <= 1);
 }
 
+/// A replica that meets a key for the first time learns the other replicas' count for it
+/// at once, not at its next sync: here an hour away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_new_to_a_key_learns_its_count_at_once() {
+    let p = limited(&[("KEYPLANE_RATE_LIMIT_KEY", "10")]).await;
+    let user = p.api.signup().await;
+    let (org, _) = p.api.dev_org(&user, false).await;
+    let (_, key) = p.api.key(&user.token, &org, json!({"name": "k", "environment": "test"})).await;
+    let (other, _g) = p.gateway_replica_with(|c| c.limits.sync_every = Duration::from_secs(3600)).await;
+    assert_eq!(admitted(&p.api, &key, 9).await, 9);
+    // The first replica tells Redis within its 100 ms.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(admitted(&other, &key, 1).await, 1, "the tenth: the other replica knew nothing yet");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(admitted(&other, &key, 3).await, 0, "it learned the first one's nine with its first call");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_and_source_addresses_have_budgets() {
     let p = limited(&[
