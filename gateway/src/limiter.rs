@@ -34,6 +34,10 @@ use tokio_util::sync::CancellationToken;
 /// How long a sync woken by a new bucket waits for others to join it.
 const NEW_BUCKETS_GATHER: Duration = Duration::from_millis(5);
 
+/// The least time between two syncs when new buckets wake them: a stream of new source
+/// addresses must not turn the sync into a loop against Redis.
+const NEW_BUCKETS_GAP: Duration = Duration::from_millis(25);
+
 /// Shards of the window table: requests for different buckets rarely share a lock.
 const SHARDS: usize = 16;
 
@@ -194,7 +198,9 @@ impl Limiter {
     /// Syncs every `every` until `shutdown` (without Redis, only drops ended windows).
     pub fn spawn_sync(self: &Arc<Self>, every: Duration, shutdown: CancellationToken) {
         let limiter = Arc::clone(self);
+        let gap = NEW_BUCKETS_GAP.min(every);
         tokio::spawn(async move {
+            let mut last = tokio::time::Instant::now();
             loop {
                 tokio::select! {
                     () = shutdown.cancelled() => return,
@@ -202,9 +208,11 @@ impl Limiter {
                     () = limiter.new_bucket.notified() => {
                         // New buckets come in bursts (a client's first calls, many
                         // addresses at once): one round trip a moment later learns them all.
-                        tokio::time::sleep(NEW_BUCKETS_GATHER).await;
+                        let gathered = tokio::time::Instant::now() + NEW_BUCKETS_GATHER;
+                        tokio::time::sleep_until(gathered.max(last + gap)).await;
                     }
                 }
+                last = tokio::time::Instant::now();
                 limiter.sync().await;
             }
         });

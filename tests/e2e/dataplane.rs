@@ -290,6 +290,8 @@ async fn answers_arrive_whole_small_large_or_streamed_and_a_broken_one_is_502() 
     let large = gateway.get("/api/v1/developer/answers/large", Some(&key)).await;
     assert_eq!(large.status, 200);
     assert_eq!(large.text.len(), 200 * 1024, "the whole large answer");
+    let length = large.headers.get("content-length").and_then(|v| v.to_str().ok());
+    assert_eq!(length, Some("204800"), "streamed with its length, not chunked: {:?}", large.headers);
     // HEAD: no body, and the length the GET's answer has.
     let head =
         gateway.http.head(gateway.url("/api/v1/developer/answers/large")).bearer_auth(&key).send().await.unwrap();
@@ -338,6 +340,18 @@ async fn a_backend_switching_protocols_unasked_is_a_502() {
     assert_eq!(asked.status(), 502, "{:?}", asked.headers());
     let plain = gateway.get("/api/v1/developer/switching/y", Some(&key)).await;
     assert_eq!((plain.status, plain.error_code()), (502, "bad_gateway"), "{}", plain.text);
+
+    // CONNECT would make hyper's client take any 2xx for a tunnel: refused before it goes.
+    let mut socket = tokio::net::TcpStream::connect(gateway.url("").trim_start_matches("http://")).await.unwrap();
+    let connect = format!(
+        "CONNECT /api/v1/developer/switching/z HTTP/1.1\r\nhost: gateway\r\nauthorization: Bearer {key}\r\n\r\n"
+    );
+    socket.write_all(connect.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let read = socket.read(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+    assert!(answer.contains("\"method_not_allowed\""), "{answer}");
 }
 
 /// A backend that sends the head of a streamed answer and then nothing, holding its

@@ -9,6 +9,7 @@
 //! `make bench`, the forward row).
 
 mod backend;
+mod idle;
 
 use std::{sync::Arc, time::Duration};
 
@@ -23,7 +24,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use keyplane_common::{dataplane, error_body::REQUEST_ID_HEADER};
 use rustls_platform_verifier::BuilderVerifierExt;
 use tokio_util::sync::CancellationToken;
-use tower_http::timeout::TimeoutBody;
 
 use crate::{config::DataRoute, error::ApiError};
 
@@ -168,7 +168,10 @@ impl Forwarder {
         // mid-answer would hold the client and the connection for ever. Each wait for its
         // next bytes is bounded instead (a client slow to read does not count: the wait
         // starts when the answer asks for more), and one that runs out breaks the answer off.
-        Ok(Response::from_parts(parts, Body::new(TimeoutBody::new(self.idle, body))))
+        Ok(Response::from_parts(
+            parts,
+            Body::new(idle::IdleBound::new(body, self.idle, call.route.config.prefix.clone())),
+        ))
     }
 }
 

@@ -66,6 +66,14 @@ pub async fn forward(
         return Err(ApiError::unauthorized("use_api_key", "use an API key"));
     };
     let (parts, body) = request.into_parts();
+    if parts.method == Method::CONNECT {
+        // hyper's client takes any 2xx to CONNECT for a tunnel, which the data plane does not carry.
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "the data plane does not take CONNECT",
+        ));
+    }
     let path = parts.uri.path();
     let (route, resource) = state.forwarder.route(path).ok_or_else(|| ApiError::not_found("no such route"))?;
     access(key, &route.config, &parts.method, resource)?;
