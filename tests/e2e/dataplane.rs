@@ -254,7 +254,6 @@ async fn an_https_backend_is_reached_over_verified_tls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_arrive_whole_small_large_or_streamed_and_a_broken_one_is_502() {
     use axum::{Router, body::Body, routing::get};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let large = "x".repeat(200 * 1024);
     let backend = Router::new()
         .route("/api/v1/developer/answers/small", get(|| async { "small answer" }))
@@ -270,15 +269,7 @@ async fn answers_arrive_whole_small_large_or_streamed_and_a_broken_one_is_502() 
     let upstream = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, backend).await });
     // A backend that promises 100 bytes and sends 5.
-    let broken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let broken_upstream = format!("http://{}", broken.local_addr().unwrap());
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = broken.accept().await {
-            let mut request = [0u8; 4096];
-            let _ = socket.read(&mut request).await;
-            let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nshort").await;
-        }
-    });
+    let broken_upstream = raw_backend(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nshort", false).await;
 
     let p = Platform::start().await;
     let routes = [("/api/v1/developer/answers", upstream.as_str()), ("/api/v1/developer/broken", &broken_upstream)];
@@ -305,25 +296,30 @@ async fn answers_arrive_whole_small_large_or_streamed_and_a_broken_one_is_502() 
     assert_eq!((broken.status, broken.error_code()), (502, "bad_gateway"), "{}", broken.text);
 }
 
+/// A header the backend's `Connection` header names is for the hop between it and the
+/// gateway (RFC 9110 §7.6.1): it stops there, and the rest of the answer goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_a_backend_names_in_connection_stop_at_the_gateway() {
+    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close, X-Private-Hop\r\n\
+                   x-private-hop: for the gateway alone\r\nx-public: yes\r\n\r\nok";
+    let upstream = raw_backend(answer, false).await;
+    let p = Platform::start().await;
+    let (gateway, _stop) = p.gateway_routing(&[("/api/v1/developer/hops", &upstream)], |_| {}).await;
+    let key = org_key(&p).await;
+    let answer = gateway.get("/api/v1/developer/hops/x", Some(&key)).await;
+    assert_eq!((answer.status, answer.text.as_str()), (200, "ok"));
+    assert!(answer.headers.get("x-private-hop").is_none(), "{:?}", answer.headers);
+    assert_eq!(answer.headers.get("x-public").map(|v| v.to_str().unwrap()), Some("yes"));
+}
+
 /// A backend that answers 101 Switching Protocols (the gateway asked for no upgrade: it
 /// never passes `Upgrade` on) gets a 502, not a switch the client never asked for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_switching_protocols_unasked_is_a_502() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let switching = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream = format!("http://{}", switching.local_addr().unwrap());
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = switching.accept().await {
-            tokio::spawn(async move {
-                let mut request = [0u8; 4096];
-                let _ = socket.read(&mut request).await;
-                let head = b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n";
-                let _ = socket.write_all(head).await;
-                let _ = socket.write_all(b"raw bytes of another protocol").await;
-                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-            });
-        }
-    });
+    let answer = b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n\
+                   raw bytes of another protocol";
+    let upstream = raw_backend(answer, true).await;
 
     let p = Platform::start().await;
     let (gateway, _stop) = p.gateway_routing(&[("/api/v1/developer/switching", &upstream)], |_| {}).await;
@@ -359,23 +355,8 @@ async fn a_backend_switching_protocols_unasked_is_a_502() {
 /// the gateway's timeout, rather than holding the client (and the connection) for ever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streamed_answer_whose_backend_falls_silent_is_broken_off() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream = format!("http://{}", silent.local_addr().unwrap());
-    // Kept open until the test ends: only the gateway can end the answer.
-    let (_hold, held) = tokio::sync::watch::channel(());
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = silent.accept().await {
-            let mut held = held.clone();
-            tokio::spawn(async move {
-                let mut request = [0u8; 4096];
-                let _ = socket.read(&mut request).await;
-                let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n6\r\nfirst \r\n";
-                let _ = socket.write_all(head).await;
-                let _ = held.changed().await;
-            });
-        }
-    });
+    // Held open: only the gateway can end the answer.
+    let upstream = raw_backend(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n6\r\nfirst \r\n", true).await;
 
     let p = Platform::start().await;
     let (gateway, _stop) = p
@@ -488,6 +469,27 @@ async fn backend_connections_are_reused_and_those_closed_while_idle_are_passed_o
     let released =
         keyplane_e2e::eventually(std::time::Duration::from_secs(5), || async { closing_wait_to(port) == 0 }).await;
     assert!(released, "{} connections to the backend are still in CLOSE_WAIT", closing_wait_to(port));
+}
+
+/// A backend that answers each connection's first request with `answer`, byte for byte,
+/// then closes the connection, or holds it open while the test runs (`hold`).
+async fn raw_backend(answer: &'static [u8], hold: bool) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let _ = socket.write_all(answer).await;
+                if hold {
+                    std::future::pending::<()>().await;
+                }
+            });
+        }
+    });
+    upstream
 }
 
 /// This process's TCP connections to `port` that the peer closed and we have not.

@@ -141,7 +141,8 @@ impl Forwarder {
         }
         // An answer to HEAD has no body to frame anew: its length is the GET's, as sent.
         let head = call.method == Method::HEAD;
-        for name in HOP_BY_HOP.iter().filter(|name| !(head && *name == header::CONTENT_LENGTH)) {
+        let listed = connection_options(&parts.headers);
+        for name in HOP_BY_HOP.iter().chain(&listed).filter(|name| !(head && *name == header::CONTENT_LENGTH)) {
             parts.headers.remove(name);
         }
         // A small answer of known length is read whole first, so that one breaking off is a
@@ -207,6 +208,18 @@ fn hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(name)
 }
 
+/// The names a message's `Connection` header lists: hop-by-hop for that message too (RFC
+/// 9110 §7.6.1), so they go no further than the hop they came on.
+fn connection_options(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect()
+}
+
 /// The gateway has read the whole body before it forwards: a backend is never asked to
 /// wait for one, and an `Expect` cannot make it answer before reading what was sent.
 fn already_handled(name: &HeaderName) -> bool {
@@ -219,9 +232,11 @@ fn outgoing_headers(incoming: &HeaderMap, signed: [(HeaderName, HeaderValue); 7]
     // Sized once for the signed identity, the request id and trace context too: grown on
     // the way, the map rehashed twice on every forwarded request.
     let mut headers = HeaderMap::with_capacity(incoming.len() + 12);
+    let listed = connection_options(incoming);
     for (name, value) in incoming {
         let made_up_identity = dataplane::ALL.contains(name);
-        if !hop_by_hop(name) && !already_handled(name) && name != header::AUTHORIZATION && !made_up_identity {
+        let hop = hop_by_hop(name) || listed.contains(name);
+        if !hop && !already_handled(name) && name != header::AUTHORIZATION && !made_up_identity {
             headers.append(name.clone(), value.clone());
         }
     }
@@ -252,7 +267,8 @@ mod tests {
         let mut incoming = HeaderMap::new();
         incoming.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer phosra_test_secret"));
         incoming.insert("x-keyplane-org-id", HeaderValue::from_static("someone-else"));
-        incoming.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        incoming.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, X-Private-Hop"));
+        incoming.insert("x-private-hop", HeaderValue::from_static("for the gateway alone"));
         incoming.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
         incoming.insert(header::EXPECT, HeaderValue::from_static("100-continue"));
         let prepared = dataplane::PreparedIdentity::new(identity());
@@ -260,6 +276,7 @@ mod tests {
         let out = outgoing_headers(&incoming, signed, "req-1");
         assert!(out.get(header::AUTHORIZATION).is_none());
         assert!(out.get(header::CONNECTION).is_none());
+        assert!(out.get("x-private-hop").is_none(), "a header the Connection header names is hop-by-hop too");
         assert!(out.get(header::EXPECT).is_none(), "the body is already read");
         assert_eq!(out.get("x-keyplane-org-id").unwrap(), "org", "the signed identity replaces the made-up one");
         assert_eq!(out.get_all("x-keyplane-org-id").iter().count(), 1);
