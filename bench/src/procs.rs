@@ -4,6 +4,7 @@
 use std::{
     net::TcpListener,
     process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
 };
 
@@ -93,8 +94,28 @@ impl Drop for Running {
     }
 }
 
-/// A port nothing listens on now.
+/// A port nothing listens on now, for a server started next. Below the kernel's ephemeral
+/// range: a port the kernel hands out (`bind` to port 0) can be taken by another process's
+/// outgoing connection before the server binds it, which failed a run with "address in
+/// use". Taken in turn from a start of this run's own, so never twice in one run.
 pub fn free_port() -> anyhow::Result<u16> {
+    static TAKEN: AtomicU32 = AtomicU32::new(0);
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    // Up to 12,000 ports just under the range, above the privileged ones.
+    let low = ephemeral.saturating_sub(12_000).max(1_024);
+    let span = ephemeral.saturating_sub(low).max(1);
+    let start = std::process::id() % span;
+    for _ in 0..span.min(2_000) {
+        let taken = TAKEN.fetch_add(1, Ordering::Relaxed);
+        let Ok(port) = u16::try_from(low + (start + taken) % span) else { continue };
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    // A kernel whose ephemeral range starts low: its own choice, as before.
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
