@@ -334,6 +334,8 @@ async fn a_backend_switching_protocols_unasked_is_a_502() {
         .await
         .unwrap();
     assert_eq!(asked.status(), 502, "{:?}", asked.headers());
+    let asked: serde_json::Value = asked.json().await.unwrap();
+    assert_eq!(asked["code"], "bad_gateway", "in the contract's shape: {asked}");
     let plain = gateway.get("/api/v1/developer/switching/y", Some(&key)).await;
     assert_eq!((plain.status, plain.error_code()), (502, "bad_gateway"), "{}", plain.text);
 
@@ -365,12 +367,15 @@ async fn a_streamed_answer_whose_backend_falls_silent_is_broken_off() {
         })
         .await;
     let key = org_key(&p).await;
-    let answer = gateway.http.get(gateway.url("/api/v1/developer/silent/x")).bearer_auth(&key).send().await.unwrap();
+    let mut answer =
+        gateway.http.get(gateway.url("/api/v1/developer/silent/x")).bearer_auth(&key).send().await.unwrap();
     assert_eq!(answer.status(), 200, "the head came in time, and went on");
+    let first = answer.chunk().await.expect("what the backend sent goes on");
+    assert_eq!(first.as_deref(), Some(&b"first "[..]));
     // A bound on the test, not a measure of speed: without the gateway's, this waits for ever.
-    let body = tokio::time::timeout(std::time::Duration::from_secs(30), answer.bytes()).await;
-    let body = body.expect("the gateway ended the answer");
-    assert!(body.is_err(), "broken off, not passed as a whole answer: {body:?}");
+    let rest = tokio::time::timeout(std::time::Duration::from_secs(30), answer.chunk()).await;
+    let rest = rest.expect("the gateway ended the answer");
+    assert!(rest.is_err(), "broken off, not passed as a whole answer: {rest:?}");
 }
 
 /// The gateway keeps its connections to a backend and reuses them, one after another; a

@@ -22,6 +22,13 @@ async fn limited(settings: &[(&str, &str)]) -> Platform {
     p
 }
 
+/// A new user's test key, in an org of its own.
+async fn a_key(p: &Platform) -> String {
+    let user = p.api.signup().await;
+    let (org, _) = p.api.dev_org(&user, false).await;
+    p.api.key(&user.token, &org, json!({"name": "k", "environment": "test"})).await.1
+}
+
 /// How many of `n` calls to the data plane with `key` through `api` were let through.
 async fn admitted(api: &Api, key: &str, n: usize) -> usize {
     let mut ok = 0;
@@ -154,9 +161,7 @@ async fn a_key_without_its_own_limit_gives_no_more_than_the_default() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_budget_holds_across_gateway_replicas() {
     let p = limited(&[("KEYPLANE_RATE_LIMIT_KEY", "10")]).await;
-    let user = p.api.signup().await;
-    let (org, _) = p.api.dev_org(&user, false).await;
-    let (_, key) = p.api.key(&user.token, &org, json!({"name": "k", "environment": "test"})).await;
+    let key = a_key(&p).await;
     let (other, _g) = p.gateway_replica().await;
     // Each replica tells Redis what it let through, and learns the total, every 100 ms
     // (and at once for a key it has not seen yet).
@@ -180,9 +185,7 @@ async fn a_budget_holds_across_gateway_replicas() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_new_to_a_key_learns_its_count_at_once() {
     let p = limited(&[("KEYPLANE_RATE_LIMIT_KEY", "10")]).await;
-    let user = p.api.signup().await;
-    let (org, _) = p.api.dev_org(&user, false).await;
-    let (_, key) = p.api.key(&user.token, &org, json!({"name": "k", "environment": "test"})).await;
+    let key = a_key(&p).await;
     let (other, _g) = p.gateway_replica_with(|c| c.limits.sync_every = Duration::from_secs(3600)).await;
     assert_eq!(admitted(&p.api, &key, 9).await, 9);
     // The first replica tells Redis within its 100 ms.
@@ -256,9 +259,7 @@ async fn without_redis_each_replica_limits_on_its_own() {
     let redis = p.env.redis_url.trim_start_matches("redis://").trim_end_matches('/').to_owned();
     let proxy = Proxy::start(redis).await;
     let (gateway, _g) = p.gateway_replica_custom(&[("KEYPLANE_REDIS_URL", proxy.redis_url())], |_| {}).await;
-    let user = p.api.signup().await;
-    let (org, _) = p.api.dev_org(&user, false).await;
-    let (_, key) = p.api.key(&user.token, &org, json!({"name": "k", "environment": "test"})).await;
+    let key = a_key(&p).await;
     assert_eq!(gateway.get(FAMILIES, Some(&key)).await.status, 200, "the key is known (and cached)");
 
     proxy.cut();
