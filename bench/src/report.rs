@@ -264,8 +264,8 @@ pub fn render(f: &Figures) -> String {
     if let Some(h) = &f.half_peak {
         out.push_str(&format!(
             "\nHalf peak: {:.0} req/s open loop, p50 {:.2} ms, {} failed; bare hyper at the same rate through \
-             the same client: p50 {:.2} ms, p99 {:.2} ms.\n",
-            h.rate, h.p50_ms, h.failed, h.ceiling_p50_ms, h.ceiling_p99_ms
+             the same client: p50 {:.2} ms, p99 {:.2} ms (medians of {} rounds).\n",
+            h.rate, h.p50_ms, h.failed, h.ceiling_p50_ms, h.ceiling_p99_ms, f.rounds
         ));
     }
     for (name, m) in [("Redis", &f.miss_redis), ("PostgreSQL", &f.miss_postgres)] {
