@@ -4,13 +4,16 @@
 //! as wrk).
 //!
 //! The whole client is one thread: a current-thread runtime whose pacer spins (yielding
-//! to the connections between looks at the clock) rather than sleeps. The load core is
-//! the client's alone, so spinning costs the servers nothing, and it keeps the schedule
-//! to a few microseconds. Two earlier pacers measured themselves instead: tokio's timer
-//! fires on millisecond ticks, turning a steady rate into bursts of every request due in
-//! the millisecond; a pacer thread sleeping on the kernel's high-resolution timers shared
-//! the core with the runtime's thread, and each of its wake-ups waited for the scheduler
-//! to take the core from the other (bare hyper, at a fifth of its peak, read 1.7 ms p99).
+//! to the connections between looks at the clock) rather than sleeps. It runs on the load
+//! core, away from the servers measured, and it keeps the schedule to a few microseconds.
+//! (Redis and PostgreSQL are not pinned: the gateway's background calls to them may wait
+//! behind the spinning client, or run beside the servers; a cost to the gateway's rows
+//! only.) Two earlier pacers measured themselves instead: tokio's timer fires on
+//! millisecond ticks, turning a steady rate into bursts of every request due in the
+//! millisecond; a pacer thread sleeping on the kernel's high-resolution timers shared the
+//! core with the runtime's thread, and each of its wake-ups waited for the scheduler to
+//! take the core from the other (bare hyper, at half the verify peak, read 1.7 to 2.6 ms
+//! p99 through it).
 
 use std::time::{Duration, Instant};
 
@@ -30,9 +33,17 @@ pub struct Shot {
     pub body: Bytes,
 }
 
-/// Sends `rate` requests a second over `connections` connections for `duration`; answers
-/// the latencies' (p50, p99) in milliseconds and how many answers were not 2xx.
-pub async fn run(shot: Shot, rate: f64, connections: usize, duration: Duration) -> anyhow::Result<(f64, f64, u64)> {
+/// What one open-loop run measured.
+#[derive(Clone, Copy, Debug)]
+pub struct Run {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Answers that were not 2xx.
+    pub failed: u64,
+}
+
+/// Sends `rate` requests a second over `connections` connections for `duration`.
+pub async fn run(shot: Shot, rate: f64, connections: usize, duration: Duration) -> anyhow::Result<Run> {
     anyhow::ensure!(connections > 0, "an open loop needs a connection");
     // A thread of its own (it inherits the harness's pin to the load core), so that the
     // pacer and the connections share one runtime and wake each other without the kernel.
@@ -47,7 +58,7 @@ pub async fn run(shot: Shot, rate: f64, connections: usize, duration: Duration) 
     .await?
 }
 
-async fn measure(shot: Shot, rate: f64, connections: usize, duration: Duration) -> anyhow::Result<(f64, f64, u64)> {
+async fn measure(shot: Shot, rate: f64, connections: usize, duration: Duration) -> anyhow::Result<Run> {
     let mut releases = Vec::with_capacity(connections);
     let mut tasks = Vec::with_capacity(connections);
     for _ in 0..connections {
@@ -74,7 +85,7 @@ async fn measure(shot: Shot, rate: f64, connections: usize, duration: Duration) 
     anyhow::ensure!(!latencies.is_empty(), "no request was answered");
     latencies.sort_unstable();
     let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize].as_secs_f64() * 1000.0;
-    Ok((at(0.50), at(0.99), failed))
+    Ok(Run { p50_ms: at(0.50), p99_ms: at(0.99), failed })
 }
 
 /// Releases one request every `interval`, to the connections in turn, for `duration`;
@@ -97,8 +108,12 @@ async fn pace(releases: Vec<mpsc::UnboundedSender<Instant>>, interval: Duration,
             turn = (turn + 1) % releases.len();
             due += interval;
         }
+        if due >= end {
+            break;
+        }
+        // tokio's timer (and epoll) round a sleep up to the next millisecond: a tick early.
         match due.checked_duration_since(Instant::now()) {
-            Some(wait) if wait > TICK => tokio::time::sleep(wait - TICK / 2).await,
+            Some(wait) if wait > TICK => tokio::time::sleep(wait - TICK).await,
             _ => tokio::task::yield_now().await,
         }
     }
