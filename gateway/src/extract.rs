@@ -46,15 +46,30 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
         return Err(ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}")));
     }
-    Err(match e.classify() {
-        serde_json::error::Category::Data => {
-            let problem = e.to_string();
-            // serde names the field in backticks: "unknown field `x`", "missing field `y`".
-            let field = problem.split('`').nth(1).unwrap_or("body").to_owned();
-            ApiError::invalid(vec![FieldViolation::new(field, problem)])
-        }
-        _ => ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}")),
-    })
+    if e.classify() != serde_json::error::Category::Data {
+        return Err(ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}")));
+    }
+    // Read again, following the path, to name the field: only a body that failed pays for it.
+    let path = serde_path_to_error::deserialize::<_, T>(&mut serde_json::Deserializer::from_slice(bytes))
+        .err()
+        .map(|e| e.path().to_string());
+    let problem = e.to_string();
+    Err(ApiError::invalid(vec![FieldViolation::new(field_named(path.as_deref(), &problem, "body"), problem)]))
+}
+
+/// The field a problem is about: where deserializing stopped; for a missing field (which
+/// serde reports on the object around it) that object's path and the name serde gives in
+/// backticks.
+fn field_named(path: Option<&str>, problem: &str, whole: &str) -> String {
+    let path = path.filter(|p| *p != ".");
+    if problem.starts_with("missing field") {
+        let name = problem.split('`').nth(1).unwrap_or_default();
+        return match path {
+            Some(path) => format!("{path}.{name}"),
+            None => name.to_owned(),
+        };
+    }
+    path.unwrap_or(whole).to_owned()
 }
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
@@ -82,10 +97,27 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Query::<T>::try_from_uri(&parts.uri)
-            .map(|Query(q)| Self(q))
-            .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+        match Query::<T>::try_from_uri(&parts.uri) {
+            Ok(Query(query)) => Ok(Self(query)),
+            Err(_) => Err(query_problem::<T>(parts.uri.query().unwrap_or_default())),
+        }
     }
+}
+
+/// A query string that did not read: 400 `invalid_query` naming the parameter. It is read
+/// again as axum reads it, following the path: only a query that failed pays for that.
+fn query_problem<T: DeserializeOwned>(query: &str) -> ApiError {
+    let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    let (field, problem) = match serde_path_to_error::deserialize::<_, T>(deserializer) {
+        Err(e) => {
+            let path = e.path().to_string();
+            let problem = e.into_inner().to_string();
+            (field_named(Some(&path), &problem, "query"), problem)
+        }
+        Ok(_) => ("query".to_owned(), "is not a valid query string".to_owned()),
+    };
+    let message = format!("the query is not valid: {field}: {problem}");
+    ApiError { details: vec![FieldViolation::new(field, problem)], ..ApiError::bad_request("invalid_query", message) }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Calling {
@@ -128,5 +160,38 @@ mod tests {
         assert_eq!(err.details[0].field, "extra");
         let err = parse::<Body>(br#"{"name": 7}"#).unwrap_err();
         assert_eq!(err.code, "validation_failed");
+        assert_eq!(err.details[0].field, "name", "the field, not the value it was given");
+        let err = parse::<Body>(br#"{}"#).unwrap_err();
+        assert_eq!(err.details[0].field, "name");
+        let err = parse::<Outer>(br#"{"inner": [{}]}"#).unwrap_err();
+        assert_eq!(err.details[0].field, "inner[0].name");
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Outer {
+        inner: Vec<Body>,
+    }
+
+    #[test]
+    fn a_nested_problem_names_its_path() {
+        let err = parse::<Outer>(br#"{"inner": [{"name": "a"}, {"name": false}]}"#).unwrap_err();
+        assert_eq!(err.details[0].field, "inner[1].name");
+        let err = parse::<Outer>(br#"{"inner": [{"name": "a", "colour": 1}]}"#).unwrap_err();
+        assert_eq!(err.details[0].field, "inner[0].colour");
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Page {
+        limit: Option<u32>,
+    }
+
+    #[test]
+    fn a_bad_query_parameter_is_named_in_details() {
+        let err = query_problem::<Page>("limit=abc");
+        assert_eq!((err.status, err.code.as_str()), (StatusCode::BAD_REQUEST, "invalid_query"));
+        assert_eq!(err.details[0].field, "limit");
+        assert!(!err.message.contains("Failed to deserialize"), "our words, not the library's: {}", err.message);
     }
 }

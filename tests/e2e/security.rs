@@ -763,6 +763,21 @@ async fn bad_json_and_bad_limits_are_named_as_such() {
         assert_eq!((reply.status, reply.error_code()), (400, "validation_failed"), "{path}: {}", reply.text);
         assert_eq!(reply.body["details"][0]["field"], "limit");
     }
+    // A wrong type is named by its field, not by the value it was given.
+    let wrong_type =
+        p.api.post(&format!("/api/v1/developers/orgs/{org}/keys"), Some(&user.token), json!({"name": 5})).await;
+    assert_eq!((wrong_type.status, wrong_type.error_code()), (400, "validation_failed"), "{}", wrong_type.text);
+    assert_eq!(wrong_type.body["details"][0]["field"], "name", "{}", wrong_type.text);
+    // A query parameter that does not read is named too, in our words.
+    for (path, field) in [
+        (format!("/api/v1/developers/orgs/{org}/audit-log?from=notadate"), "from"),
+        (format!("/api/v1/developers/orgs/{org}/keys?limit=abc"), "limit"),
+    ] {
+        let reply = p.api.get(&path, Some(&user.token)).await;
+        assert_eq!((reply.status, reply.error_code()), (400, "invalid_query"), "{path}: {}", reply.text);
+        assert_eq!(reply.body["details"][0]["field"], field, "{path}: {}", reply.text);
+        assert!(!reply.text.contains("Failed to deserialize"), "{path}: {}", reply.text);
+    }
 }
 
 /// Item 14: six users creating orgs of one name at once: some of them used to get a 500
