@@ -23,6 +23,9 @@ pub struct Config {
     pub dataplane_secrets: Vec<Vec<u8>>,
     /// Deadline of a whole request, forwarding included.
     pub request_timeout: Duration,
+    /// The longest a request's body may send nothing before its end: a `Content-Length`
+    /// that lies, or a chunked body that stops, is 400 then rather than held to the deadline.
+    pub body_idle: Duration,
     /// The proxies in front of the gateway, whose `X-Forwarded-For` entries are believed.
     pub trusted_proxies: TrustedProxies,
     /// Serve `GET /dev/mailbox` (the development mailbox of `keyplane up`).
@@ -118,6 +121,7 @@ impl std::fmt::Debug for Config {
             .field("listen", &self.listen)
             .field("routes", &self.routes)
             .field("request_timeout", &self.request_timeout)
+            .field("body_idle", &self.body_idle)
             .finish_non_exhaustive()
     }
 }
@@ -180,6 +184,7 @@ impl Config {
             routes,
             dataplane_secrets,
             request_timeout: env.seconds_or("KEYPLANE_GATEWAY_TIMEOUT_SECS", 30, 1, 600),
+            body_idle: env.seconds_or("KEYPLANE_GATEWAY_BODY_IDLE_SECS", 10, 1, 600),
             trusted_proxies: trusted_proxies(env),
             dev_mailbox: common.dev_mailbox,
             public_metrics: common.metrics_listen.is_none(),

@@ -25,6 +25,7 @@ use crate::{
     config::TrustedProxies,
     error::ApiError,
     finishing::{self, Middleware, MiddlewareLayer},
+    idle::{IdleBound, Side},
     state::AppState,
 };
 
@@ -215,6 +216,12 @@ impl Middleware for Context {
             request_id,
         };
         request.extensions_mut().insert(caller);
+        if !axum::body::HttpBody::is_end_stream(request.body()) {
+            // A body that stops before its end is refused when it has been silent this long
+            // (`extract`), not held to the request's deadline. A request without one pays nothing.
+            let body = std::mem::take(request.body_mut());
+            *request.body_mut() = Body::new(IdleBound::new(body, self.0.body_idle, Side::Client));
+        }
         let console = request.uri().path().starts_with("/console");
         let refusal = (!is_canonical_path(request.uri().path())).then(|| {
             ApiError::bad_request(

@@ -10,7 +10,7 @@ use axum::{
 use keyplane_common::{error::FieldViolation, internal_auth::Caller};
 use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
+use crate::{error::ApiError, idle::FellSilent};
 
 /// A JSON body.
 pub struct ApiJson<T>(pub T);
@@ -30,9 +30,21 @@ async fn body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiE
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is over 1 MiB")
         } else {
-            ApiError::bad_request("invalid_body", "the request body could not be read")
+            unread_body(&e)
         }
     })
+}
+
+/// Why a request's body could not be read, when it was not its size.
+pub fn unread_body(error: &(dyn std::error::Error + 'static)) -> ApiError {
+    if FellSilent::caused(error) {
+        ApiError::bad_request(
+            "incomplete_body",
+            "the request body stopped before its end (its Content-Length, or its last chunk)",
+        )
+    } else {
+        ApiError::bad_request("invalid_body", "the request body could not be read")
+    }
 }
 
 /// A body that is not JSON at all is `invalid_json` (naming line and column), whatever

@@ -9,6 +9,7 @@ mod error;
 mod forwarder;
 mod github_keys;
 mod idempotency;
+mod idle;
 mod limiter;
 mod mcp;
 mod meter;
@@ -99,6 +100,7 @@ pub async fn serve(
         sealer: shared.config.sealer()?,
         metrics,
         request_timeout: config.request_timeout,
+        body_idle: config.body_idle,
         dev_mailbox: config.dev_mailbox,
         public_metrics: config.public_metrics,
         org_names: org_names::OrgNames::default(),

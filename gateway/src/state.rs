@@ -24,6 +24,8 @@ pub struct Inner {
     pub metrics: Arc<keyplane_common::metrics::Metrics>,
     pub limits: crate::config::Limits,
     pub request_timeout: Duration,
+    /// The longest a request's body may pause before its end.
+    pub body_idle: Duration,
     pub dev_mailbox: bool,
     /// Serve `/metrics` on the public port (only where the process has no metrics port).
     pub public_metrics: bool,

@@ -378,6 +378,79 @@ async fn a_streamed_answer_whose_backend_falls_silent_is_broken_off() {
     assert!(rest.is_err(), "broken off, not passed as a whole answer: {rest:?}");
 }
 
+/// SECURITY-CASES 40: a body that stops before its `Content-Length` (the connection held
+/// open) is 400 once it has been silent for the gateway's bound, on a REST route and on the
+/// data plane, rather than held to the request's deadline and answered 504. A body that
+/// arrives slowly but whole is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stops_before_its_length_is_400() {
+    use axum::{Router, body::Bytes, routing::post};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Answers with the length of what it was sent.
+    let backend = Router::new().route(
+        "/api/v1/developer/echo/{id}",
+        post(|body: Bytes| async move {
+            ([("content-type", "application/json")], format!("{{\"length\":{}}}", body.len()))
+        }),
+    );
+    let listener = keyplane_common::testsuite::listener().await;
+    let upstream = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, backend).await });
+    let p = Platform::start().await;
+    let (gateway, _stop) = p
+        .gateway_routing(&[("/api/v1/developer/echo", &upstream)], |config| {
+            config.body_idle = std::time::Duration::from_secs(1);
+        })
+        .await;
+    let key = org_key(&p).await;
+    let authority = gateway.url("").trim_start_matches("http://").to_owned();
+    let send = |head: String, parts: Vec<&'static [u8]>| {
+        let authority = authority.clone();
+        async move {
+            let mut socket = tokio::net::TcpStream::connect(authority).await.unwrap();
+            socket.write_all(head.as_bytes()).await.unwrap();
+            for part in parts {
+                socket.write_all(part).await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
+            // Held open, not closed: only the gateway's bound can end the wait.
+            let mut answer = Vec::new();
+            let mut buffer = [0u8; 4096];
+            loop {
+                let read = socket.read(&mut buffer).await.unwrap();
+                answer.extend_from_slice(&buffer[..read]);
+                let text = String::from_utf8_lossy(&answer);
+                if read == 0 || text.contains("\r\n\r\n") && text.trim_end().ends_with('}') {
+                    return text.into_owned();
+                }
+            }
+        }
+    };
+    let lying = |path: &str, bearer: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nhost: gateway\r\ncontent-type: application/json\r\n{bearer}content-length: 100\r\n\r\n"
+        )
+    };
+    // A bound on the test, not a measure of speed: without the gateway's bound this waits
+    // the request's whole deadline (30 s) and gets a 504.
+    let within = |answer| tokio::time::timeout(std::time::Duration::from_secs(20), answer);
+    let login = within(send(lying("/api/v1/auth/login", ""), vec![b"{\"email\""])).await.expect("answered");
+    assert!(login.starts_with("HTTP/1.1 400"), "{login}");
+    assert!(login.contains("\"incomplete_body\""), "{login}");
+    let bearer = format!("authorization: Bearer {key}\r\n");
+    let forwarded = within(send(lying("/api/v1/developer/echo/x", &bearer), vec![b"{\"a\":"])).await.expect("answered");
+    assert!(forwarded.starts_with("HTTP/1.1 400"), "{forwarded}");
+    assert!(forwarded.contains("\"incomplete_body\""), "{forwarded}");
+
+    // Slow but whole (each part well inside the bound): read and forwarded.
+    let head = format!(
+        "POST /api/v1/developer/echo/x HTTP/1.1\r\nhost: gateway\r\ncontent-type: application/json\r\n{bearer}content-length: 11\r\n\r\n"
+    );
+    let slow = within(send(head, vec![b"{\"a\":", b" 1", b"}\n  "])).await.expect("answered");
+    assert!(slow.starts_with("HTTP/1.1 200"), "{slow}");
+    assert!(slow.contains("{\"length\":11}"), "the whole body went on: {slow}");
+}
+
 /// The gateway keeps its connections to a backend and reuses them, one after another; a
 /// connection the backend closed while it sat idle is passed over, never a failed request,
 /// and let go even when no request comes to take it.

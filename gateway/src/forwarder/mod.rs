@@ -9,7 +9,6 @@
 //! `make bench`, the forward row).
 
 mod backend;
-mod idle;
 
 use std::{sync::Arc, time::Duration};
 
@@ -25,7 +24,11 @@ use keyplane_common::{dataplane, error_body::REQUEST_ID_HEADER};
 use rustls_platform_verifier::BuilderVerifierExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::DataRoute, error::ApiError};
+use crate::{
+    config::DataRoute,
+    error::ApiError,
+    idle::{IdleBound, Side},
+};
 
 pub struct Forwarder {
     /// Longest prefix first.
@@ -171,7 +174,7 @@ impl Forwarder {
         // starts when the answer asks for more), and one that runs out breaks the answer off.
         Ok(Response::from_parts(
             parts,
-            Body::new(idle::IdleBound::new(body, self.idle, call.route.config.prefix.clone())),
+            Body::new(IdleBound::new(body, self.idle, Side::Backend(call.route.config.prefix.clone()))),
         ))
     }
 }

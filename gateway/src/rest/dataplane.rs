@@ -77,8 +77,14 @@ pub async fn forward(
     let path = parts.uri.path();
     let (route, resource) = state.forwarder.route(path).ok_or_else(|| ApiError::not_found("no such route"))?;
     access(key, &route.config, &parts.method, resource)?;
-    let body = to_bytes(body, MAX_BODY).await.map_err(|_| {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is over 1 MiB")
+    let body = to_bytes(body, MAX_BODY).await.map_err(|e| {
+        let too_large = std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| e.source())
+            .any(|e| e.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is over 1 MiB")
+        } else {
+            crate::extract::unread_body(&e)
+        }
     })?;
     let path_and_query = parts.uri.path_and_query().map_or(path, |p| p.as_str());
     state

@@ -1,5 +1,8 @@
-//! A streamed answer's bound on a silent backend: each wait for its next bytes is bounded,
-//! not the whole answer (a long stream that keeps sending is fine).
+//! A body's bound on silence: each wait for its next bytes is bounded, not the whole body
+//! (a long stream that keeps sending is fine). For a streamed answer, a backend that stops
+//! mid-answer; for a request, a client whose body stops before its end (a `Content-Length`
+//! that lies, a chunked body that never ends) is refused at once rather than held until
+//! the request's deadline.
 //!
 //! By hand, not tower-http's `TimeoutBody`: that one reports no size, so hyper framed every
 //! streamed answer of known length as chunked (losing its `Content-Length`), and it looks
@@ -24,21 +27,35 @@ pin_project_lite::pin_project! {
         idle: Duration,
         #[pin]
         timer: Option<Sleep>,
-        // The route's prefix, for the log line when it fires.
-        prefix: String,
+        side: Side,
     }
+}
+
+/// Whose body it is, for the log line when the bound runs out.
+pub enum Side {
+    /// A data-plane backend's answer, by its route's prefix.
+    Backend(String),
+    /// The client's request.
+    Client,
 }
 
 impl<B> IdleBound<B> {
-    pub fn new(body: B, idle: Duration, prefix: String) -> Self {
-        Self { body, idle, timer: None, prefix }
+    pub fn new(body: B, idle: Duration, side: Side) -> Self {
+        Self { body, idle, timer: None, side }
     }
 }
 
-/// The backend sent nothing for the bound.
+/// The body's sender sent nothing for the bound.
 #[derive(Debug, thiserror::Error)]
-#[error("the backend sent nothing for {0:?} mid-answer")]
+#[error("nothing was sent for {0:?} before the body's end")]
 pub struct FellSilent(Duration);
+
+impl FellSilent {
+    /// Whether `error`, or an error it wraps, is this one.
+    pub fn caused(error: &(dyn std::error::Error + 'static)) -> bool {
+        std::iter::successors(Some(error), |e| e.source()).any(|e| e.is::<Self>())
+    }
+}
 
 impl<B> Body for IdleBound<B>
 where
@@ -61,7 +78,13 @@ where
         }
         match this.timer.as_pin_mut().map(|timer| timer.poll(cx)) {
             Some(Poll::Ready(())) => {
-                tracing::warn!(prefix = %this.prefix, idle = ?this.idle, "data-plane backend fell silent mid-answer: broken off");
+                match this.side {
+                    Side::Backend(prefix) => {
+                        tracing::warn!(%prefix, idle = ?this.idle, "data-plane backend fell silent mid-answer: broken off");
+                    }
+                    // The client's doing, not an operator's concern.
+                    Side::Client => tracing::debug!(idle = ?this.idle, "request body stopped before its end"),
+                }
                 Poll::Ready(Some(Err(FellSilent(*this.idle).into())))
             }
             _ => Poll::Pending,
