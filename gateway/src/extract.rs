@@ -3,7 +3,7 @@
 //! body is 413. And the caller, moved out of the request rather than copied.
 
 use axum::{
-    body::Bytes,
+    body::{Body, Bytes},
     extract::{FromRequest, FromRequestParts, Query, Request},
     http::{StatusCode, request::Parts},
 };
@@ -25,26 +25,35 @@ pub struct ApiQuery<T>(pub T);
 /// `Extension<Caller>` would copy its strings and the principal's scopes on every request.
 pub struct Calling(pub Caller);
 
-async fn body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
-    Bytes::from_request(request, state).await.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+async fn body(request: Request) -> Result<Bytes, ApiError> {
+    whole_body(request.into_body()).await
+}
+
+/// A request's body, read whole: over 1 MiB is 413, one that broke off or stopped before
+/// its end is 400.
+pub async fn whole_body(body: Body) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, crate::MAX_BODY_BYTES).await.map_err(|e| {
+        let causes = || std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| e.source());
+        if causes().any(|e| e.is::<http_body_util::LengthLimitError>()) {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is over 1 MiB")
+        } else if causes().any(|e| e.is::<FellSilent>()) {
+            ApiError::bad_request(
+                "incomplete_body",
+                "the request body stopped before its end (its Content-Length, or its last chunk)",
+            )
         } else {
-            unread_body(&e)
+            ApiError::bad_request("invalid_body", "the request body could not be read")
         }
     })
 }
 
-/// Why a request's body could not be read, when it was not its size.
-pub fn unread_body(error: &(dyn std::error::Error + 'static)) -> ApiError {
-    if FellSilent::caused(error) {
-        ApiError::bad_request(
-            "incomplete_body",
-            "the request body stopped before its end (its Content-Length, or its last chunk)",
-        )
-    } else {
-        ApiError::bad_request("invalid_body", "the request body could not be read")
-    }
+fn invalid_json(e: &serde_json::Error) -> ApiError {
+    ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
+}
+
+/// 400 `invalid_json` (naming line and column) unless `bytes` are JSON, whatever its shape.
+pub fn check_json(bytes: &[u8]) -> Result<(), ApiError> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map(drop).map_err(|e| invalid_json(&e))
 }
 
 /// A body that is not JSON at all is `invalid_json` (naming line and column), whatever
@@ -55,11 +64,9 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         Ok(value) => return Ok(value),
         Err(e) => e,
     };
-    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
-        return Err(ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}")));
-    }
+    check_json(bytes)?;
     if e.classify() != serde_json::error::Category::Data {
-        return Err(ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}")));
+        return Err(invalid_json(&e));
     }
     // Read again, following the path, to name the field: only a body that failed pays for it.
     let path = serde_path_to_error::deserialize::<_, T>(&mut serde_json::Deserializer::from_slice(bytes))
@@ -87,8 +94,8 @@ fn field_named(path: Option<&str>, problem: &str, whole: &str) -> String {
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = body(request, state).await?;
+    async fn from_request(request: Request, _: &S) -> Result<Self, Self::Rejection> {
+        let bytes = body(request).await?;
         parse(&bytes).map(Self)
     }
 }
@@ -96,8 +103,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = body(request, state).await?;
+    async fn from_request(request: Request, _: &S) -> Result<Self, Self::Rejection> {
+        let bytes = body(request).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(T::default()));
         }

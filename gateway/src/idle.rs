@@ -50,13 +50,6 @@ impl<B> IdleBound<B> {
 #[error("nothing was sent for {0:?} before the body's end")]
 pub struct FellSilent(Duration);
 
-impl FellSilent {
-    /// Whether `error`, or an error it wraps, is this one.
-    pub fn caused(error: &(dyn std::error::Error + 'static)) -> bool {
-        std::iter::successors(Some(error), |e| e.source()).any(|e| e.is::<Self>())
-    }
-}
-
 impl<B> Body for IdleBound<B>
 where
     B: Body<Data = Bytes>,

@@ -46,6 +46,25 @@ pub fn service(state: AppState) -> StreamableHttpService<Tools, LocalSessionMana
     StreamableHttpService::new(tools, Arc::new(LocalSessionManager::default()), config)
 }
 
+/// An MCP call's body, read whole before rmcp sees it (rmcp reads it whole too): a body
+/// that is over the limit, broke off or is not JSON gets the contract's answer, where
+/// rmcp's own would be a 500 or a 415 that says to send the JSON it was sent.
+pub async fn whole_body(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if request.method() != axum::http::Method::POST {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let checked = match crate::extract::whole_body(body).await {
+        Ok(bytes) => crate::extract::check_json(&bytes).map(|()| bytes),
+        Err(e) => Err(e),
+    };
+    match checked {
+        Ok(bytes) => next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await,
+        Err(e) => e.into_response(),
+    }
+}
+
 #[derive(Clone)]
 pub struct Tools {
     state: AppState,

@@ -151,6 +151,37 @@ async fn raw_mcp(api: &Api, token: &str) -> keyplane_e2e::Reply {
     api.post("/mcp", Some(token), json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})).await
 }
 
+/// A body /mcp cannot read gets the contract's answer, as on every other route: JSON that
+/// is not JSON is 400 `invalid_json` naming where (rmcp's own answer was 415 "send
+/// application/json"), and a credential is still checked first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_json_on_mcp_is_400_invalid_json() {
+    let p = Platform::start().await;
+    let user = p.api.signup().await;
+    let (org, _) = p.api.dev_org(&user, false).await;
+    let (_, token) = mcp_token(&p.api, &user, &org, json!(["read:keys"])).await;
+    let call = |bearer: &str| {
+        p.api
+            .http
+            .post(p.api.url("/mcp"))
+            .bearer_auth(bearer)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body("{bad json")
+    };
+    let reply = p.api.send(call(&token)).await;
+    assert_eq!((reply.status, reply.error_code()), (400, "invalid_json"), "{}", reply.text);
+    assert!(reply.body["message"].as_str().unwrap().contains("line 1 column"), "{}", reply.text);
+    let unknown = p.api.send(call("phosra_mcp_not_a_token")).await;
+    assert_eq!(unknown.status, 401, "the credential first: {}", unknown.text);
+    // A good call still goes through, its body passed on whole.
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}}});
+    let good = p.api.send(call(&token).body(initialize.to_string())).await;
+    assert_eq!(good.status, 200, "{}", good.text);
+    assert_eq!(good.body["id"], 1, "{}", good.text);
+}
+
 /// Revoking an MCP token takes its owner or an admin of its org: another plain member of
 /// the org is told the token does not exist (404) and the token keeps working; an admin
 /// revokes it, and it is refused at once.

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use axum::{
     Extension,
-    body::to_bytes,
     extract::{Request, State},
     http::{Method, StatusCode},
     response::Response,
@@ -16,8 +15,6 @@ use keyplane_common::{
 };
 
 use crate::{config::DataRoute, error::ApiError, extract::Calling, forwarder::Call, state::AppState, verifier::Grant};
-
-const MAX_BODY: usize = 1024 * 1024;
 
 /// Whether `key` may call `route` with `method`, on `resource` (the id the path names).
 /// A pinned key reaches its resources and nothing else: not another resource, and no write
@@ -77,15 +74,7 @@ pub async fn forward(
     let path = parts.uri.path();
     let (route, resource) = state.forwarder.route(path).ok_or_else(|| ApiError::not_found("no such route"))?;
     access(key, &route.config, &parts.method, resource)?;
-    let body = to_bytes(body, MAX_BODY).await.map_err(|e| {
-        let too_large = std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| e.source())
-            .any(|e| e.is::<http_body_util::LengthLimitError>());
-        if too_large {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is over 1 MiB")
-        } else {
-            crate::extract::unread_body(&e)
-        }
-    })?;
+    let body = crate::extract::whole_body(body).await?;
     let path_and_query = parts.uri.path_and_query().map_or(path, |p| p.as_str());
     state
         .forwarder

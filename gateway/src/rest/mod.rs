@@ -144,6 +144,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
     // The MCP server: MCP tokens only, checked on every request.
     let mcp = Router::new()
         .nest_service("/mcp", crate::mcp::service(state.clone()))
+        .layer(axum::middleware::from_fn(crate::mcp::whole_body))
         .layer(from_fn_with_state(state.clone(), guard::mcp));
 
     let census = Router::new()
