@@ -48,6 +48,25 @@ async fn slugs_are_unique_and_orgs_are_editable() {
     assert_eq!((bad_url.status, bad_url.error_code()), (400, "validation_failed"));
 }
 
+/// SECURITY-CASES 42: one name however it was typed. `Äcme` as one character (NFC) and as
+/// `A` with a combining diaeresis (NFD) is stored as the same name, and slugged alike
+/// (accents off, not letters dropped), so the second is `-2`, not a look-alike slug.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_typed_composed_or_decomposed_is_one_name() {
+    let p = Platform::start().await;
+    let (ada, bob) = (p.api.signup().await, p.api.signup().await);
+    let create = |user, name: &str| p.api.post("/api/v1/developers/orgs", Some(user), json!({"name": name}));
+    let composed = create(&ada.token, "\u{c4}cme Stra\u{df}e").await;
+    let decomposed = create(&bob.token, "A\u{308}cme Stra\u{df}e").await;
+    assert_eq!((composed.status, decomposed.status), (201, 201), "{} {}", composed.text, decomposed.text);
+    assert_eq!(composed.str("name"), decomposed.str("name"), "stored in one form");
+    assert_eq!(composed.str("name"), "\u{c4}cme Stra\u{df}e");
+    assert_eq!(
+        (composed.str("slug"), decomposed.str("slug")),
+        ("acme-strasse".to_owned(), "acme-strasse-2".to_owned())
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_tenants_org_does_not_exist() {
     let p = Platform::start().await;

@@ -2,8 +2,10 @@
 
 const MAX_LEN: usize = 48;
 
-/// The base slug of a name: lower-case ASCII letters and digits joined by single dashes.
+/// The base slug of a name: its letters without accents (`Äcme` → `acme`, however the `Ä`
+/// was typed), lower-case ASCII letters and digits joined by single dashes.
 pub fn slugify(name: &str) -> String {
+    let name = keyplane_common::text::unaccented(name);
     let mut slug = String::with_capacity(name.len());
     for c in name.chars() {
         if c.is_ascii_alphanumeric() {
@@ -44,7 +46,9 @@ mod tests {
     fn names_become_slugs() {
         assert_eq!(slugify("Acme Corp"), "acme-corp");
         assert_eq!(slugify("  Acme -- Corp!! "), "acme-corp");
-        assert_eq!(slugify("Café 42"), "caf-42");
+        assert_eq!(slugify("Café 42"), "cafe-42");
+        assert_eq!(slugify("\u{c4}cme"), slugify("A\u{308}cme"), "one slug however the name was typed");
+        assert_eq!(slugify("Éclair Straße"), "eclair-strasse");
         assert_eq!(slugify("🎉"), "org");
         assert!(slugify(&"x".repeat(100)).len() <= MAX_LEN);
     }
