@@ -174,6 +174,7 @@ impl Config {
         }
         // Answers kept for Idempotency-Key replays are sealed with it.
         common.require_encryption_key(env);
+        let request_timeout = env.seconds_or("KEYPLANE_GATEWAY_TIMEOUT_SECS", 30, 1, 600);
         Self {
             listen: common.listen_addr(env, Target::Gateway, mode),
             identity_addr: env.peer_addr(Target::Identity, peers.identity),
@@ -183,8 +184,8 @@ impl Config {
             advisors_addr: env.peer_addr(Target::Advisors, peers.advisors),
             routes,
             dataplane_secrets,
-            request_timeout: env.seconds_or("KEYPLANE_GATEWAY_TIMEOUT_SECS", 30, 1, 600),
-            body_idle: env.seconds_or("KEYPLANE_GATEWAY_BODY_IDLE_SECS", 10, 1, 600),
+            request_timeout,
+            body_idle: body_idle(env, request_timeout),
             trusted_proxies: trusted_proxies(env),
             dev_mailbox: common.dev_mailbox,
             public_metrics: common.metrics_listen.is_none(),
@@ -195,6 +196,23 @@ impl Config {
             github_keys_url: env.string_or("KEYPLANE_GITHUB_KEYS_URL", GITHUB_KEYS_URL),
         }
     }
+}
+
+/// How long a request's body may send nothing: under the request's deadline, which would
+/// otherwise end it first (a 504 where a stalled body is the client's 400).
+fn body_idle(env: &mut Env, request_timeout: Duration) -> Duration {
+    const NAME: &str = "KEYPLANE_GATEWAY_BODY_IDLE_SECS";
+    if env.get(NAME).is_none() {
+        return Duration::from_secs(10).min(request_timeout / 2);
+    }
+    let idle = env.seconds_or(NAME, 10, 1, 600);
+    if idle >= request_timeout {
+        env.problem(
+            NAME,
+            format_args!("must be less than KEYPLANE_GATEWAY_TIMEOUT_SECS ({} s)", request_timeout.as_secs()),
+        );
+    }
+    idle
 }
 
 /// Where GitHub publishes the keys that sign secret-scanning alerts.
@@ -295,6 +313,24 @@ mod tests {
         for bad in ["ftp://f", "http://", "http:///x", "http://u:p@f", "http://f/b?tenant=a", "http://f/b#x", "f:80"] {
             assert!(DataRoute::families(bad.into()).check().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_body_may_pause_less_than_the_whole_request_takes() {
+        let idle = |pairs: &[(&str, &str)]| {
+            let mut env = Env::from_pairs(pairs.iter().copied());
+            let timeout = env.seconds_or("KEYPLANE_GATEWAY_TIMEOUT_SECS", 30, 1, 600);
+            (body_idle(&mut env, timeout), env.finish().is_ok())
+        };
+        assert_eq!(idle(&[]), (Duration::from_secs(10), true));
+        assert_eq!(
+            idle(&[("KEYPLANE_GATEWAY_TIMEOUT_SECS", "4")]),
+            (Duration::from_secs(2), true),
+            "under a short deadline"
+        );
+        assert_eq!(idle(&[("KEYPLANE_GATEWAY_BODY_IDLE_SECS", "3")]).0, Duration::from_secs(3));
+        let (_, fine) = idle(&[("KEYPLANE_GATEWAY_TIMEOUT_SECS", "5"), ("KEYPLANE_GATEWAY_BODY_IDLE_SECS", "5")]);
+        assert!(!fine, "a bound the deadline always beats is a mistake, said at start-up");
     }
 
     #[test]

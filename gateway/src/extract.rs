@@ -21,6 +21,9 @@ pub struct OptionalJson<T>(pub T);
 /// A query string.
 pub struct ApiQuery<T>(pub T);
 
+/// A body as bytes, refused as [`whole_body`] refuses (axum's `Bytes` answers in its own words).
+pub struct WholeBody(pub Bytes);
+
 /// Who is calling, as the middleware recorded it: taken out of the request, since an
 /// `Extension<Caller>` would copy its strings and the principal's scopes on every request.
 pub struct Calling(pub Caller);
@@ -97,6 +100,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     async fn from_request(request: Request, _: &S) -> Result<Self, Self::Rejection> {
         let bytes = body(request).await?;
         parse(&bytes).map(Self)
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for WholeBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _: &S) -> Result<Self, Self::Rejection> {
+        body(request).await.map(Self)
     }
 }
 

@@ -23,7 +23,7 @@ use keyplane_common::{cache::CacheError, principal::Principal};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::{MAX_BODY_BYTES, error::ApiError, state::AppState};
+use crate::{error::ApiError, state::AppState};
 
 pub const HEADER: HeaderName = HeaderName::from_static("idempotency-key");
 pub const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
@@ -101,12 +101,9 @@ async fn keyed(state: &AppState, principal: &str, request: Request, next: Next) 
     };
     let record_key = format!("idem:{principal}:{}", hex::encode(Sha256::digest(key.as_bytes())));
     let (parts, body) = request.into_parts();
-    let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+    let bytes = match crate::extract::whole_body(body).await {
         Ok(bytes) => bytes,
-        Err(_) => {
-            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is over 1 MiB")
-                .into_response();
-        }
+        Err(e) => return e.into_response(),
     };
     let fingerprint = state.sealer.mac(&fingerprint_input(&parts.method, parts.uri.path(), &bytes));
     let running = serde_json::to_vec(&Record::Running { fingerprint: fingerprint.clone() }).expect("serializes");

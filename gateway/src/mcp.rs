@@ -46,17 +46,23 @@ pub fn service(state: AppState) -> StreamableHttpService<Tools, LocalSessionMana
     StreamableHttpService::new(tools, Arc::new(LocalSessionManager::default()), config)
 }
 
-/// An MCP call's body, read whole before rmcp sees it (rmcp reads it whole too): a body
-/// that is over the limit, broke off or is not JSON gets the contract's answer, where
-/// rmcp's own would be a 500 or a 415 that says to send the JSON it was sent.
+/// A JSON call's body, read whole before rmcp sees it (rmcp reads it whole too): a body
+/// that is over the limit, broke off, is not JSON or is not a JSON-RPC message gets the
+/// contract's answer, where rmcp's own would be a 500 or a 415 that says to send the JSON
+/// it was sent. Anything but a JSON POST is rmcp's to answer (405, 406, 415).
 pub async fn whole_body(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
     use axum::response::IntoResponse;
-    if request.method() != axum::http::Method::POST {
+    let json = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/json"));
+    if request.method() != axum::http::Method::POST || !json {
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();
     let checked = match crate::extract::whole_body(body).await {
-        Ok(bytes) => crate::extract::check_json(&bytes).map(|()| bytes),
+        Ok(bytes) => crate::extract::parse::<rmcp::model::ClientJsonRpcMessage>(&bytes).map(|_| bytes),
         Err(e) => Err(e),
     };
     match checked {

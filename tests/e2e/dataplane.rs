@@ -426,9 +426,9 @@ async fn a_body_that_stops_before_its_length_is_400() {
             }
         }
     };
-    let lying = |path: &str, bearer: &str| {
+    let lying = |path: &str, more: &str| {
         format!(
-            "POST {path} HTTP/1.1\r\nhost: gateway\r\ncontent-type: application/json\r\n{bearer}content-length: 100\r\n\r\n"
+            "POST {path} HTTP/1.1\r\nhost: gateway\r\ncontent-type: application/json\r\n{more}content-length: 100\r\n\r\n"
         )
     };
     // A bound on the test, not a measure of speed: without the gateway's bound this waits
@@ -441,6 +441,11 @@ async fn a_body_that_stops_before_its_length_is_400() {
     let forwarded = within(send(lying("/api/v1/developer/echo/x", &bearer), vec![b"{\"a\":"])).await.expect("answered");
     assert!(forwarded.starts_with("HTTP/1.1 400"), "{forwarded}");
     assert!(forwarded.contains("\"incomplete_body\""), "{forwarded}");
+    // An Idempotency-Key has the body read before the handler: the same answer.
+    let once = format!("{bearer}idempotency-key: retry-me\r\n");
+    let kept = within(send(lying("/api/v1/developer/echo/x", &once), vec![b"{\"a\":"])).await.expect("answered");
+    assert!(kept.starts_with("HTTP/1.1 400"), "{kept}");
+    assert!(kept.contains("\"incomplete_body\""), "{kept}");
 
     // Slow but whole (each part well inside the bound): read and forwarded.
     let head = format!(

@@ -172,6 +172,23 @@ async fn bad_json_on_mcp_is_400_invalid_json() {
     let reply = p.api.send(call(&token)).await;
     assert_eq!((reply.status, reply.error_code()), (400, "invalid_json"), "{}", reply.text);
     assert!(reply.body["message"].as_str().unwrap().contains("line 1 column"), "{}", reply.text);
+    // JSON, but no JSON-RPC message: named, not rmcp's 415.
+    let shapeless = p.api.send(call(&token).body("{}")).await;
+    assert_eq!((shapeless.status, shapeless.error_code()), (400, "validation_failed"), "{}", shapeless.text);
+    // Not sent as JSON at all: rmcp's 415 stands, in the contract's shape.
+    let plain = p
+        .api
+        .send(
+            p.api
+                .http
+                .post(p.api.url("/mcp"))
+                .bearer_auth(&token)
+                .header("content-type", "text/plain")
+                .header("accept", "application/json, text/event-stream")
+                .body("{bad json"),
+        )
+        .await;
+    assert_eq!((plain.status, plain.error_code()), (415, "unsupported_media_type"), "{}", plain.text);
     let unknown = p.api.send(call("phosra_mcp_not_a_token")).await;
     assert_eq!(unknown.status, 401, "the credential first: {}", unknown.text);
     // A good call still goes through, its body passed on whole.

@@ -4,7 +4,6 @@
 
 use axum::{
     Json,
-    body::Bytes,
     extract::{Path, Request, State},
     http::{StatusCode, header},
 };
@@ -22,7 +21,6 @@ use super::{
     dto::{Paged, at},
 };
 use crate::{
-    MAX_BODY_BYTES,
     error::ApiError,
     extract::Calling,
     extract::{ApiJson, ApiQuery},
@@ -405,9 +403,7 @@ pub async fn respond(
 /// bearer and cookies (which no signature here covers, and which are not to be passed on).
 async fn as_signed(state: &AppState, request: Request) -> Result<HttpRequest, ApiError> {
     let (parts, body) = request.into_parts();
-    let body: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is over 1 MiB")
-    })?;
+    let body = crate::extract::whole_body(body).await?;
     let authority = parts
         .headers
         .get(header::HOST)

@@ -4,7 +4,6 @@
 
 use axum::{
     Json,
-    body::Bytes,
     extract::State,
     http::{HeaderMap, StatusCode},
 };
@@ -13,7 +12,12 @@ use keyplane_proto::keys::v1::{LeakedSecret, RevokeLeakedRequest};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::{error::ApiError, extract::Calling, github_keys::Refusal, state::AppState};
+use crate::{
+    error::ApiError,
+    extract::{Calling, WholeBody},
+    github_keys::Refusal,
+    state::AppState,
+};
 
 /// GitHub batches matches; far more than this in one alert is not GitHub.
 pub const MAX_MATCHES: usize = 1000;
@@ -63,7 +67,7 @@ pub async fn github(
     State(state): State<AppState>,
     Calling(caller): Calling,
     headers: HeaderMap,
-    body: Bytes,
+    WholeBody(body): WholeBody,
 ) -> Result<Json<Vec<Feedback>>, ApiError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     state

@@ -266,9 +266,11 @@ impl Service {
         }
         let body: Body = serde_json::from_slice(&signed.body)
             .map_err(|e| Error::Validation(vec![FieldViolation::new("body", format!("must be {{answer}}: {e}"))]))?;
-        let text = text::long_text("answer", &body.answer, consultation::MAX_QUESTION_LEN * 5)?;
+        text::long_text("answer", &body.answer, consultation::MAX_QUESTION_LEN * 5)?;
         let answer = Answer {
-            text,
+            // As signed (less the space around it), not in NFC as other text is kept: anyone
+            // may check the answer shown against the signed body.
+            text: body.answer.trim().to_owned(),
             answered_at: now,
             key_id: verified.keyid.clone(),
             signed: signed.keep_covered(&verified.covered),
