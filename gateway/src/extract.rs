@@ -28,10 +28,6 @@ pub struct WholeBody(pub Bytes);
 /// `Extension<Caller>` would copy its strings and the principal's scopes on every request.
 pub struct Calling(pub Caller);
 
-async fn body(request: Request) -> Result<Bytes, ApiError> {
-    whole_body(request.into_body()).await
-}
-
 /// A request's body, read whole: over 1 MiB is 413, one that broke off or stopped before
 /// its end is 400.
 pub async fn whole_body(body: Body) -> Result<Bytes, ApiError> {
@@ -55,7 +51,7 @@ fn invalid_json(e: &serde_json::Error) -> ApiError {
 }
 
 /// 400 `invalid_json` (naming line and column) unless `bytes` are JSON, whatever its shape.
-pub fn check_json(bytes: &[u8]) -> Result<(), ApiError> {
+fn check_json(bytes: &[u8]) -> Result<(), ApiError> {
     serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map(drop).map_err(|e| invalid_json(&e))
 }
 
@@ -98,7 +94,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, _: &S) -> Result<Self, Self::Rejection> {
-        let bytes = body(request).await?;
+        let bytes = whole_body(request.into_body()).await?;
         parse(&bytes).map(Self)
     }
 }
@@ -107,7 +103,7 @@ impl<S: Send + Sync> FromRequest<S> for WholeBody {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, _: &S) -> Result<Self, Self::Rejection> {
-        body(request).await.map(Self)
+        whole_body(request.into_body()).await.map(Self)
     }
 }
 
@@ -115,7 +111,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
     type Rejection = ApiError;
 
     async fn from_request(request: Request, _: &S) -> Result<Self, Self::Rejection> {
-        let bytes = body(request).await?;
+        let bytes = whole_body(request.into_body()).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(T::default()));
         }

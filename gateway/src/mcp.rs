@@ -10,6 +10,13 @@
 
 use std::sync::Arc;
 
+use axum::{
+    body::Body,
+    extract::Request,
+    http::{Method, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
 use keyplane_common::{internal_auth::Caller, principal::Principal, time};
 use keyplane_proto::{
     advisors::v1 as advisors, keys::v1 as keys, orgs::v1 as orgs, types::v1::PageRequest, usage::v1 as usage,
@@ -17,7 +24,7 @@ use keyplane_proto::{
 use rmcp::{
     ErrorData, ServerHandler,
     handler::server::{router::tool::ToolRouter, tool::Extension, wrapper::Parameters},
-    model::{CallToolResult, ContentBlock, ServerCapabilities, ServerConfig},
+    model::{CallToolResult, ClientJsonRpcMessage, ContentBlock, ServerCapabilities, ServerConfig},
     schemars, tool, tool_handler, tool_router,
     transport::streamable_http_server::{
         StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
@@ -27,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::ApiError,
+    extract,
     rest::{advisors::Advisor, advisors::Consultation, dto::ApiKey, dto::CreatedKey},
     state::AppState,
 };
@@ -50,23 +58,23 @@ pub fn service(state: AppState) -> StreamableHttpService<Tools, LocalSessionMana
 /// that is over the limit, broke off, is not JSON or is not a JSON-RPC message gets the
 /// contract's answer, where rmcp's own would be a 500 or a 415 that says to send the JSON
 /// it was sent. Anything but a JSON POST is rmcp's to answer (405, 406, 415).
-pub async fn whole_body(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
-    use axum::response::IntoResponse;
+pub async fn whole_body(request: Request, next: Next) -> Response {
     let json = request
         .headers()
-        .get(axum::http::header::CONTENT_TYPE)
+        .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/json"));
-    if request.method() != axum::http::Method::POST || !json {
+    if request.method() != Method::POST || !json {
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();
-    let checked = match crate::extract::whole_body(body).await {
-        Ok(bytes) => crate::extract::parse::<rmcp::model::ClientJsonRpcMessage>(&bytes).map(|_| bytes),
-        Err(e) => Err(e),
+    let read = async {
+        let bytes = extract::whole_body(body).await?;
+        extract::parse::<ClientJsonRpcMessage>(&bytes)?;
+        Ok::<_, ApiError>(bytes)
     };
-    match checked {
-        Ok(bytes) => next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await,
+    match read.await {
+        Ok(bytes) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
         Err(e) => e.into_response(),
     }
 }
