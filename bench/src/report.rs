@@ -311,3 +311,21 @@ pub fn render(f: &Figures) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::openloop::Run;
+
+    #[test]
+    fn half_peak_is_the_median_round_and_keeps_every_rounds_tail() {
+        let run = |p50_ms, p99_ms| Run { p50_ms, p99_ms, failed: 0 };
+        let verify = [run(0.03, 2.07), run(0.05, 25.94), run(0.02, 2.12)];
+        let ceiling = [run(0.03, 1.55), run(0.03, 1.18), run(0.04, 1.38)];
+        let half = HalfPeak::of(44_000.0, &verify, &ceiling);
+        assert_eq!((half.p50_ms, half.p99_ms), (0.03, 2.12), "one stalled round moves no median");
+        assert_eq!((half.ceiling_p50_ms, half.ceiling_p99_ms), (0.03, 1.38));
+        assert_eq!(half.p99_ms_rounds, [2.07, 25.94, 2.12], "the stalled round is still shown");
+        assert_eq!(half.ceiling_p99_ms_rounds, [1.55, 1.18, 1.38]);
+    }
+}

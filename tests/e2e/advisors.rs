@@ -39,9 +39,7 @@ async fn receiver() -> (String, Receiver) {
             }
         }),
     );
-    let listener = keyplane_common::testsuite::listener().await;
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let url = format!("{}/hook", keyplane_e2e::serve_backend(app).await);
     (url, state)
 }
 
@@ -159,11 +157,12 @@ async fn register_declare_consult_deliver_answer_and_verify_again() {
 
     // The advisor answers, signed by its key; anyone can verify the kept answer again.
     let answer_path = format!("/api/v1/advisors/{advisor}/consultations/{consultation}/response");
-    let answered =
-        signed_post(&p.api, &answer_path, None, &json!({"answer": "Yes, with care."}), &key, &Signing::default()).await;
+    // Decomposed (NFD) on purpose: the answer shown is the one signed, not renormalised.
+    let said = "Yes, with care: the cafe\u{301}'s rule.";
+    let answered = signed_post(&p.api, &answer_path, None, &json!({"answer": said}), &key, &Signing::default()).await;
     assert_eq!((answered.status, answered.str("status")), (200, "answered".to_owned()), "{}", answered.text);
     let got = p.api.get(&path, Some(&member.token)).await.body;
-    assert_eq!(got["response"]["answer"], "Yes, with care.");
+    assert_eq!(got["response"]["answer"], said, "byte for byte as signed");
     assert_eq!(got["response"]["key_id"], "acme-2026");
     assert!(verifies_again(&got, &jwks.body).is_ok(), "{:?}", verifies_again(&got, &jwks.body));
     // Tampering with the kept answer breaks the signature.

@@ -165,9 +165,7 @@ async fn a_slow_backend_times_out_with_504() {
         )
         // A backend that itself timed out on something behind it.
         .route("/api/v1/developer/slow/own-504", get(|| async { (StatusCode::GATEWAY_TIMEOUT, "upstream timed out") }));
-    let listener = keyplane_common::testsuite::listener().await;
-    let upstream = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, slow).await });
+    let upstream = keyplane_e2e::serve_backend(slow).await;
 
     let p = Platform::start().await;
     let (gateway, _stop) = p

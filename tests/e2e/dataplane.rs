@@ -265,9 +265,7 @@ async fn answers_arrive_whole_small_large_or_streamed_and_a_broken_one_is_502() 
                 Body::from_stream(chunks)
             }),
         );
-    let listener = keyplane_common::testsuite::listener().await;
-    let upstream = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, backend).await });
+    let upstream = keyplane_e2e::serve_backend(backend).await;
     // A backend that promises 100 bytes and sends 5.
     let broken_upstream = raw_backend(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nshort", false).await;
 
@@ -393,9 +391,7 @@ async fn a_body_that_stops_before_its_length_is_400() {
             ([("content-type", "application/json")], format!("{{\"length\":{}}}", body.len()))
         }),
     );
-    let listener = keyplane_common::testsuite::listener().await;
-    let upstream = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, backend).await });
+    let upstream = keyplane_e2e::serve_backend(backend).await;
     let p = Platform::start().await;
     let (gateway, _stop) = p
         .gateway_routing(&[("/api/v1/developer/echo", &upstream)], |config| {
@@ -434,18 +430,21 @@ async fn a_body_that_stops_before_its_length_is_400() {
     // A bound on the test, not a measure of speed: without the gateway's bound this waits
     // the request's whole deadline (30 s) and gets a 504.
     let within = |answer| tokio::time::timeout(std::time::Duration::from_secs(20), answer);
-    let login = within(send(lying("/api/v1/auth/login", ""), vec![b"{\"email\""])).await.expect("answered");
-    assert!(login.starts_with("HTTP/1.1 400"), "{login}");
-    assert!(login.contains("\"incomplete_body\""), "{login}");
     let bearer = format!("authorization: Bearer {key}\r\n");
-    let forwarded = within(send(lying("/api/v1/developer/echo/x", &bearer), vec![b"{\"a\":"])).await.expect("answered");
-    assert!(forwarded.starts_with("HTTP/1.1 400"), "{forwarded}");
-    assert!(forwarded.contains("\"incomplete_body\""), "{forwarded}");
-    // An Idempotency-Key has the body read before the handler: the same answer.
-    let once = format!("{bearer}idempotency-key: retry-me\r\n");
-    let kept = within(send(lying("/api/v1/developer/echo/x", &once), vec![b"{\"a\":"])).await.expect("answered");
-    assert!(kept.starts_with("HTTP/1.1 400"), "{kept}");
-    assert!(kept.contains("\"incomplete_body\""), "{kept}");
+    let advisor = format!("/api/v1/advisors/{}/consultations/{}/response", uuid::Uuid::nil(), uuid::Uuid::nil());
+    // Each place a body is read: a JSON extractor, the data plane, an Idempotency-Key (read
+    // before the handler), GitHub's alerts and a signed advisor answer (read as bytes).
+    for (path, more) in [
+        ("/api/v1/auth/login", String::new()),
+        ("/api/v1/developer/echo/x", bearer.clone()),
+        ("/api/v1/developer/echo/x", format!("{bearer}idempotency-key: retry-me\r\n")),
+        ("/api/v1/secret-scanning/github", String::new()),
+        (advisor.as_str(), String::new()),
+    ] {
+        let answer = within(send(lying(path, &more), vec![b"{\"a\":"])).await.expect("answered");
+        assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
+        assert!(answer.contains("\"incomplete_body\""), "{path}: {answer}");
+    }
 
     // Slow but whole (each part well inside the bound): read and forwarded.
     let head = format!(

@@ -91,9 +91,7 @@ async fn a_retry_while_the_first_runs_is_409_and_a_failure_is_not_kept() {
             }),
         )
     };
-    let listener = keyplane_common::testsuite::listener().await;
-    let upstream = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, backend).await });
+    let upstream = keyplane_e2e::serve_backend(backend).await;
     let p = Platform::start().await;
     let (gateway, _g) = p.gateway_routing(&[("/api/v1/developer/orders", &upstream)], |_| {}).await;
     let user = p.api.signup().await;

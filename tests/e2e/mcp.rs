@@ -160,15 +160,16 @@ async fn bad_json_on_mcp_is_400_invalid_json() {
     let user = p.api.signup().await;
     let (org, _) = p.api.dev_org(&user, false).await;
     let (_, token) = mcp_token(&p.api, &user, &org, json!(["read:keys"])).await;
-    let call = |bearer: &str| {
+    let sent_as = |bearer: &str, content_type: &str| {
         p.api
             .http
             .post(p.api.url("/mcp"))
             .bearer_auth(bearer)
-            .header("content-type", "application/json")
+            .header("content-type", content_type)
             .header("accept", "application/json, text/event-stream")
             .body("{bad json")
     };
+    let call = |bearer: &str| sent_as(bearer, "application/json");
     let reply = p.api.send(call(&token)).await;
     assert_eq!((reply.status, reply.error_code()), (400, "invalid_json"), "{}", reply.text);
     assert!(reply.body["message"].as_str().unwrap().contains("line 1 column"), "{}", reply.text);
@@ -176,18 +177,7 @@ async fn bad_json_on_mcp_is_400_invalid_json() {
     let shapeless = p.api.send(call(&token).body("{}")).await;
     assert_eq!((shapeless.status, shapeless.error_code()), (400, "validation_failed"), "{}", shapeless.text);
     // Not sent as JSON at all: rmcp's 415 stands, in the contract's shape.
-    let plain = p
-        .api
-        .send(
-            p.api
-                .http
-                .post(p.api.url("/mcp"))
-                .bearer_auth(&token)
-                .header("content-type", "text/plain")
-                .header("accept", "application/json, text/event-stream")
-                .body("{bad json"),
-        )
-        .await;
+    let plain = p.api.send(sent_as(&token, "text/plain")).await;
     assert_eq!((plain.status, plain.error_code()), (415, "unsupported_media_type"), "{}", plain.text);
     let unknown = p.api.send(call("phosra_mcp_not_a_token")).await;
     assert_eq!(unknown.status, 401, "the credential first: {}", unknown.text);

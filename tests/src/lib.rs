@@ -47,6 +47,14 @@ pub fn repo_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
 }
 
+/// `backend` served on a port of its own for the rest of the test: its base URL.
+pub async fn serve_backend(backend: axum::Router) -> String {
+    let listener = keyplane_common::testsuite::listener().await;
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, backend).await });
+    url
+}
+
 /// A port a child process binds itself: free now, and nothing here binds fixed ports.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
